@@ -1,0 +1,51 @@
+# The two commands a newcomer types: `make demo` and `make test`. Both set everything up from nothing.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+EXTRAS ?= dev,kubernetes,aws
+PYTEST_ARGS ?=
+
+.PHONY: install demo test lint typecheck unit contract integration bench clean lock
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
+	$(BIN)/uv pip install --python $(BIN)/python --compile-bytecode --constraint constraints.txt -e ".[$(EXTRAS)]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## demo: start the local grid simulator, read every source through its hook, print the next clean window
+demo: install
+	$(BIN)/gridaware demo
+
+## test: lint, type-check, then the whole suite (unit, contract, integration against a real Airflow)
+test: install lint typecheck
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check airflow_provider_gridaware tests example_dags benchmarks
+	$(BIN)/ruff format --check airflow_provider_gridaware tests example_dags benchmarks
+
+typecheck: install
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+contract: install
+	$(BIN)/python -m pytest tests/contract $(PYTEST_ARGS)
+
+integration: install
+	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
+
+bench: install
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+## lock: refresh constraints.txt (our own lock: the upstream Airflow constraints file is not reachable)
+lock:
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra kubernetes --extra aws --universal --python-version 3.10 -o constraints.txt
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,204 @@
+"""Provider metadata for Airflow's ProvidersManager (entry point ``apache_airflow_provider``).
+
+Plain data only: Airflow reads this on every start, so nothing here imports a hook.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_PKG = "airflow_provider_gridaware"
+
+_HTTP_FIELDS: dict[str, dict[str, Any]] = {
+    "timeout": {"label": "Read timeout (s)", "schema": {"type": ["number", "null"], "default": 30}},
+    "connect_timeout": {"label": "Connect timeout (s)", "schema": {"type": ["number", "null"], "default": 5}},
+    "verify_ssl": {
+        "label": "Verify TLS",
+        "schema": {"type": ["string", "null"], "default": "true"},
+        "description": "true, false, or the path of a CA bundle file",
+    },
+    "max_attempts": {"label": "Attempts per call", "schema": {"type": ["integer", "null"], "default": 4}},
+    "circuit_failure_threshold": {
+        "label": "Failed calls before the circuit opens",
+        "schema": {"type": ["integer", "null"], "default": 5},
+    },
+    "test_zone": {
+        "label": "Zone for 'Test connection'",
+        "schema": {"type": ["string", "null"]},
+    },
+}
+
+
+def _connection_type(
+    conn_type: str,
+    module: str,
+    cls: str,
+    name: str,
+    *,
+    fields: dict[str, dict[str, Any]] | None = None,
+    hidden: list[str],
+    relabeling: dict[str, str],
+    placeholders: dict[str, str],
+    http: bool = True,
+) -> dict[str, Any]:
+    return {
+        "connection-type": conn_type,
+        "hook-class-name": f"{_PKG}.hooks.{module}.{cls}",
+        "hook-name": name,
+        "conn-fields": {**(fields or {}), **(_HTTP_FIELDS if http else {})},
+        "ui-field-behaviour": {
+            "hidden-fields": hidden,
+            "relabeling": relabeling,
+            "placeholders": placeholders,
+        },
+    }
+
+
+def _str_field(
+    label: str, description: str | None = None, default: str | None = None, enum: list[str] | None = None
+) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": ["string", "null"]}
+    if default is not None:
+        schema["default"] = default
+    if enum:
+        schema["enum"] = enum
+    field: dict[str, Any] = {"label": label, "schema": schema}
+    if description:
+        field["description"] = description
+    return field
+
+
+CONNECTION_TYPES = [
+    _connection_type(
+        "gridaware_watttime",
+        "watttime",
+        "WattTimeHook",
+        "Grid: WattTime v3",
+        fields={
+            "signal_type": _str_field("Signal type", "WattTime signal_type", default="co2_moer"),
+        },
+        hidden=["schema", "port", "extra"],
+        relabeling={"host": "Base URL", "login": "Username", "password": "Password"},
+        placeholders={"host": "https://api.watttime.org"},
+    ),
+    _connection_type(
+        "gridaware_electricitymaps",
+        "electricity_maps",
+        "ElectricityMapsHook",
+        "Grid: Electricity Maps v3",
+        fields={
+            "emission_factor_type": _str_field(
+                "Emission factors",
+                "lifecycle (default) or direct",
+                default="lifecycle",
+                enum=["lifecycle", "direct"],
+            ),
+        },
+        hidden=["schema", "port", "login", "extra"],
+        relabeling={"host": "Base URL", "password": "API token (auth-token)"},
+        placeholders={"host": "https://api.electricitymap.org"},
+    ),
+    _connection_type(
+        "gridaware_ukci",
+        "ukci",
+        "UKCarbonIntensityHook",
+        "Grid: GB Carbon Intensity",
+        hidden=["schema", "port", "login", "password", "extra"],
+        relabeling={"host": "Base URL"},
+        placeholders={"host": "https://api.carbonintensity.org.uk"},
+    ),
+    _connection_type(
+        "gridaware_entsoe",
+        "entsoe",
+        "EntsoePriceHook",
+        "Grid: ENTSO-E day-ahead prices",
+        hidden=["schema", "port", "login", "extra"],
+        relabeling={"host": "Base URL", "password": "Security token"},
+        placeholders={"host": "https://web-api.tp.entsoe.eu"},
+    ),
+    _connection_type(
+        "gridaware_rest",
+        "rest",
+        "GridRestHook",
+        "Grid: custom REST/JSON source",
+        fields={
+            "auth_type": _str_field(
+                "Auth",
+                "none, api_key, bearer or oauth2_client_credentials",
+                default="none",
+                enum=["none", "api_key", "bearer", "oauth2_client_credentials"],
+            ),
+            "api_key_header": _str_field("API key header", "header that carries the key", default="X-API-Key"),
+            "token_url": _str_field("OAuth2 token URL", "client-credentials token endpoint"),
+            "scope": _str_field("OAuth2 scope"),
+            "kind": _str_field("Signal kind", default="carbon_intensity", enum=["carbon_intensity", "price"]),
+            "metric": _str_field("Carbon metric", default="average", enum=["average", "marginal"]),
+            "unit": _str_field("Unit", "e.g. gCO2eq/kWh, lbs/MWh, EUR/MWh, ct/kWh"),
+            "currency": _str_field("Currency", "ISO 4217 code for prices"),
+            "forecast_path": _str_field("Forecast path", "relative URL, may use {zone}, {start}, {end}"),
+            "actual_path": _str_field("Actuals path", "relative URL, may use {zone}, {start}, {end}"),
+            "records_path": _str_field(
+                "Records path", "dotted path to the list of points in the JSON, e.g. data.points"
+            ),
+            "time_field": _str_field("Time field", default="time"),
+            "end_field": _str_field("End field", "optional; else the spacing of points"),
+            "value_field": _str_field("Value field", default="value"),
+            "unit_field": _str_field("Unit field", "optional; dotted path to the unit in the JSON"),
+            "timezone": _str_field("Timezone for naive times", "IANA name; naive times are refused without it"),
+        },
+        hidden=["schema", "port"],
+        relabeling={"host": "Base URL", "login": "Client ID", "password": "API key / token / client secret"},
+        placeholders={"host": "https://utility.example/api"},
+    ),
+    _connection_type(
+        "gridaware_replay",
+        "replay",
+        "GridReplayHook",
+        "Grid: replay of CSV traces",
+        fields={
+            "kind": _str_field("Signal kind", default="carbon_intensity", enum=["carbon_intensity", "price"]),
+            "metric": _str_field("Carbon metric", default="average", enum=["average", "marginal"]),
+            "unit": _str_field("Unit", default="gCO2eq/kWh"),
+            "currency": _str_field("Currency", "ISO 4217 code for prices"),
+            "anchor": _str_field(
+                "Anchor",
+                "'now' replays the trace shifted to the present (looping); 'fixed' keeps its own times",
+                default="now",
+                enum=["now", "fixed"],
+            ),
+        },
+        hidden=["schema", "port", "login", "password"],
+        relabeling={"host": "CSV file or folder (empty: bundled GB trace)"},
+        placeholders={"host": "/data/traces/gb_ci.csv"},
+        http=False,
+    ),
+]
+
+
+def get_provider_info() -> dict[str, Any]:
+    return {
+        "package-name": "airflow-provider-gridaware",
+        "name": "Grid-aware scheduling",
+        "description": "Carbon- and price-aware time and region shifting, and demand response, for AI and batch work.",
+        "integrations": [
+            {
+                "integration-name": "Grid signals",
+                "external-doc-url": "https://github.com/gridaware/airflow-provider-gridaware",
+                "tags": ["service"],
+            }
+        ],
+        "hooks": [
+            {
+                "integration-name": "Grid signals",
+                "python-modules": [
+                    f"{_PKG}.hooks.watttime",
+                    f"{_PKG}.hooks.electricity_maps",
+                    f"{_PKG}.hooks.ukci",
+                    f"{_PKG}.hooks.entsoe",
+                    f"{_PKG}.hooks.rest",
+                    f"{_PKG}.hooks.replay",
+                ],
+            }
+        ],
+        "connection-types": CONNECTION_TYPES,
+    }

@@ -1,0 +1,52 @@
+"""Shared fixtures: payload fixtures, scripted servers, Airflow connections from the environment."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_gridaware.transport.breaker import reset_breakers
+from tests.support.scripted_server import ScriptedServer
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REPO = Path(__file__).resolve().parents[1]
+# Real grid data live beside the checkout (CI copies shared/ next to the clone); tests that need them skip without.
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def api_shape(name: str) -> Any:
+    """A real payload shape from ``tests/fixtures/api_shapes`` (JSON parsed, XML as text)."""
+    path = FIXTURES / "api_shapes" / name
+    return path.read_text() if path.suffix == ".xml" else json.loads(path.read_text())
+
+
+@pytest.fixture
+def scripted_server() -> Iterator[ScriptedServer]:
+    with ScriptedServer() as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def _fresh_breakers() -> Iterator[None]:
+    # Circuit breakers are process-wide per connection id; tests must not see each other's failures.
+    reset_breakers()
+    yield
+    reset_breakers()
+
+
+@pytest.fixture
+def make_connection(monkeypatch: pytest.MonkeyPatch) -> Callable[..., str]:
+    """Define an Airflow connection through ``AIRFLOW_CONN_<ID>`` and return its id."""
+
+    def _make(conn_id: str, conn_type: str, **fields: Any) -> str:
+        fields.setdefault("extra", {})
+        # Fast failure in tests: small timeouts and backoff unless the test says otherwise.
+        fields["extra"] = {"timeout": 2, "connect_timeout": 1, "backoff_seconds": 0.01, **fields["extra"]}
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps({"conn_type": conn_type, **fields}))
+        return conn_id
+
+    return _make
