@@ -1,0 +1,2 @@
+"""Implementations of the ``gridaware`` subcommands (one module each)."""
+from __future__ import annotations
