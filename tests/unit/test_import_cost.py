@@ -1,0 +1,44 @@
+"""DAG files import the provider on every parse: the package and its pure core must stay light."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ["requests", "httpx", "aiohttp", "pandas", "numpy", "kubernetes", "boto3", "botocore", "fastapi", "uvicorn"]
+
+
+def modules_loaded_by(statement: str) -> set[str]:
+    code = f"import sys, json; {statement}; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    return set(json.loads(out.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "import airflow_provider_gridaware",
+        "import airflow_provider_gridaware.signals",
+        "import airflow_provider_gridaware.transport",
+        "from airflow_provider_gridaware.get_provider_info import get_provider_info; get_provider_info()",
+    ],
+)
+def test_no_heavy_module_is_imported(statement):
+    loaded = modules_loaded_by(statement)
+    heavy = sorted(m for m in loaded if m.split(".")[0] in HEAVY)
+    assert not heavy, f"{statement!r} imported {heavy[:5]}"
+
+
+def test_pure_core_does_not_import_airflow():
+    loaded = modules_loaded_by("import airflow_provider_gridaware.signals, airflow_provider_gridaware.sources.ukci")
+    assert not any(m == "airflow" or m.startswith("airflow.") for m in loaded)
+
+
+def test_hook_modules_add_no_http_client_beyond_airflow_sdk():
+    baseline = modules_loaded_by("import airflow.sdk")
+    with_hook = modules_loaded_by("import airflow.sdk, airflow_provider_gridaware.hooks.ukci")
+    added = sorted(m for m in with_hook - baseline if m.split(".")[0] in HEAVY)
+    assert not added, added
