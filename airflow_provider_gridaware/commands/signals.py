@@ -45,16 +45,15 @@ def _parse_time(text: str) -> datetime:
 
 
 def hook_for_connection(conn_id: str) -> GridSignalHook:
-    """The provider's hook for ``conn_id``, chosen by the connection's type."""
-    import importlib
-
-    from airflow.sdk import BaseHook
-
-    from airflow_provider_gridaware.get_provider_info import CONNECTION_TYPES
+    """The provider's hook for ``conn_id``, chosen by the connection's type; user errors as CommandError."""
+    from airflow_provider_gridaware.hooks import registry
+    from airflow_provider_gridaware.signals.errors import SourceConfigError
 
     try:
-        conn = BaseHook.get_connection(conn_id)
-    except Exception as exc:  # AirflowNotFoundException and friends differ across Airflow versions
+        return registry.hook_for_connection(conn_id)
+    except SourceConfigError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from None
+    except Exception as exc:  # AirflowNotFoundException's module differs across Airflow versions
         if "isn't defined" in str(exc) or "not found" in str(exc).lower() or type(exc).__name__.endswith("NotFound"):
             raise CommandError(
                 f"connection {conn_id!r} is not defined: set AIRFLOW_CONN_{conn_id.upper()} or create it "
@@ -62,17 +61,6 @@ def hook_for_connection(conn_id: str) -> GridSignalHook:
                 EXIT_USAGE,
             ) from None
         raise
-    types = {c["connection-type"]: c["hook-class-name"] for c in CONNECTION_TYPES}
-    class_path = types.get(conn.conn_type or "")
-    if class_path is None:
-        raise CommandError(
-            f"connection {conn_id!r} has type {conn.conn_type!r}; expected one of: {', '.join(sorted(types))}",
-            EXIT_USAGE,
-        )
-    module_name, class_name = class_path.rsplit(".", 1)
-    hook_class = getattr(importlib.import_module(module_name), class_name)
-    hook: GridSignalHook = hook_class(conn_id)
-    return hook
 
 
 def run(args: argparse.Namespace) -> int:

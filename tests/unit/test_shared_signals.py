@@ -1,0 +1,110 @@
+"""The triggerer-wide signal cache: one upstream request per key per refresh, failures not hammered."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from airflow_provider_gridaware.signals import (
+    CarbonMetric,
+    SeriesType,
+    SignalKind,
+    SourceUnavailableError,
+    build_series,
+)
+from airflow_provider_gridaware.triggers.shared_signals import SharedSignalCache, SignalKey
+
+T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+
+
+def a_series(value: float = 1.0):
+    return build_series(
+        kind=SignalKind.CARBON_INTENSITY,
+        metric=CarbonMetric.AVERAGE,
+        zone="Z",
+        source="t",
+        series_type=SeriesType.FORECAST,
+        issued_at=T0,
+        unit="g/kWh",
+        points=[(T0, T0 + timedelta(hours=1), value)],
+    )
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_concurrent_waiters_share_one_request():
+    calls: list[SignalKey] = []
+
+    async def fetch(key):
+        calls.append(key)
+        await asyncio.sleep(0.05)
+        return a_series()
+
+    async def main():
+        cache = SharedSignalCache(fetch)
+        keys = [SignalKey("c1", "DE"), SignalKey("c1", "FR")]
+        results = await asyncio.gather(*(cache.get(keys[i % 2], max_age=300) for i in range(2000)))
+        assert all(r.values == [1.0] for r in results)
+        return cache
+
+    cache = asyncio.run(main())
+    assert sorted(k.zone for k in calls) == ["DE", "FR"]
+    assert set(cache.request_counts().values()) == {1}
+
+
+def test_refresh_after_max_age_and_keep_last_good_on_failure():
+    clock = Clock()
+    outcomes = [a_series(1.0), SourceUnavailableError("down", source="c1"), a_series(3.0)]
+
+    async def fetch(key):
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    async def main():
+        cache = SharedSignalCache(fetch, error_ttl=30, clock=clock)
+        key = SignalKey("c1", "DE")
+        assert (await cache.get(key, max_age=60)).values == [1.0]
+        clock.now = 30
+        assert (await cache.get(key, max_age=60)).values == [1.0]  # still fresh: no request
+        clock.now = 61
+        with pytest.raises(SourceUnavailableError):
+            await cache.get(key, max_age=60)
+        series, age = cache.last_good(key)
+        assert series.values == [1.0] and age == 61
+        clock.now = 80
+        with pytest.raises(SourceUnavailableError):  # failure served from cache: the source is not hammered
+            await cache.get(key, max_age=60)
+        assert cache.request_counts()[key] == 2
+        clock.now = 92
+        assert (await cache.get(key, max_age=60)).values == [3.0]
+        assert cache.request_counts()[key] == 3
+
+    asyncio.run(main())
+
+
+def test_cancelled_waiter_does_not_cancel_the_shared_request():
+    async def fetch(key):
+        await asyncio.sleep(0.05)
+        return a_series(7.0)
+
+    async def main():
+        cache = SharedSignalCache(fetch)
+        key = SignalKey("c1", "DE")
+        first = asyncio.ensure_future(cache.get(key, max_age=60))
+        second = asyncio.ensure_future(cache.get(key, max_age=60))
+        await asyncio.sleep(0.01)
+        first.cancel()
+        assert (await second).values == [7.0]
+        assert cache.request_counts()[key] == 1
+
+    asyncio.run(main())
