@@ -131,6 +131,12 @@ CONNECTION_TYPES = [
             "api_key_header": _str_field("API key header", "header that carries the key", default="X-API-Key"),
             "token_url": _str_field("OAuth2 token URL", "client-credentials token endpoint"),
             "scope": _str_field("OAuth2 scope"),
+            "client_auth": _str_field(
+                "OAuth2 client authentication",
+                "basic (HTTP Basic, RFC 6749) or form (client_id/client_secret in the body)",
+                default="basic",
+                enum=["basic", "form"],
+            ),
             "kind": _str_field("Signal kind", default="carbon_intensity", enum=["carbon_intensity", "price"]),
             "metric": _str_field("Carbon metric", default="average", enum=["average", "marginal"]),
             "unit": _str_field("Unit", "e.g. gCO2eq/kWh, lbs/MWh, EUR/MWh, ct/kWh"),
@@ -145,6 +151,14 @@ CONNECTION_TYPES = [
             "value_field": _str_field("Value field", default="value"),
             "unit_field": _str_field("Unit field", "optional; dotted path to the unit in the JSON"),
             "timezone": _str_field("Timezone for naive times", "IANA name; naive times are refused without it"),
+            "period_minutes": {
+                "label": "Point length (min)",
+                "schema": {"type": ["number", "null"]},
+                "description": "optional, when there is no end field; else the spacing of points",
+            },
+            "issued_at_field": _str_field(
+                "Issue time field", "optional; dotted path to the forecast's issue time; else the fetch time"
+            ),
         },
         hidden=["schema", "port"],
         relabeling={"host": "Base URL", "login": "Client ID", "password": "API key / token / client secret"},
@@ -166,6 +180,15 @@ CONNECTION_TYPES = [
                 default="now",
                 enum=["now", "fixed"],
             ),
+            "horizon_hours": {
+                "label": "Forecast horizon (h)",
+                "schema": {"type": ["number", "null"], "default": 48},
+            },
+            "forecast_error": {
+                "label": "Forecast error at 24 h",
+                "schema": {"type": ["number", "null"], "default": 0.05},
+                "description": "fraction of the zone's typical value; 0 gives a perfect forecast",
+            },
         },
         hidden=["schema", "port", "login", "password"],
         relabeling={"host": "CSV file or folder (empty: bundled GB trace)"},

@@ -8,7 +8,8 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
-from airflow_provider_gridaware.signals.errors import MalformedPayloadError
+from airflow_provider_gridaware.signals.errors import MalformedPayloadError, NoSignalDataError, SourceConfigError
+from airflow_provider_gridaware.signals.models import SignalPoint, SignalSeries, format_time
 
 UTC = timezone.utc
 T = TypeVar("T")
@@ -97,3 +98,47 @@ def utcnow() -> datetime:
 
 
 Clock = Callable[[], datetime]
+
+
+def aware(value: datetime, *, what: str, source: str) -> datetime:
+    """A caller's time in UTC; a naive one is a :class:`SourceConfigError`, as its zone would be a guess."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise SourceConfigError(f"{what} {value.isoformat()} has no timezone", source=source)
+    return value.astimezone(UTC)
+
+
+def merge_series(chunks: list[SignalSeries]) -> SignalSeries:
+    """One series from chunked responses of the same meaning: sorted, and points repeated at chunk edges kept once.
+
+    :param chunks: at least one series; all must share kind, unit, zone, source and type.
+    """
+    seen: dict[datetime, SignalPoint] = {}
+    for chunk in chunks:
+        for point in chunk.points:
+            seen.setdefault(point.start, point)  # APIs with inclusive ends repeat the edge point
+    merged = chunks[0].model_copy(update={"points": tuple(seen[k] for k in sorted(seen))})
+    # Re-validate: chunks that overlap without sharing starts must still be refused.
+    return SignalSeries.model_validate(merged.model_dump())
+
+
+def within_range(
+    series: SignalSeries, start: datetime | None, end: datetime | None, *, what: str, source: str
+) -> SignalSeries:
+    """``series`` cut to ``[start, end)`` (open sides keep everything); an empty cut is an error, never returned.
+
+    :param series: a non-empty parsed series.
+    :param what: what the series is (``forecast``, ``last 24 hours``), for the message.
+    :param source: the source name for the error.
+    """
+    if start is None and end is None:
+        return series
+    first, last = series.start, series.end
+    if first is None or last is None:
+        raise NoSignalDataError(f"{series.zone}: the {what} is empty", source=source)
+    kept = series.between(start or first, end or last)
+    if not kept.points:
+        raise NoSignalDataError(
+            f"{series.zone}: the {what} covers {format_time(first)} .. {format_time(last)}, nothing in the wanted range",
+            source=source,
+        )
+    return kept

@@ -15,6 +15,7 @@ from airflow_provider_gridaware.signals.errors import (
     MalformedPayloadError,
     NoSignalDataError,
     SourceConfigError,
+    StaleSignalError,
 )
 from airflow_provider_gridaware.signals.models import SignalSeries, build_series
 from airflow_provider_gridaware.signals.units import G_PER_KWH, CarbonMetric, SeriesType, SignalKind
@@ -152,6 +153,13 @@ def signal_flow(settings: SourceSettings, query: SignalQuery, now: datetime | No
             series = parse_regional(response.json(), zone=query.zone, region=region, issued_at=issued)
         else:
             series = parse_national(response.json(), zone=query.zone, series_type=SeriesType.FORECAST, issued_at=issued)
+        if series.end is not None and series.end <= start:
+            # A frozen feed: every period it sends is over before the forecast we asked for begins.
+            raise StaleSignalError(
+                f"the newest forecast period ends at {iso_minute(series.end)}, before the requested start"
+                f" {iso_minute(start)}: the source is not updating",
+                source=SOURCE,
+            )
         return series.between(start, query.end) if query.end else series
     if region is not None:
         raise SourceConfigError(

@@ -71,6 +71,8 @@ class HttpRequest:
     basic_auth: tuple[str, str] | None = None
     form: Mapping[str, str] | None = None
     json_body: Any = None
+    # Error statuses handed back to the flow unread (a source that explains its errors in the body).
+    accept_statuses: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,7 @@ def redact_url(url: str, params: Mapping[str, str] | None = None, secrets: Itera
     netloc = parts.hostname or ""
     if parts.port:
         netloc = f"{netloc}:{parts.port}"
-    text = urlunsplit((parts.scheme, netloc, parts.path, urlencode(safe, safe=":/-"), ""))
+    text = urlunsplit((parts.scheme, netloc, parts.path, urlencode(safe, safe=":/-*"), ""))
     return redact_text(text, secrets)
 
 
@@ -217,7 +219,7 @@ class HttpTransport:
     # -- outcome classification, shared by both sides ----------------------------------------------
     def _classify(self, request: HttpRequest, status: int, headers: Mapping[str, str], body: bytes) -> None:
         """Raise ``_Retry`` for a transient status, a typed error for a final one; return if OK."""
-        if status < 400:
+        if status < 400 or status in request.accept_statuses:
             return
         excerpt = redact_text(body[:BODY_EXCERPT_CHARS].decode("utf-8", "replace"), self.secrets).strip()
         what = f"{self.display(request)} -> HTTP {status}" + (f": {excerpt}" if excerpt else "")
