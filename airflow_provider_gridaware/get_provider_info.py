@@ -189,6 +189,10 @@ CONNECTION_TYPES = [
                 "schema": {"type": ["number", "null"], "default": 0.05},
                 "description": "fraction of the zone's typical value; 0 gives a perfect forecast",
             },
+            "seed": {
+                "label": "Forecast error seed",
+                "schema": {"type": ["integer", "null"], "default": 0},
+            },
         },
         hidden=["schema", "port", "login", "password"],
         relabeling={"host": "CSV file or folder (empty: bundled GB trace)"},
