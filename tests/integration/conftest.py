@@ -1,0 +1,142 @@
+"""Integration fixtures: one grid simulator and one real Airflow 3.3 per test session.
+
+``grid_simulator``
+    Base URL of the local grid simulator (``gridaware simulate serve`` on a free loopback port).
+``airflow_connections``
+    ``{conn_id: URI or dict}`` exported as ``AIRFLOW_CONN_<ID>`` to every Airflow component (and so to
+    every task and trigger). **This is the hook point for connections**: add entries here, they exist
+    before the stack starts. Overriding this fixture in a deeper ``conftest.py`` gives those tests a
+    second stack of their own (a session fixture is cached per definition), which costs ~30 s: prefer
+    adding here, or :meth:`AirflowStack.add_connection` (REST API, no restart) inside a test.
+``airflow_stack``
+    The running :class:`~tests.integration.airflow_stack.AirflowStack`: ``trigger_dag``, ``wait_for_run``,
+    ``task_instances``, ``task_log``, ``xcom``, ``wait_for_dag``, ``api``, ``cli``, ``env``, ``link_dag``.
+
+DAGs: every ``example_dags/*.py`` and ``tests/integration/dags/*.py`` is linked into the DAGs folder.
+
+Timings (stack start, each integration test) are printed in the terminal summary.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.airflow_stack import (
+    AirflowStack,
+    ConnectionSpec,
+    StackError,
+    marked_pids,
+    start_simulator,
+    stop_processes,
+)
+
+_TIMINGS = pytest.StashKey[dict[str, float]]()
+# Call durations of integration tests (the report hook has no config to stash them on), and what
+# teardown had to force (components that needed a second signal or SIGKILL), for the terminal summary.
+_TEST_DURATIONS: dict[str, float] = {}
+_TEARDOWN_NOTES: list[str] = []
+SIM_LOGIN = "sim"
+SIM_PASSWORD = "sim"
+FAST_HTTP = {"timeout": 10, "connect_timeout": 2, "max_attempts": 2}
+
+
+def _timings(config: pytest.Config) -> dict[str, float]:
+    return config.stash.setdefault(_TIMINGS, {})
+
+
+@pytest.fixture(scope="session")
+def integration_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the stack's AIRFLOW_HOME and the simulator's log live (kept by pytest for the last 3 sessions)."""
+    return tmp_path_factory.mktemp("gridaware-integration")
+
+
+@pytest.fixture(scope="session")
+def grid_simulator(integration_workdir: Path, pytestconfig: pytest.Config) -> Iterator[str]:
+    """Base URL of the local grid simulator, e.g. ``http://127.0.0.1:40123``."""
+    marker = uuid.uuid4().hex
+    began = time.monotonic()
+    proc, url = start_simulator(integration_workdir / "simulator", marker=marker)
+    _timings(pytestconfig)["simulator start"] = time.monotonic() - began
+    yield url
+    _TEARDOWN_NOTES.extend(f"grid simulator: {note}" for note in stop_processes([proc], marker=marker))
+    if marked_pids(marker):
+        raise StackError(f"grid simulator processes survived teardown: {marked_pids(marker)}")
+
+
+@pytest.fixture(scope="session")
+def airflow_connections(grid_simulator: str) -> dict[str, ConnectionSpec]:
+    """Connections every Airflow component sees, all pointing at the simulator (dummy credentials)."""
+    return {
+        "gridaware_ukci_default": {
+            "conn_type": "gridaware_ukci",
+            "host": f"{grid_simulator}/ukci",
+            "extra": FAST_HTTP,
+        },
+        "gridaware_watttime_default": {
+            "conn_type": "gridaware_watttime",
+            "host": f"{grid_simulator}/watttime",
+            "login": SIM_LOGIN,
+            "password": SIM_PASSWORD,
+            "extra": FAST_HTTP,
+        },
+        "gridaware_electricitymaps_default": {
+            "conn_type": "gridaware_electricitymaps",
+            "host": f"{grid_simulator}/electricitymaps",
+            "password": SIM_PASSWORD,
+            "extra": FAST_HTTP,
+        },
+        "gridaware_entsoe_default": {
+            "conn_type": "gridaware_entsoe",
+            "host": f"{grid_simulator}/entsoe",
+            "password": SIM_PASSWORD,
+            "extra": FAST_HTTP,
+        },
+    }
+
+
+@pytest.fixture(scope="session")
+def airflow_stack(
+    integration_workdir: Path,
+    airflow_connections: dict[str, ConnectionSpec],
+    pytestconfig: pytest.Config,
+) -> Iterator[AirflowStack]:
+    """A running Airflow 3.3 (api-server, scheduler, dag-processor, triggerer), shared by the session."""
+    stack = AirflowStack(integration_workdir / "airflow_home", connections=airflow_connections)
+    stack.start(timeout=180)
+    timings = _timings(pytestconfig)
+    timings["airflow db migrate"] = stack.timings.migrate
+    timings["airflow components healthy"] = stack.timings.healthy
+    timings["airflow stack start (total)"] = stack.timings.total
+    try:
+        yield stack
+    finally:
+        began = time.monotonic()
+        _TEARDOWN_NOTES.extend(f"airflow stack: {note}" for note in stack.stop())
+        timings["airflow stack stop"] = time.monotonic() - began
+        survivors = marked_pids(stack.marker)
+        if survivors:
+            raise StackError(f"Airflow processes survived teardown: {survivors}")
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call" and "integration" in report.keywords:
+        _TEST_DURATIONS[report.nodeid] = report.duration
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    timings = config.stash.get(_TIMINGS, {})
+    if not timings and not _TEST_DURATIONS and not _TEARDOWN_NOTES:
+        return
+    terminalreporter.section("gridaware integration timings")
+    for name, seconds in timings.items():
+        terminalreporter.write_line(f"{seconds:7.1f}s  {name}")
+    for nodeid, seconds in _TEST_DURATIONS.items():
+        terminalreporter.write_line(f"{seconds:7.1f}s  {nodeid}")
+    for note in _TEARDOWN_NOTES:
+        terminalreporter.write_line(f"teardown: {note}")
