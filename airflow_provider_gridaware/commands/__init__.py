@@ -1,2 +1,3 @@
 """Implementations of the ``gridaware`` subcommands (one module each)."""
+
 from __future__ import annotations

@@ -76,11 +76,16 @@ class GridReplayHook(GridSignalHook):
         return replay.replay_signal(traces, config, query, self.clock())
 
     async def aget_signal(self, query: SignalQuery) -> SignalSeries:
-        """Async twin of :meth:`get_signal`: the trace is loaded (or its cache checked) in a worker thread."""
+        """Async twin of :meth:`get_signal`: loading and slicing run in a worker thread, off the event loop."""
         settings = await self.aget_settings()
         config = self._resolve(settings, query)
-        traces = await asyncio.to_thread(replay.load_cached, config.trace)
-        return replay.replay_signal(traces, config, query, self.clock())
+        now = self.clock()
+
+        def load_and_slice() -> SignalSeries:
+            # Building a long series is CPU work too: keep all of it off the triggerer's loop.
+            return replay.replay_signal(replay.load_cached(config.trace), config, query, now)
+
+        return await asyncio.to_thread(load_and_slice)
 
     def get_traces(self) -> TraceSet:
         """The loaded traces of this connection (every zone)."""
