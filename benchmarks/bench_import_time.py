@@ -44,7 +44,9 @@ def main() -> None:
     print(f"median wall time of a fresh interpreter over {RUNS} runs")
     for label, statement in STATEMENTS.items():
         print(f"  {label:<40} {wall_ms(statement):8.1f} ms")
-    print(f"  -X importtime, cumulative for 'airflow_provider_gridaware': {own_import_us('import airflow_provider_gridaware')} us")
+    print(
+        f"  -X importtime, cumulative for 'airflow_provider_gridaware': {own_import_us('import airflow_provider_gridaware')} us"
+    )
 
 
 if __name__ == "__main__":
