@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, str] = {
     "signals": "airflow_provider_gridaware.commands.signals",
     "simulate": "airflow_provider_gridaware.simulator.cli",
     "demo": "airflow_provider_gridaware.commands.demo",
+    "backtest": "airflow_provider_gridaware.commands.backtest",
 }
 
 EXIT_USAGE = 2

@@ -228,4 +228,13 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "connection-types": CONNECTION_TYPES,
+        "triggers": [
+            {"integration-name": "Grid signals", "python-modules": [f"{_PKG}.triggers.grid_window"]},
+        ],
+        "sensors": [
+            {"integration-name": "Grid signals", "python-modules": [f"{_PKG}.sensors.grid_window"]},
+        ],
+        "task-decorators": [
+            {"name": "gridaware", "class-name": f"{_PKG}.decorators.gridaware.gridaware_task"},
+        ],
     }

@@ -1,0 +1,122 @@
+"""``@task.gridaware``: a Python task that first waits, in the triggerer, for its grid window.
+
+    @task.gridaware(duration=timedelta(hours=2), deadline=timedelta(hours=12),
+                    conn_id="gridaware_ukci_default", zones=["GB"])
+    def train(grid_decision=None):
+        print(grid_decision["plan"]["zone"], grid_decision["plan"]["chunks"])
+
+The task defers at once (no worker slot is held while waiting), the trigger re-plans on every
+forecast refresh, and when the window opens the callable runs on a worker with the decision passed
+as ``grid_decision`` (zone, window, expected gCO2/kWh and price, the "start now" counterfactual).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.standard.operators.python import PythonOperator
+from airflow.sdk.bases.decorator import DecoratedOperator, task_decorator_factory
+
+from airflow_provider_gridaware.window import GridWindowArgs, job_id_from_context, run_start_from_context
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+    from airflow.sdk.bases.decorator import TaskDecorator
+
+DECISION_KEY = "grid_decision"
+
+
+class _GridAwareDecoratedOperator(DecoratedOperator, PythonOperator):
+    """Runs the decorated callable once its grid window opens.
+
+    :param duration: expected run time of the callable.
+    :param deadline: when it must be finished (datetime/ISO string, templated, or timedelta from the run start).
+    :param conn_id: carbon connection for ``zones``.
+    :param zones: candidate zones, home zone first.
+    :param grid_window_kwargs: other :class:`~airflow_provider_gridaware.window.GridWindowArgs` fields.
+    """
+
+    custom_operator_name = "@task.gridaware"
+    template_fields: Sequence[str] = (*PythonOperator.template_fields, "deadline", "earliest_start")
+
+    def __init__(
+        self,
+        *,
+        python_callable: Callable[..., Any],
+        op_args: Sequence[Any] | None = None,
+        op_kwargs: dict[str, Any] | None = None,
+        duration: timedelta,
+        deadline: datetime | timedelta | str,
+        conn_id: str | None = None,
+        zones: Sequence[str] = (),
+        earliest_start: datetime | timedelta | str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        window_fields = set(GridWindowArgs.__dataclass_fields__) - {
+            "duration",
+            "deadline",
+            "conn_id",
+            "zones",
+            "earliest_start",
+        }
+        self.grid_window_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in window_fields}
+        super().__init__(
+            kwargs_to_upstream={"python_callable": python_callable, "op_args": op_args, "op_kwargs": op_kwargs},
+            python_callable=python_callable,
+            op_args=op_args,
+            op_kwargs=op_kwargs,
+            **kwargs,
+        )
+        self.duration = duration
+        self.deadline = deadline
+        self.conn_id = conn_id
+        self.zones = list(zones)
+        self.earliest_start = earliest_start
+        self.window_args().signal_sources()  # a missing source fails at parse time
+
+    def window_args(self) -> GridWindowArgs:
+        return GridWindowArgs(
+            duration=self.duration,
+            deadline=self.deadline,
+            conn_id=self.conn_id,
+            zones=self.zones,
+            earliest_start=self.earliest_start,
+            **self.grid_window_kwargs,
+        )
+
+    def execute(self, context: Context) -> Any:
+        from airflow_provider_gridaware.triggers.grid_window import GridWindowTrigger
+
+        args = self.window_args()
+        run_start, job_id = run_start_from_context(context), job_id_from_context(context)
+        job = args.job(run_start=run_start, job_id=job_id)
+        self.log.info(
+            "deferring until the grid window opens (deadline %s, latest start %s)", job.deadline, job.latest_start
+        )
+        self.defer(
+            trigger=GridWindowTrigger(args.request(run_start=run_start, job_id=job_id)), method_name="execute_complete"
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        """The window is open: run the callable with the decision as ``grid_decision``."""
+        if not event or "plan" not in event:
+            raise RuntimeError(f"grid window trigger returned an unexpected event: {event!r}")
+        self.log.info("grid window open: %s", event["plan"].get("reason"))
+        context[DECISION_KEY] = event  # type: ignore[literal-required]  # offered to the callable by name
+        return super().execute(context)
+
+
+def gridaware_task(
+    python_callable: Callable[..., Any] | None = None,
+    multiple_outputs: bool | None = None,
+    **kwargs: Any,
+) -> TaskDecorator:
+    """Wrap a function into a grid-aware task (``@task.gridaware``); see the module docstring."""
+    return task_decorator_factory(
+        python_callable=python_callable,
+        multiple_outputs=multiple_outputs,
+        decorated_operator_class=_GridAwareDecoratedOperator,
+        **kwargs,
+    )

@@ -1,0 +1,242 @@
+"""GridWindowTrigger on a simulated clock: re-planning, release times, fallbacks, serialisation."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from airflow.triggers.base import TaskSuccessEvent
+
+from airflow_provider_gridaware.planning.job import Job
+from airflow_provider_gridaware.planning.plan import Chunk, Plan, PlanStatus
+from airflow_provider_gridaware.signals import (
+    CarbonMetric,
+    SeriesType,
+    SignalKind,
+    SourceUnavailableError,
+    build_series,
+)
+from airflow_provider_gridaware.triggers import grid_window, shared_signals
+from airflow_provider_gridaware.triggers.grid_window import GridWindowRequest, GridWindowTrigger, SignalSource
+
+T0 = datetime(2024, 6, 1, 12, 0, tzinfo=timezone.utc)
+
+
+class SimClock:
+    """utcnow and sleep for the trigger: sleeping advances simulated time instantly."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.sleeps: list[float] = []
+
+    def utcnow(self) -> datetime:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += timedelta(seconds=seconds)
+        await asyncio.sleep(0)
+
+
+@pytest.fixture
+def clock(monkeypatch) -> SimClock:
+    sim = SimClock(T0)
+    monkeypatch.setattr(grid_window, "utcnow", sim.utcnow)
+    monkeypatch.setattr(grid_window, "_sleep", sim.sleep)
+    return sim
+
+
+def series(value: float = 100.0):
+    return build_series(
+        kind=SignalKind.CARBON_INTENSITY,
+        metric=CarbonMetric.AVERAGE,
+        zone="GB",
+        source="t",
+        series_type=SeriesType.FORECAST,
+        issued_at=T0,
+        unit="g/kWh",
+        points=[(T0 + i * timedelta(minutes=30), T0 + (i + 1) * timedelta(minutes=30), value) for i in range(96)],
+    )
+
+
+def make_job(**overrides) -> Job:
+    args = dict(duration=timedelta(hours=1), earliest_start=T0, deadline=T0 + timedelta(hours=12), zones=("GB",))
+    args.update(overrides)
+    return Job(**args)
+
+
+def make_trigger(job: Job, **request) -> GridWindowTrigger:
+    return GridWindowTrigger(
+        GridWindowRequest(job=job.to_dict(), sources=[SignalSource(conn_id="c", zone="GB")], **request)
+    )
+
+
+def install_fetch(monkeypatch, fetch, clock: SimClock | None = None):
+    """Replace the hook-backed fetcher of the per-loop cache with ``fetch`` (ageing on the simulated clock)."""
+    monkeypatch.setattr(shared_signals, "fetch_with_hook", fetch)
+    monkeypatch.setattr(shared_signals, "_CACHES", shared_signals.weakref.WeakKeyDictionary())
+
+    original = shared_signals.SharedSignalCache
+
+    def cache_factory(fetcher, **kw):
+        if clock is not None:
+            kw["clock"] = lambda: clock.now.timestamp()
+        return original(fetch, **kw)
+
+    monkeypatch.setattr(shared_signals, "SharedSignalCache", cache_factory)
+
+
+def planned(job: Job, now: datetime, start: datetime) -> Plan:
+    return Plan(
+        zone="GB",
+        chunks=(Chunk(start, start + job.duration),),
+        run_now=start <= now,
+        latest_start=job.latest_start,
+        planned_at=now,
+        status=PlanStatus.BEST_NOW if start <= now else PlanStatus.SHIFTED,
+        reason=f"start {start:%H:%M}",
+    )
+
+
+async def first_event(trigger: GridWindowTrigger):
+    async for event in trigger.run():
+        return event
+    raise AssertionError("trigger ended without an event")
+
+
+def test_serialize_round_trip():
+    trigger = make_trigger(make_job(job_id="d/r/t"), refresh_seconds=60, end_from_trigger=True)
+    path, kwargs = trigger.serialize()
+    assert path == "airflow_provider_gridaware.triggers.grid_window.GridWindowTrigger"
+    again = GridWindowTrigger(**kwargs)
+    assert again.request == trigger.request and again.job == trigger.job
+
+
+def test_replans_each_refresh_and_releases_at_the_planned_start(clock, monkeypatch):
+    job = make_job()
+    target = T0 + timedelta(hours=3)
+    calls = []
+
+    async def fetch(key):
+        return series()
+
+    def fake_plan(job_, *, carbon, price, now, **_):
+        calls.append(now)
+        return planned(job_, now, target)
+
+    install_fetch(monkeypatch, fetch)
+    monkeypatch.setattr(grid_window, "plan_job", fake_plan)
+    event = asyncio.run(first_event(make_trigger(job, refresh_seconds=3600)))
+    assert event.payload["plan"]["chunks"][0]["start"] == "2024-06-01T15:00:00Z"
+    assert clock.now == target
+    assert calls == [T0, T0 + timedelta(hours=1), T0 + timedelta(hours=2), target]  # receding horizon
+    assert event.payload["replans"] == 4
+
+
+def test_never_released_after_latest_start_even_if_the_plan_says_later(clock, monkeypatch):
+    job = make_job()
+
+    async def fetch(key):
+        return series()
+
+    monkeypatch.setattr(grid_window, "plan_job", lambda j, **kw: planned(j, kw["now"], j.deadline))
+    install_fetch(monkeypatch, fetch)
+    event = asyncio.run(first_event(make_trigger(job, refresh_seconds=10_000)))
+    assert clock.now == job.latest_start
+    assert event.payload["plan"]["status"] == "deadline_at_risk"
+
+
+def test_flexible_without_signal_waits_to_the_latest_start(clock, monkeypatch):
+    job = make_job()
+
+    async def fetch(key):
+        raise SourceUnavailableError("refused", source="c")
+
+    install_fetch(monkeypatch, fetch)
+    monkeypatch.setattr(grid_window, "plan_job", lambda *a, **k: pytest.fail("no signal: must not plan"))
+    event = asyncio.run(first_event(make_trigger(job)))
+    assert clock.now == job.latest_start
+    assert event.payload["plan"]["status"] == "no_signal"
+    assert "refused" in event.payload["problems"][0]
+
+
+def test_batch_plans_on_cached_data_when_the_source_fails(clock, monkeypatch):
+    job = make_job(priority_class="batch")
+    outcomes = iter([series(), SourceUnavailableError("down", source="c")])
+    seen = []
+
+    async def fetch(key):
+        if not key.forecast:
+            raise SourceUnavailableError("no history here", source="c")
+        outcome = next(outcomes, SourceUnavailableError("down", source="c"))
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def fake_plan(job_, *, carbon, price, now, **_):
+        seen.append(sorted(carbon))
+        return planned(job_, now, T0 + timedelta(hours=2))
+
+    install_fetch(monkeypatch, fetch, clock)
+    monkeypatch.setattr(grid_window, "plan_job", fake_plan)
+    event = asyncio.run(first_event(make_trigger(job, refresh_seconds=3600)))
+    assert seen == [["GB"], ["GB"], ["GB"]]  # planning went on with the cached forecast
+    assert clock.now == T0 + timedelta(hours=2)
+    assert any("cached" in p for p in event.payload["problems"])
+
+
+def test_critical_never_waits(clock, monkeypatch):
+    install_fetch(monkeypatch, lambda key: pytest.fail("critical work does not fetch"))
+    event = asyncio.run(first_event(make_trigger(make_job(priority_class="critical"))))
+    assert clock.now == T0 and event.payload["plan"]["status"] == "critical"
+
+
+def test_end_from_trigger_yields_task_success_with_the_decision(clock, monkeypatch):
+    async def fetch(key):
+        return series()
+
+    install_fetch(monkeypatch, fetch)
+    monkeypatch.setattr(grid_window, "plan_job", lambda j, **kw: planned(j, kw["now"], kw["now"]))
+    event = asyncio.run(first_event(make_trigger(make_job(), end_from_trigger=True)))
+    assert isinstance(event, TaskSuccessEvent)
+    assert event.xcoms["return_value"]["plan"]["run_now"] is True
+
+
+def test_with_the_real_planner_the_trigger_waits_for_the_dip(clock, monkeypatch):
+    dip_start = T0 + timedelta(hours=5)
+
+    def dipped():
+        points = []
+        for i in range(96):
+            start = T0 + i * timedelta(minutes=30)
+            points.append(
+                (
+                    start,
+                    start + timedelta(minutes=30),
+                    40.0 if dip_start <= start < dip_start + timedelta(hours=1) else 300.0,
+                )
+            )
+        return build_series(
+            kind=SignalKind.CARBON_INTENSITY,
+            metric=CarbonMetric.AVERAGE,
+            zone="GB",
+            source="t",
+            series_type=SeriesType.FORECAST,
+            issued_at=clock.now,
+            unit="g/kWh",
+            points=points,
+        )
+
+    async def fetch(key):
+        if not key.forecast:
+            raise SourceUnavailableError("no history", source="c")
+        return dipped()
+
+    install_fetch(monkeypatch, fetch, clock)
+    event = asyncio.run(first_event(make_trigger(make_job(), refresh_seconds=1800)))
+    plan = event.payload["plan"]
+    assert plan["chunks"][0]["start"] == "2024-06-01T17:00:00Z"
+    assert clock.now == dip_start
+    assert plan["expected_signals"]["gCO2eq/kWh"] == pytest.approx(40.0)
+    assert event.payload["counterfactual"]["signals"]["gCO2eq/kWh"] == pytest.approx(300.0)
