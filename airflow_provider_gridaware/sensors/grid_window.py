@@ -33,7 +33,8 @@ class GridWindowSensor(BaseSensorOperator):
     :param zones: candidate zones, home zone first.
     :param deferrable: wait in the triggerer (recommended).
     :param end_from_trigger: with ``deferrable``, end the task from the triggerer itself (no worker at all
-        after deferral).
+        after deferral). Airflow 3.3 stores such an XCom as JSON text: downstream, ``json.loads`` it if it
+        arrives as a ``str``.
     :param grid_window_kwargs: any other :class:`~airflow_provider_gridaware.window.GridWindowArgs` field
         (``price_conn_id``, ``priority_class``, ``min_gain``, ``interruptible``, ``refresh_interval`` ...).
     """
@@ -108,14 +109,15 @@ class GridWindowSensor(BaseSensorOperator):
         """Plan now on fresh signals (blocking); done when the plan says start now."""
         plan, problems = plan_now(self.window_args(), context)
         self.log.info("%s", plan.reason)
+        release = plan.start <= datetime.now(timezone.utc)  # run_now alone may mean "at a later earliest start"
         decision = {
-            "status": "released" if plan.run_now else "waiting",
+            "status": "released" if release else "waiting",
             "released_at": datetime.now(timezone.utc).isoformat(),
             "plan": plan.to_dict(),
             "problems": problems,
             "replans": 1,
         }
-        return PokeReturnValue(is_done=plan.run_now, xcom_value=decision if plan.run_now else None)
+        return PokeReturnValue(is_done=release, xcom_value=decision if release else None)
 
 
 def plan_now(args: GridWindowArgs, context: Context) -> tuple[Plan, list[str]]:
@@ -147,4 +149,5 @@ def plan_now(args: GridWindowArgs, context: Context) -> tuple[Plan, list[str]]:
     reason = f"no usable signal ({'; '.join(problems)}): " + (
         "released at the latest start" if at_latest else "waiting until the latest start"
     )
-    return fixed_plan(job, now, PlanStatus.NO_SIGNAL, reason, run_now=at_latest), problems
+    start = now if at_latest else max(job.latest_start, job.earliest_start)
+    return fixed_plan(job, now, PlanStatus.NO_SIGNAL, reason, start=start), problems

@@ -9,7 +9,11 @@ fallback instead of guessing.
 from __future__ import annotations
 
 import asyncio
+import importlib
+import zlib
+from collections import OrderedDict
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -70,6 +74,10 @@ class GridWindowRequest(BaseModel):
     use_history: bool = True
 
 
+# Triggers waiting on the same source share one (frozen) SignalSource instance.
+_SOURCES: dict[SignalSource, SignalSource] = {}
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -86,20 +94,43 @@ class GridWindowTrigger(BaseTrigger):
 
     def __init__(self, request: GridWindowRequest | dict[str, Any]) -> None:
         super().__init__()
-        self.request = request if isinstance(request, GridWindowRequest) else GridWindowRequest.model_validate(request)
-        self.job = Job.from_dict(self.request.job)
+        validated = request if isinstance(request, GridWindowRequest) else GridWindowRequest.model_validate(request)
+        # Keep only compact state: thousands of these wait in one triggerer, so per-trigger bytes matter.
+        self.job = Job.from_dict(validated.job)
+        self.sources = tuple(_SOURCES.setdefault(s, s) for s in validated.sources)
+        self.refresh_seconds = validated.refresh_seconds
+        self.end_from_trigger = validated.end_from_trigger
+        self.use_history = validated.use_history
         self._previous: Plan | None = None
         # The first plan's "start now" is what the job would have cost without waiting (for the ledger).
-        self._first: Plan | None = None
+        self._counterfactual: dict[str, Any] | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (f"{type(self).__module__}.{type(self).__qualname__}", {"request": self.request.model_dump(mode="json")})
 
+    @property
+    def request(self) -> GridWindowRequest:
+        """The request this trigger was built from (rebuilt on demand, not stored)."""
+        return GridWindowRequest(
+            job=self.job.to_dict(),
+            sources=list(self.sources),
+            refresh_seconds=self.refresh_seconds,
+            end_from_trigger=self.end_from_trigger,
+            use_history=self.use_history,
+        )
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
         replans = 0
+        # numpy and the planner load on first use; import them off the event loop (once per triggerer).
+        await asyncio.to_thread(importlib.import_module, "airflow_provider_gridaware.planning.planner")
         while True:
             now = utcnow()
             latest_start = self.job.latest_start
+            if now < self.job.earliest_start and (
+                self.job.priority_class is PriorityClass.CRITICAL or now >= latest_start
+            ):
+                await self._sleep_until(self.job.earliest_start)  # nothing to decide before it may start
+                continue
             if self.job.priority_class is PriorityClass.CRITICAL:
                 yield self._event(
                     self._fixed_plan(now, PlanStatus.CRITICAL, "priority class critical: never waits"), [], replans
@@ -113,12 +144,8 @@ class GridWindowTrigger(BaseTrigger):
                 )
                 yield self._event(plan, [], replans)
                 return
-            budget = (latest_start - now).total_seconds()
-            try:
-                carbon, price, problems = await asyncio.wait_for(self._signals(now), timeout=budget)
-            except asyncio.TimeoutError:
-                carbon, price, problems = {}, {}, ["fetching signals outlasted the latest start"]
-            if not carbon and not price:
+            planned, problems = await self._replan(now, latest_start)
+            if planned is None:
                 wake = min(now + RETRY_WITHOUT_SIGNAL, latest_start)
                 self.log.warning(
                     "no usable signal (%s); flexible fallback: run by the latest start %s; next try %s",
@@ -136,30 +163,46 @@ class GridWindowTrigger(BaseTrigger):
                     yield self._event(plan, problems, replans)
                     return
                 continue
-            history = await self._history() if self.request.use_history else {}
-            plan = plan_job(self.job, carbon=carbon, price=price, now=now, previous=self._previous, history=history)
-            self._previous = plan
-            self._first = self._first or plan
+            plan = planned
             replans += 1
             self.log.info("plan %d: %s", replans, plan.reason)
-            if plan.run_now or plan.start <= now:
+            # ``run_now`` means "at the earliest allowed start", which may still be ahead: release by time only.
+            if plan.start <= now:
                 yield self._event(plan, problems, replans)
                 return
-            wake = min(plan.start, now + timedelta(seconds=self.request.refresh_seconds), latest_start)
+            wake = min(plan.start, self._next_refresh(now), latest_start)
             await self._sleep_until(wake)
+
+    async def _replan(self, now: datetime, latest_start: datetime) -> tuple[Plan | None, list[str]]:
+        """Fetch signals (bounded by the latest start) and plan; ``None`` when no signal is usable."""
+        try:
+            carbon, price, problems = await asyncio.wait_for(
+                self._signals(now), timeout=(latest_start - now).total_seconds()
+            )
+        except asyncio.TimeoutError:
+            return None, ["fetching signals outlasted the latest start"]
+        if not carbon and not price:
+            return None, problems
+        history = await self._history() if self.use_history else {}
+        plan = plan_job(self.job, carbon=carbon, price=price, now=now, previous=self._previous, history=history)
+        # Keep a slim copy for hysteresis at the next refresh: its window is all the planner looks at.
+        self._previous = replace(plan, reason="", expected_signals={}, now_signals={})
+        if self._counterfactual is None:
+            self._counterfactual = self._counterfactual_of(plan)
+        return plan, problems
 
     async def _signals(self, now: datetime) -> tuple[dict[str, SignalSeries], dict[str, SignalSeries], list[str]]:
         """Fetch every source through the shared cache; fall back to cached data by priority class."""
         cache = shared_cache()
-        keys = [SignalKey(s.conn_id, s.zone, s.kind, True) for s in self.request.sources]
+        keys = [SignalKey(s.conn_id, s.zone, s.kind, True) for s in self.sources]
         results = await asyncio.gather(
-            *(cache.get(key, max_age=self.request.refresh_seconds) for key in keys), return_exceptions=True
+            *(cache.get(key, max_age=self.refresh_seconds) for key in keys), return_exceptions=True
         )
         carbon: dict[str, SignalSeries] = {}
         price: dict[str, SignalSeries] = {}
         problems: list[str] = []
         max_age = None if self.job.priority_class is PriorityClass.BATCH else FLEXIBLE_MAX_CACHE_AGE
-        for source, key, result in zip(self.request.sources, keys, results, strict=True):
+        for source, key, result in zip(self.sources, keys, results, strict=True):
             series: SignalSeries | None
             if isinstance(result, BaseException):
                 if not isinstance(result, GridSignalError):
@@ -176,10 +219,21 @@ class GridWindowTrigger(BaseTrigger):
                 (carbon if source.kind == "carbon_intensity" else price)[source.zone] = series
         return carbon, price, problems
 
+    def _next_refresh(self, now: datetime) -> datetime:
+        """The next refresh: every ``refresh_seconds``, at a fixed per-job phase.
+
+        Phases spread waiting triggers evenly over the interval, so thousands of them re-plan a few at a
+        time instead of all at once (which would stall the triggerer's event loop).
+        """
+        period = self.refresh_seconds
+        phase = zlib.crc32((self.job.job_id or repr(self.job)).encode()) % 10_000 / 10_000 * period
+        ticks = (now.timestamp() - phase) // period + 1
+        return datetime.fromtimestamp(ticks * period + phase, UTC)
+
     async def _history(self) -> dict[str, SignalSeries]:
         """Recent carbon actuals per zone, through the shared cache; missing history is not an error."""
         cache = shared_cache()
-        sources = [s for s in self.request.sources if s.kind == "carbon_intensity"]
+        sources = [s for s in self.sources if s.kind == "carbon_intensity"]
         keys = [SignalKey(s.conn_id, s.zone, s.kind, False) for s in sources]
         results = await asyncio.gather(
             *(cache.get(key, max_age=HISTORY_MAX_AGE.total_seconds()) for key in keys), return_exceptions=True
@@ -202,24 +256,26 @@ class GridWindowTrigger(BaseTrigger):
     def _fixed_plan(self, now: datetime, status: PlanStatus, reason: str) -> Plan:
         return fixed_plan(self.job, now, status, reason)
 
+    def _counterfactual_of(self, plan: Plan) -> dict[str, Any]:
+        return {
+            "what": "start at once in the home zone when the wait began",
+            "planned_at": format_time(plan.planned_at),
+            "zone": self.job.home_zone,
+            "signals": dict(plan.now_signals),
+            "objective": plan.now_objective,
+        }
+
     def _event(self, plan: Plan, problems: list[str], replans: int) -> TriggerEvent:
-        first = self._first or plan
         decision = {
             "status": "released",
             "released_at": format_time(utcnow()),
             "plan": plan.to_dict(),
             "problems": problems,
             "replans": replans,
-            "counterfactual": {
-                "what": "start at once in the home zone when the wait began",
-                "planned_at": format_time(first.planned_at),
-                "zone": self.job.home_zone,
-                "signals": dict(first.now_signals),
-                "objective": first.now_objective,
-            },
+            "counterfactual": self._counterfactual or self._counterfactual_of(plan),
         }
         self.log.info("released: %s", plan.reason)
-        if self.request.end_from_trigger:
+        if self.end_from_trigger:
             return TaskSuccessEvent(xcoms={"return_value": decision})
         return TriggerEvent(decision)
 
@@ -230,18 +286,27 @@ class GridWindowTrigger(BaseTrigger):
             await _sleep(min(remaining, 60.0))
 
 
-def fixed_plan(job: Job, now: datetime, status: PlanStatus, reason: str, *, run_now: bool = True) -> Plan:
-    """A plan that does not look at signals: the home zone, starting now (fallbacks, critical jobs)."""
+def fixed_plan(job: Job, now: datetime, status: PlanStatus, reason: str, *, start: datetime | None = None) -> Plan:
+    """A plan that does not look at signals: the home zone, from ``start`` (default now); fallbacks, critical work."""
+    start = start or now
     return Plan(
         zone=job.home_zone,
-        chunks=(Chunk(now, now + job.duration),),
-        run_now=run_now,
+        chunks=(Chunk(start, start + job.duration),),
+        run_now=start <= now,
         latest_start=max(job.latest_start, now),
         planned_at=now,
         status=status,
         reason=reason,
         job_id=job.job_id,
     )
+
+
+# Prepared planning grids shared by triggers that plan on the same series in the same grid slot: with
+# thousands of deferred tasks on a few zones, preparing once per slot instead of once per task is what
+# keeps the triggerer's event loop responsive.
+_GRID_CACHE: OrderedDict[tuple[Any, ...], tuple[tuple[Any, ...], Any]] = OrderedDict()
+_GRID_CACHE_SIZE = 64
+_GRID_UNTIL_BUCKET = timedelta(hours=6)
 
 
 def plan_job(
@@ -261,4 +326,20 @@ def plan_job(
         planner.ZoneSignals(zone=zone, carbon=carbon.get(zone), price=price.get(zone), carbon_history=history.get(zone))
         for zone in job.zones
     ]
-    return planner.plan(job, signals, now=now, previous=previous)
+    step = planner.PlannerSettings().step
+    slot = int(now.timestamp()) // int(step.total_seconds())
+    until_bucket = -(-int(max(job.deadline, now).timestamp()) // int(_GRID_UNTIL_BUCKET.total_seconds()))
+    held = tuple(x for s in signals for x in (s.carbon, s.price, s.carbon_history))
+    key = (tuple(job.zones), tuple(id(x) for x in held), slot, until_bucket)
+    cached = _GRID_CACHE.get(key)
+    # Identity check: the key holds ids, the value holds the objects, so a recycled id can never match.
+    if cached is not None and all(a is b for a, b in zip(cached[0], held, strict=True)):
+        _GRID_CACHE.move_to_end(key)
+        grid = cached[1]
+    else:
+        until = datetime.fromtimestamp(until_bucket * _GRID_UNTIL_BUCKET.total_seconds(), UTC)
+        grid = planner.prepare(signals, now=now, until=until)
+        _GRID_CACHE[key] = (held, grid)
+        while len(_GRID_CACHE) > _GRID_CACHE_SIZE:
+            _GRID_CACHE.popitem(last=False)
+    return planner.plan_job(job, grid, now=now, previous=previous)

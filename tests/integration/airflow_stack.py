@@ -7,6 +7,9 @@ components as separate processes, each in its own process group with its log in
 healthy and then serves as a small REST API v2 client for the tests (trigger a DAG, wait for a run,
 read task instances, logs and XComs).
 
+:meth:`AirflowStack.restart_component` stops one component the way :meth:`AirflowStack.stop` does and starts
+it again with the same environment (a triggerer restart while tasks are deferred, for instance).
+
 Connections reach Airflow as ``AIRFLOW_CONN_<ID>`` variables fixed before the start (every component
 and every task inherits them), or at run time through :meth:`AirflowStack.add_connection` (REST API,
 stored in the metadata DB).
@@ -35,7 +38,8 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -54,6 +58,12 @@ MARKER_VAR = "GRIDAWARE_TEST_STACK"
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 HEALTH_KEYS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+#: Component -> (its key in /api/v2/monitor/health, its heartbeat field there); the api-server has none.
+HEARTBEATS = {
+    "scheduler": ("scheduler", "latest_scheduler_heartbeat"),
+    "triggerer": ("triggerer", "latest_triggerer_heartbeat"),
+    "dag-processor": ("dag_processor", "latest_dag_processor_heartbeat"),
+}
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
 ADMIN_USER = "admin"
 
@@ -342,6 +352,31 @@ class Timings:
         return f"db migrate {self.migrate:.1f}s + components healthy {self.healthy:.1f}s = {self.total:.1f}s"
 
 
+@dataclass
+class Restart:
+    """What :meth:`AirflowStack.restart_component` did.
+
+    :param name: the component.
+    :param old_pid: the stopped process; ``new_pid`` the one started in its place.
+    :param stop_seconds: from the first signal until the old process (and its runners) were gone.
+    :param start_seconds: from starting the new process until it reported healthy.
+    :param started_at: wall-clock time (UTC) the new process was started.
+    :param notes: what needed force (see :func:`stop_processes`).
+    """
+
+    name: str
+    old_pid: int
+    new_pid: int
+    stop_seconds: float
+    start_seconds: float
+    started_at: datetime
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> float:
+        return self.stop_seconds + self.start_seconds
+
+
 class AirflowStack:
     """A real Airflow 3.3 in a temporary ``AIRFLOW_HOME``, plus a REST API v2 client for tests.
 
@@ -490,6 +525,73 @@ class AirflowStack:
         notes = stop_processes(others)
         notes += stop_processes(api_server, marker=self.marker)
         return notes
+
+    def restart_component(self, name: str, *, timeout: float = 120.0) -> Restart:
+        """Stop one component the way :meth:`stop` does, start it again with the same environment, wait until healthy.
+
+        Runners the old process started in process groups of their own (a triggerer's trigger runner, an
+        executor's task runners) get SIGTERM, then SIGKILL, if they outlive it. The new process appends
+        to the same log after a marker line. "Healthy" means every component healthy in
+        ``/api/v2/monitor/health`` *and*, for a component with a heartbeat there, a heartbeat from after
+        the new process started (the old process's last heartbeat stays "healthy" for a while); the
+        api-server counts once it answers again (the client then logs in afresh).
+        """
+        if name not in self.processes:
+            raise ValueError(f"no component {name!r}; running: {', '.join(self.processes)}")
+        old = self.processes[name]
+        began = time.monotonic()
+        runners = descendants(old.pid)
+        if name == "api-server" and self._client is not None:
+            self._client.close()
+            self._client = None
+        notes = stop_processes([old])
+        leftovers = sorted(set(runners) & set(marked_pids(self.marker)))
+        if leftovers:
+            for pid in leftovers:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGTERM)
+            _wait_until(lambda: all(_proc_stat(pid) is None for pid in leftovers), timeout=3)
+            killed = [pid for pid in leftovers if _proc_stat(pid) is not None]
+            for pid in killed:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            notes.append(
+                f"{name}: runners {leftovers} outlived it; SIGTERM" + (f", then SIGKILL {killed}" if killed else "")
+            )
+        stopped = time.monotonic()
+        started_at = datetime.now(timezone.utc)
+        with old.log_path.open("a") as log:
+            log.write(f"\n----- gridaware tests: {name} restarted at {started_at.isoformat()} -----\n")
+        new = ManagedProcess.start(name, old.argv, env=self.env, cwd=self.home, log_path=old.log_path)
+        self.processes[name] = new
+        poll(
+            partial(self._healthy_since, name, started_at),
+            timeout=timeout,
+            interval=0.5,
+            what=f"the {name} to be healthy again after its restart",
+            on_timeout=self.diagnostics,
+        )
+        if name == "api-server":
+            self._client = self._login()
+        return Restart(
+            name=name,
+            old_pid=old.pid,
+            new_pid=new.pid,
+            stop_seconds=stopped - began,
+            start_seconds=time.monotonic() - stopped,
+            started_at=started_at,
+            notes=notes,
+        )
+
+    def _healthy_since(self, name: str, since: datetime) -> dict[str, Any] | None:
+        health = self._healthy()
+        if health is None or name not in HEARTBEATS:
+            return health
+        key, field_name = HEARTBEATS[name]
+        beat = (health.get(key) or {}).get(field_name)
+        if not beat or datetime.fromisoformat(str(beat).replace("Z", "+00:00")) <= since:
+            return None
+        return health
 
     def __enter__(self) -> AirflowStack:
         self.start()
