@@ -146,6 +146,55 @@ class GridWindowArgs:
         )
 
 
+# The fields operators take as named, templated arguments; the rest pass through ``**kwargs``.
+NAMED_WINDOW_FIELDS = frozenset({"duration", "deadline", "conn_id", "zones", "earliest_start"})
+
+
+def pop_window_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Remove and return the :class:`GridWindowArgs` fields from an operator's ``**kwargs``."""
+    fields = set(GridWindowArgs.__dataclass_fields__) - NAMED_WINDOW_FIELDS
+    return {k: kwargs.pop(k) for k in list(kwargs) if k in fields}
+
+
+class GridWindowMixin:
+    """Shared by grid-aware operators: the named window arguments and :meth:`window_args`."""
+
+    duration: timedelta
+    deadline: datetime | timedelta | str
+    conn_id: str | None
+    zones: list[str]
+    earliest_start: datetime | timedelta | str | None
+    grid_window_kwargs: dict[str, Any]
+
+    def set_window(
+        self,
+        *,
+        duration: timedelta,
+        deadline: datetime | timedelta | str,
+        conn_id: str | None,
+        zones: Sequence[str],
+        earliest_start: datetime | timedelta | str | None,
+        grid_window_kwargs: dict[str, Any],
+    ) -> None:
+        self.duration = duration
+        self.deadline = deadline
+        self.conn_id = conn_id
+        self.zones = list(zones)
+        self.earliest_start = earliest_start
+        self.grid_window_kwargs = grid_window_kwargs
+        self.window_args().signal_sources()  # a missing or duplicate source fails at DAG parse time
+
+    def window_args(self) -> GridWindowArgs:
+        return GridWindowArgs(
+            duration=self.duration,
+            deadline=self.deadline,
+            conn_id=self.conn_id,
+            zones=self.zones,
+            earliest_start=self.earliest_start,
+            **self.grid_window_kwargs,
+        )
+
+
 def run_start_from_context(context: Mapping[str, Any]) -> datetime:
     """The DAG run's start: stable across retries and reschedules, so relative deadlines do not drift."""
     dag_run = context.get("dag_run")

@@ -19,7 +19,12 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk.bases.decorator import DecoratedOperator, task_decorator_factory
 
-from airflow_provider_gridaware.window import GridWindowArgs, job_id_from_context, run_start_from_context
+from airflow_provider_gridaware.window import (
+    GridWindowMixin,
+    job_id_from_context,
+    pop_window_kwargs,
+    run_start_from_context,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -28,7 +33,7 @@ if TYPE_CHECKING:
 DECISION_KEY = "grid_decision"
 
 
-class _GridAwareDecoratedOperator(DecoratedOperator, PythonOperator):
+class _GridAwareDecoratedOperator(GridWindowMixin, DecoratedOperator, PythonOperator):
     """Runs the decorated callable once its grid window opens.
 
     :param duration: expected run time of the callable.
@@ -54,14 +59,7 @@ class _GridAwareDecoratedOperator(DecoratedOperator, PythonOperator):
         earliest_start: datetime | timedelta | str | None = None,
         **kwargs: Any,
     ) -> None:
-        window_fields = set(GridWindowArgs.__dataclass_fields__) - {
-            "duration",
-            "deadline",
-            "conn_id",
-            "zones",
-            "earliest_start",
-        }
-        self.grid_window_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in window_fields}
+        grid_window_kwargs = pop_window_kwargs(kwargs)
         super().__init__(
             kwargs_to_upstream={"python_callable": python_callable, "op_args": op_args, "op_kwargs": op_kwargs},
             python_callable=python_callable,
@@ -69,21 +67,13 @@ class _GridAwareDecoratedOperator(DecoratedOperator, PythonOperator):
             op_kwargs=op_kwargs,
             **kwargs,
         )
-        self.duration = duration
-        self.deadline = deadline
-        self.conn_id = conn_id
-        self.zones = list(zones)
-        self.earliest_start = earliest_start
-        self.window_args().signal_sources()  # a missing source fails at parse time
-
-    def window_args(self) -> GridWindowArgs:
-        return GridWindowArgs(
-            duration=self.duration,
-            deadline=self.deadline,
-            conn_id=self.conn_id,
-            zones=self.zones,
-            earliest_start=self.earliest_start,
-            **self.grid_window_kwargs,
+        self.set_window(
+            duration=duration,
+            deadline=deadline,
+            conn_id=conn_id,
+            zones=zones,
+            earliest_start=earliest_start,
+            grid_window_kwargs=grid_window_kwargs,
         )
 
     def execute(self, context: Context) -> Any:

@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
-from airflow_provider_gridaware.window import GridWindowArgs, job_id_from_context, run_start_from_context
+from airflow_provider_gridaware.window import (
+    GridWindowArgs,
+    GridWindowMixin,
+    job_id_from_context,
+    pop_window_kwargs,
+    run_start_from_context,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -17,7 +23,7 @@ if TYPE_CHECKING:
     from airflow_provider_gridaware.signals.models import SignalSeries
 
 
-class GridWindowSensor(BaseSensorOperator):
+class GridWindowSensor(GridWindowMixin, BaseSensorOperator):
     """Wait for the cleanest (or cheapest) window in which the work can still finish by its deadline.
 
     Three modes: ``poke`` and ``reschedule`` plan on each poke on a worker; ``deferrable=True`` waits in
@@ -55,36 +61,18 @@ class GridWindowSensor(BaseSensorOperator):
         poke_interval: float = 300,
         **kwargs: Any,
     ) -> None:
-        window_fields = set(GridWindowArgs.__dataclass_fields__) - {
-            "duration",
-            "deadline",
-            "conn_id",
-            "zones",
-            "earliest_start",
-        }
-        self.grid_window_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in window_fields}
+        grid_window_kwargs = pop_window_kwargs(kwargs)
         super().__init__(poke_interval=poke_interval, **kwargs)
-        self.duration = duration
-        self.deadline = deadline
-        self.conn_id = conn_id
-        self.zones = list(zones)
-        self.earliest_start = earliest_start
         self.deferrable = deferrable
         self.end_from_trigger = end_from_trigger
-        self.window_args(validate_only=True)
-
-    def window_args(self, *, validate_only: bool = False) -> GridWindowArgs:
-        args = GridWindowArgs(
-            duration=self.duration,
-            deadline=self.deadline,
-            conn_id=self.conn_id,
-            zones=self.zones,
-            earliest_start=self.earliest_start,
-            **self.grid_window_kwargs,
+        self.set_window(
+            duration=duration,
+            deadline=deadline,
+            conn_id=conn_id,
+            zones=zones,
+            earliest_start=earliest_start,
+            grid_window_kwargs=grid_window_kwargs,
         )
-        if validate_only and not (isinstance(self.deadline, str) and "{{" in self.deadline):
-            args.signal_sources()  # fail at DAG parse time on a missing source, not hours later
-        return args
 
     def execute(self, context: Context) -> Any:
         if not self.deferrable:

@@ -22,6 +22,7 @@ from airflow_provider_gridaware.signals.units import G_PER_KWH, CarbonMetric, Se
 from airflow_provider_gridaware.sources.common import (
     floor_time,
     iso_minute,
+    merge_series,
     parse_number,
     parse_time,
     require,
@@ -190,10 +191,4 @@ def _concat(chunks: list[SignalSeries], *, zone: str, start: datetime, end: date
         raise NoSignalDataError(
             f"no actual values for {zone} between {iso_minute(start)} and {iso_minute(end)}", source=SOURCE
         )
-    seen: dict[datetime, Any] = {}
-    for chunk in chunks:
-        for point in chunk.points:
-            seen.setdefault(point.start, point)  # chunk edges repeat one half-hour
-    points = tuple(seen[k] for k in sorted(seen))
-    merged = chunks[0].model_copy(update={"points": points})
-    return SignalSeries.model_validate(merged.model_dump()).between(start, end)
+    return merge_series(chunks).between(start, end)  # chunk edges repeat one half-hour
