@@ -55,7 +55,8 @@ def next_action(plan: Plan, now: datetime, *, replan_every: timedelta = timedelt
     :param now: the current time (aware).
     :param replan_every: the longest sleep before re-planning with fresher signals.
     """
-    if plan.run_now or now >= plan.latest_start or plan.start <= now:
+    # Not ``plan.run_now``: it means "at the earliest allowed start", which may still be ahead.
+    if now >= plan.latest_start or plan.start <= now:
         return Action(release=True)
     return Action(release=False, wake_at=min(plan.start, now + replan_every, plan.latest_start))
 
