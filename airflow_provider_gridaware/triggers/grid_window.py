@@ -12,10 +12,10 @@ import asyncio
 import importlib
 import zlib
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,12 +24,13 @@ from airflow_provider_gridaware.planning.job import Job, PriorityClass
 from airflow_provider_gridaware.planning.plan import Chunk, Plan, PlanStatus
 from airflow_provider_gridaware.signals.errors import GridSignalError
 from airflow_provider_gridaware.signals.models import format_time
-from airflow_provider_gridaware.triggers.shared_signals import SignalKey, shared_cache
+from airflow_provider_gridaware.triggers.shared_signals import SharedSignalCache, SignalKey, shared_cache
 
 if TYPE_CHECKING:
     from airflow_provider_gridaware.signals.models import SignalSeries
 
 UTC = timezone.utc
+T = TypeVar("T")
 # Without any signal, ask again at most this often (a failing source is cached briefly anyway).
 RETRY_WITHOUT_SIGNAL = timedelta(minutes=5)
 # A flexible job plans on cached data at most this old; a batch job accepts any cached data.
@@ -72,6 +73,44 @@ class GridWindowRequest(BaseModel):
     refresh_seconds: float = Field(default=900.0, gt=0)
     end_from_trigger: bool = False
     use_history: bool = True
+
+
+async def fetch_all(
+    cache: SharedSignalCache, keys: list[SignalKey], *, max_age: float
+) -> list[SignalSeries | GridSignalError]:
+    """Series (or the source's error) per key. Fresh cache hits create no task: thousands of waiting
+    triggers mostly hit the cache, and allocating nothing for them keeps memory and loop lag low."""
+    found: list[SignalSeries | None] = [cache.peek(key, max_age=max_age) for key in keys]
+    missing = [i for i, series in enumerate(found) if series is None]
+    fetched: list[SignalSeries | BaseException]
+    if not missing:
+        fetched = []
+    elif len(missing) == 1:
+        try:
+            fetched = [await cache.get(keys[missing[0]], max_age=max_age)]
+        except GridSignalError as exc:
+            fetched = [exc]
+    else:
+        fetched = list(
+            await asyncio.gather(*(cache.get(keys[i], max_age=max_age) for i in missing), return_exceptions=True)
+        )
+    by_index = dict(zip(missing, fetched, strict=True))
+    results: list[SignalSeries | GridSignalError] = []
+    for index, series in enumerate(found):
+        outcome = series if series is not None else by_index[index]
+        if isinstance(outcome, BaseException) and not isinstance(outcome, GridSignalError):
+            raise outcome
+        results.append(outcome)
+    return results
+
+
+async def _bounded(awaitable: Coroutine[Any, Any, T], seconds: float) -> T:
+    """``awaitable`` with a time limit; on 3.11+ without wrapping it in a task of its own (memory per trigger)."""
+    timeout = getattr(asyncio, "timeout", None)
+    if timeout is None:  # Python 3.10
+        return await asyncio.wait_for(awaitable, seconds)
+    async with timeout(seconds):
+        return await awaitable
 
 
 # Triggers waiting on the same source share one (frozen) SignalSource instance.
@@ -176,9 +215,7 @@ class GridWindowTrigger(BaseTrigger):
     async def _replan(self, now: datetime, latest_start: datetime) -> tuple[Plan | None, list[str]]:
         """Fetch signals (bounded by the latest start) and plan; ``None`` when no signal is usable."""
         try:
-            carbon, price, problems = await asyncio.wait_for(
-                self._signals(now), timeout=(latest_start - now).total_seconds()
-            )
+            carbon, price, problems = await _bounded(self._signals(now), (latest_start - now).total_seconds())
         except asyncio.TimeoutError:
             return None, ["fetching signals outlasted the latest start"]
         if not carbon and not price:
@@ -195,18 +232,14 @@ class GridWindowTrigger(BaseTrigger):
         """Fetch every source through the shared cache; fall back to cached data by priority class."""
         cache = shared_cache()
         keys = [SignalKey(s.conn_id, s.zone, s.kind, True) for s in self.sources]
-        results = await asyncio.gather(
-            *(cache.get(key, max_age=self.refresh_seconds) for key in keys), return_exceptions=True
-        )
+        results = await fetch_all(cache, keys, max_age=self.refresh_seconds)
         carbon: dict[str, SignalSeries] = {}
         price: dict[str, SignalSeries] = {}
         problems: list[str] = []
         max_age = None if self.job.priority_class is PriorityClass.BATCH else FLEXIBLE_MAX_CACHE_AGE
         for source, key, result in zip(self.sources, keys, results, strict=True):
             series: SignalSeries | None
-            if isinstance(result, BaseException):
-                if not isinstance(result, GridSignalError):
-                    raise result
+            if isinstance(result, GridSignalError):
                 problems.append(f"{source.conn_id}/{source.zone}: {result}")
                 cached = cache.last_good(key)
                 series = None
@@ -235,9 +268,7 @@ class GridWindowTrigger(BaseTrigger):
         cache = shared_cache()
         sources = [s for s in self.sources if s.kind == "carbon_intensity"]
         keys = [SignalKey(s.conn_id, s.zone, s.kind, False) for s in sources]
-        results = await asyncio.gather(
-            *(cache.get(key, max_age=HISTORY_MAX_AGE.total_seconds()) for key in keys), return_exceptions=True
-        )
+        results = await fetch_all(cache, keys, max_age=HISTORY_MAX_AGE.total_seconds())
         history: dict[str, SignalSeries] = {}
         for source, result in zip(sources, results, strict=True):
             if isinstance(result, GridSignalError):

@@ -57,6 +57,13 @@ class SharedSignalCache:
     clock: Callable[[], float] = time.monotonic
     _entries: dict[SignalKey, _Entry] = field(default_factory=dict)
 
+    def peek(self, key: SignalKey, *, max_age: float) -> SignalSeries | None:
+        """A fresh-enough cached series without awaiting anything (the common case for waiting triggers)."""
+        entry = self._entries.get(key)
+        if entry is not None and entry.series is not None and self.clock() - entry.fetched_at < max_age:
+            return entry.series
+        return None
+
     async def get(self, key: SignalKey, *, max_age: float) -> SignalSeries:
         """A series for ``key`` no older than ``max_age`` seconds; raises the source's typed error."""
         entry = self._entries.setdefault(key, _Entry())
