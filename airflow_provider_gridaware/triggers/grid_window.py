@@ -223,7 +223,9 @@ class GridWindowTrigger(BaseTrigger):
         history = await self._history() if self.use_history else {}
         plan = plan_job(self.job, carbon=carbon, price=price, now=now, previous=self._previous, history=history)
         # Keep a slim copy for hysteresis at the next refresh: its window is all the planner looks at.
-        self._previous = replace(plan, reason="", expected_signals={}, now_signals={})
+        self._previous = replace(
+            plan, reason="", expected_signals={}, now_signals={}, expected_objective=None, now_objective=None
+        )
         if self._counterfactual is None:
             self._counterfactual = self._counterfactual_of(plan)
         return plan, problems
@@ -292,8 +294,9 @@ class GridWindowTrigger(BaseTrigger):
             "what": "start at once in the home zone when the wait began",
             "planned_at": format_time(plan.planned_at),
             "zone": self.job.home_zone,
-            "signals": dict(plan.now_signals),
-            "objective": plan.now_objective,
+            # Plain floats: numpy scalars from the planner are larger and not JSON-native.
+            "signals": {unit: float(value) for unit, value in plan.now_signals.items()},
+            "objective": None if plan.now_objective is None else float(plan.now_objective),
         }
 
     def _event(self, plan: Plan, problems: list[str], replans: int) -> TriggerEvent:
