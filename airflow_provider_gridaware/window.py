@@ -18,17 +18,6 @@ if TYPE_CHECKING:
 UTC = timezone.utc
 
 
-def _as_time(value: datetime | str, what: str) -> datetime:
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError:
-            raise ValueError(f"{what}: {value!r} is not an ISO 8601 time") from None
-    if value.tzinfo is None:
-        raise ValueError(f"{what}: {value.isoformat()} has no timezone")
-    return value.astimezone(UTC)
-
-
 @dataclass
 class GridWindowArgs:
     """Where and by when a task may run, and what to optimise.
@@ -100,17 +89,19 @@ class GridWindowArgs:
 
     def job(self, *, run_start: datetime, job_id: str | None = None) -> Job:
         """The planner's Job, with relative times resolved against ``run_start`` (the DAG run's start)."""
-        from airflow_provider_gridaware.planning.job import Job
+        from airflow_provider_gridaware.planning.job import Job, parse_time
 
         deadline = (
-            run_start + self.deadline if isinstance(self.deadline, timedelta) else _as_time(self.deadline, "deadline")
+            run_start + self.deadline
+            if isinstance(self.deadline, timedelta)
+            else parse_time(self.deadline, what="deadline")
         )
         if self.earliest_start is None:
             earliest = run_start
         elif isinstance(self.earliest_start, timedelta):
             earliest = run_start + self.earliest_start
         else:
-            earliest = _as_time(self.earliest_start, "earliest_start")
+            earliest = parse_time(self.earliest_start, what="earliest_start")
         optional: dict[str, Any] = {}
         if self.min_gain is not None:
             optional["min_gain"] = self.min_gain

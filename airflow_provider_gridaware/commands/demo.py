@@ -8,6 +8,7 @@ window for a job against starting it now.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_gridaware.cli import EXIT_USAGE, CommandError
+from airflow_provider_gridaware.cli import EXIT_USAGE, CommandError, time_argument
 
 if TYPE_CHECKING:
     from airflow_provider_gridaware.signals.models import SignalSeries
@@ -59,18 +60,12 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--hours", type=float, default=3.0, help="job duration in hours (default 3)")
     parser.add_argument("--within", type=float, default=24.0, help="deadline in hours from now (default 24)")
     parser.add_argument(
-        "--at", type=_parse_time, help="simulated 'now', ISO 8601 (default: the real time; the trace loops)"
+        "--at",
+        type=functools.partial(time_argument, naive_is_utc=True),
+        help="simulated 'now', ISO 8601 (default: the real time; the trace loops)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object per source")
     parser.set_defaults(func=run)
-
-
-def _parse_time(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time, e.g. 2026-12-01T06:00Z") from None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 def connection_env(sim_url: str) -> dict[str, str]:

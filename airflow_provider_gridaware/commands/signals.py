@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_gridaware.cli import EXIT_USAGE, CommandError
+from airflow_provider_gridaware.cli import EXIT_USAGE, CommandError, time_argument
 
 if TYPE_CHECKING:
     from airflow_provider_gridaware.hooks.base import GridSignalHook
@@ -28,20 +27,10 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--zone", required=True, help="zone in the source's naming (GB, DE, CAISO_NORTH ...)")
     parser.add_argument("--kind", choices=sorted(KINDS), help="signal kind (default: the source's main signal)")
     parser.add_argument("--forecast", action="store_true", help="values ahead of now instead of actuals")
-    parser.add_argument("--start", type=_parse_time, help="range start, ISO 8601 (default: the source's)")
-    parser.add_argument("--end", type=_parse_time, help="range end, ISO 8601 (default: the source's)")
+    parser.add_argument("--start", type=time_argument, help="range start, ISO 8601 (default: the source's)")
+    parser.add_argument("--end", type=time_argument, help="range end, ISO 8601 (default: the source's)")
     parser.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     parser.set_defaults(func=run)
-
-
-def _parse_time(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time, e.g. 2024-05-01T12:00Z") from None
-    if value.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} has no timezone; add Z or an offset")
-    return value.astimezone(timezone.utc)
 
 
 def hook_for_connection(conn_id: str) -> GridSignalHook:
