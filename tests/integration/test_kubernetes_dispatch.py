@@ -1,0 +1,197 @@
+"""The Kubernetes training example end to end on a real Airflow 3.3, against two emulated clusters.
+
+Two Kubernetes API emulators run as processes (``python -m tests.support.kube_emulator --run-jobs``): each
+plays API server, Job controller and kubelet, running an unsuspended Job's command as a local process.
+The example DAG's connections ``kubernetes_frankfurt`` (zone DE) and ``kubernetes_paris`` (zone FR) point
+at them; its carbon signal is a replay connection where FR is far cleaner than DE. The run is told not to
+start before a moment about a minute ahead (param ``not_before``), so the window is that moment in FR.
+
+The test checks that the Job was created suspended in the Paris cluster at once, that the task waited in
+the triggerer until the window, that the training ran there after it (its model and metrics exist), and
+that the task's XCom is the ledger record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.airflow_stack import (
+    REPO,
+    VENV_BIN,
+    AirflowStack,
+    ManagedProcess,
+    StackError,
+    marked_pids,
+    poll,
+    stop_processes,
+)
+from tests.support.kube_emulator import kube_config
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+
+UTC = timezone.utc
+DAG_ID, TASK_ID = "example_kubernetes_training", "train_model"
+CLUSTERS = {"DE": "kubernetes_frankfurt", "FR": "kubernetes_paris"}
+CARBON_CONN = "gridaware_replay_k8s_example"
+WINDOW_TRIGGER = "airflow_provider_gridaware.triggers.grid_window.GridWindowTrigger"
+#: From triggering the run to the window: time to schedule, plan, create the Job and defer.
+LEAD = timedelta(seconds=75)
+WORKLOAD = REPO / "example_dags" / "workloads" / "train_logreg.py"
+
+
+def start_emulator(workdir: Path, name: str, marker: str) -> tuple[ManagedProcess, str]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    ready = workdir / "url"
+    ready.unlink(missing_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PYTEST_"))}
+    env.update(
+        {
+            "PYTHONUNBUFFERED": "1",
+            "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
+            "GRIDAWARE_TEST_STACK": marker,
+        }
+    )
+    argv = [sys.executable, "-m", "tests.support.kube_emulator", "--port", "0", "--ready-file", str(ready)]
+    argv += ["--run-jobs", "--workdir", str(workdir / "jobs")]
+    proc = ManagedProcess.start(name, argv, env=env, cwd=REPO, log_path=workdir / "emulator.log")
+
+    def url() -> str | None:
+        if not proc.running:
+            raise StackError(f"the Kubernetes emulator exited\n{proc.describe()}")
+        return ready.read_text().strip() if ready.exists() else None
+
+    return proc, poll(url, timeout=30, interval=0.1, what=f"Kubernetes emulator {name}", on_timeout=proc.describe)
+
+
+@pytest.fixture(scope="module")
+def kube_clusters(airflow_stack: AirflowStack, integration_workdir: Path) -> Iterator[dict[str, str]]:
+    """Zone -> emulator URL; the example's cluster connections and a replay carbon connection are added."""
+    marker = uuid.uuid4().hex
+    workdir = integration_workdir / "kubernetes"
+    procs: list[ManagedProcess] = []
+    try:
+        urls = {}
+        for zone in CLUSTERS:
+            proc, urls[zone] = start_emulator(workdir / zone, f"kube-{zone}", marker)
+            procs.append(proc)
+        for zone, conn_id in CLUSTERS.items():
+            airflow_stack.add_connection(
+                conn_id, "kubernetes", extra={"kube_config": kube_config(urls[zone], namespace="ml")}
+            )
+        trace = write_trace(workdir / "carbon.csv")
+        extra = {"anchor": "fixed", "forecast_error": 0}
+        airflow_stack.add_connection(CARBON_CONN, "gridaware_replay", host=str(trace), extra=extra)
+        yield urls
+    finally:
+        stop_processes(procs, marker=marker)
+        if marked_pids(marker):
+            raise StackError(f"Kubernetes emulator processes survived teardown: {marked_pids(marker)}")
+
+
+def write_trace(path: Path) -> Path:
+    """5-minute carbon points from a day ago to two days ahead: FR 40 gCO2/kWh, DE 420."""
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    first = now - timedelta(days=1, minutes=now.minute % 5)
+    lines = ["time,zone,value"]
+    for i in range(3 * 24 * 12):
+        stamp = (first + timedelta(minutes=5 * i)).isoformat().replace("+00:00", "Z")
+        lines += [f"{stamp},FR,40", f"{stamp},DE,420"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def jobs(url: str) -> list[dict[str, Any]]:
+    response = httpx.get(f"{url}/apis/batch/v1/jobs", timeout=10)
+    response.raise_for_status()
+    return list(response.json()["items"])
+
+
+def _utc(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def test_example_trains_on_kubernetes_in_the_cleanest_window(
+    airflow_stack: AirflowStack, kube_clusters: dict[str, str], integration_workdir: Path
+) -> None:
+    stack = airflow_stack
+    out = integration_workdir / "kubernetes" / f"model-{uuid.uuid4().hex[:8]}"
+    not_before = (datetime.now(UTC) + LEAD).replace(microsecond=0)
+    conf = {
+        "carbon_conn_id": CARBON_CONN,
+        "script": str(WORKLOAD),
+        "output_dir": str(out / "model"),
+        "checkpoint_dir": str(out / "checkpoints"),
+        "not_before": not_before.isoformat(),
+    }
+    run_id = stack.trigger_dag(DAG_ID, conf=conf, timeout=90)
+    seen: list[tuple[datetime, str, str | None]] = []
+    waiting_jobs: dict[str, list[dict[str, Any]]] = {}
+
+    def explain() -> str:
+        states = " -> ".join(f"{at:%H:%M:%S} {state} {trigger or ''}" for at, state, trigger in seen[-20:])
+        logs = ""
+        with contextlib.suppress(StackError):
+            logs = stack.task_log(DAG_ID, run_id, TASK_ID)[-5000:]
+        emulators = "\n".join(
+            f"----- emulator {zone} -----\n{(integration_workdir / 'kubernetes' / zone / 'emulator.log').read_text()[-2000:]}"
+            for zone in CLUSTERS
+        )
+        return f"not before {not_before}\nstates: {states}\n{logs}\n{emulators}\n{stack.diagnostics(20)}"
+
+    def check() -> str | None:
+        ti = next(t for t in stack.task_instances(DAG_ID, run_id) if t["task_id"] == TASK_ID)
+        trigger = (ti.get("trigger") or {}).get("classpath")
+        seen.append((datetime.now(UTC), ti["state"], trigger))
+        if ti["state"] == "deferred" and trigger == WINDOW_TRIGGER and not waiting_jobs:
+            waiting_jobs.update({zone: jobs(url) for zone, url in kube_clusters.items()})
+        state = stack.dag_run(DAG_ID, run_id)["state"]
+        return state if state in ("success", "failed") else None
+
+    state = poll(check, timeout=300, interval=1, what="the training run", on_timeout=explain)
+    why = f"\n{explain()}"
+    assert state == "success", why
+
+    # It waited for the window in the triggerer, and the Job sat suspended in the Paris cluster meanwhile.
+    waited = [at for at, s, trigger in seen if s == "deferred" and trigger == WINDOW_TRIGGER]
+    assert waited and waited[0] < not_before, f"never seen waiting for the window before it opened{why}"
+    assert waiting_jobs["DE"] == [], why
+    (waiting,) = waiting_jobs["FR"]
+    assert waiting["spec"]["suspend"] is True and "startTime" not in (waiting.get("status") or {}), why
+
+    # Then it ran there, after the window opened, and trained the model.
+    result = stack.xcom(DAG_ID, run_id, TASK_ID)
+    why = f"\nresult: {json.dumps(result, indent=1)}{why}"
+    assert result["zone"] == "FR" and result["cluster"] == CLUSTERS["FR"] and result["namespace"] == "ml", why
+    assert result["job_name"] == waiting["metadata"]["name"], why
+    assert result["decision"]["plan"]["zone"] == "FR" and result["decision"]["status"] == "released", why
+    assert result["counterfactual"]["zone"] == "DE", why
+    assert _utc(result["start_time"]) >= not_before, f"the Job started before its window{why}"
+    assert _utc(result["end_time"]) >= _utc(result["start_time"]), why
+    metrics = json.loads((out / "model" / "metrics.json").read_text())
+    assert metrics["test_accuracy"] >= 0.8 and metrics["zone"] == "FR", metrics
+    assert metrics["job_id"] == f"{DAG_ID}/{run_id}/{TASK_ID}", metrics
+    assert (out / "model" / "model.json").exists() and (out / "checkpoints").is_dir()
+    (final,) = jobs(kube_clusters["FR"])
+    conditions = {c["type"]: c["status"] for c in final["status"]["conditions"]}
+    assert conditions.get("Complete") == "True" and final["status"]["succeeded"] == 1, why
+    assert jobs(kube_clusters["DE"]) == [], why
+    log = stack.task_log(DAG_ID, run_id, TASK_ID)
+    for line in ("suspended, waiting for its grid window", "grid window open", "unsuspended Job", "completed"):
+        assert line in log, f"{line!r} not in the task log{why}"
+    # The report task read the ledger record.
+    assert "trained in FR" in str(stack.xcom(DAG_ID, run_id, "report")), why
+    print(
+        f"\n{DAG_ID}/{run_id}: waited {waited[0]:%H:%M:%S}-{not_before:%H:%M:%S}, ran {result['start_time']} in FR; {metrics}"
+    )
