@@ -212,7 +212,17 @@ def get_provider_info() -> dict[str, Any]:
                 "integration-name": "Grid signals",
                 "external-doc-url": "https://github.com/gridaware/airflow-provider-gridaware",
                 "tags": ["service"],
-            }
+            },
+            {
+                "integration-name": "Kubernetes dispatch",
+                "external-doc-url": "https://github.com/gridaware/airflow-provider-gridaware/blob/main/docs/kubernetes.md",
+                "tags": ["software"],
+            },
+            {
+                "integration-name": "AWS Batch dispatch",
+                "external-doc-url": "https://github.com/gridaware/airflow-provider-gridaware/blob/main/docs/batch.md",
+                "tags": ["aws"],
+            },
         ],
         "hooks": [
             {
@@ -225,11 +235,19 @@ def get_provider_info() -> dict[str, Any]:
                     f"{_PKG}.hooks.rest",
                     f"{_PKG}.hooks.replay",
                 ],
-            }
+            },
+            {"integration-name": "Kubernetes dispatch", "python-modules": [f"{_PKG}.hooks.kubernetes"]},
+            {"integration-name": "AWS Batch dispatch", "python-modules": [f"{_PKG}.hooks.batch"]},
         ],
         "connection-types": CONNECTION_TYPES,
         "triggers": [
             {"integration-name": "Grid signals", "python-modules": [f"{_PKG}.triggers.grid_window"]},
+            {"integration-name": "Kubernetes dispatch", "python-modules": [f"{_PKG}.triggers.kubernetes"]},
+            {"integration-name": "AWS Batch dispatch", "python-modules": [f"{_PKG}.triggers.batch"]},
+        ],
+        "operators": [
+            {"integration-name": "Kubernetes dispatch", "python-modules": [f"{_PKG}.operators.kubernetes"]},
+            {"integration-name": "AWS Batch dispatch", "python-modules": [f"{_PKG}.operators.batch"]},
         ],
         "sensors": [
             {"integration-name": "Grid signals", "python-modules": [f"{_PKG}.sensors.grid_window"]},
