@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from airflow_provider_gridaware.dispatch import DispatchTarget
     from airflow_provider_gridaware.planning.job import Job
     from airflow_provider_gridaware.triggers.grid_window import GridWindowRequest, SignalSource
 
@@ -174,6 +175,39 @@ class GridWindowMixin:
         self.earliest_start = earliest_start
         self.grid_window_kwargs = grid_window_kwargs
         self.window_args().signal_sources()  # a missing or duplicate source fails at DAG parse time
+
+    def set_dispatch_window(
+        self,
+        *,
+        targets: Sequence[DispatchTarget],
+        duration: timedelta,
+        deadline: datetime | timedelta | str,
+        conn_id: str | None,
+        earliest_start: datetime | timedelta | str | None,
+        grid_window_kwargs: dict[str, Any],
+    ) -> None:
+        """:meth:`set_window` for dispatch operators: the zones are the targets' (home first), their
+        penalties join ``zone_penalty`` (an explicit ``zone_penalty`` wins per zone), and every zone the
+        signals name must have a target (else a plan could choose a zone with nowhere to run)."""
+        from airflow_provider_gridaware.dispatch import targets_by_zone, zone_penalties
+
+        what = f"{type(self).__name__} {getattr(self, 'task_id', '')}".strip()
+        by_zone = targets_by_zone(targets, what=what)
+        grid_window_kwargs["zone_penalty"] = {
+            **zone_penalties(targets),
+            **dict(grid_window_kwargs.get("zone_penalty") or {}),
+        }
+        self.set_window(
+            duration=duration,
+            deadline=deadline,
+            conn_id=conn_id,
+            zones=list(by_zone),
+            earliest_start=earliest_start,
+            grid_window_kwargs=grid_window_kwargs,
+        )
+        unserved = set(self.window_args().candidate_zones()) - set(by_zone)
+        if unserved:
+            raise ValueError(f"{what}: signal zones without a target to run in: {sorted(unserved)}")
 
     def window_args(self) -> GridWindowArgs:
         return GridWindowArgs(

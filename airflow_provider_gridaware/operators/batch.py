@@ -30,7 +30,6 @@ from airflow_provider_gridaware.dispatch import (
     job_labels,
     label_value,
     targets_by_zone,
-    zone_penalties,
 )
 from airflow_provider_gridaware.hooks.batch import (
     ACTIVE_STATES,
@@ -169,21 +168,14 @@ class GridAwareBatchOperator(GridWindowMixin, BaseOperator):
         self.checkpoint_path = checkpoint_path
         self.grace_period_seconds = grace_period_seconds
         self.poll_interval = poll_interval
-        grid_window_kwargs["zone_penalty"] = {
-            **zone_penalties(self.queues),
-            **grid_window_kwargs.get("zone_penalty", {}),
-        }
-        self.set_window(
+        self.set_dispatch_window(
+            targets=self.queues,
             duration=duration,
             deadline=deadline,
             conn_id=conn_id,
-            zones=[q.zone for q in self.queues],
             earliest_start=earliest_start,
             grid_window_kwargs=grid_window_kwargs,
         )
-        unserved = set(self.window_args().candidate_zones()) - {q.zone for q in self.queues}
-        if unserved:
-            raise ValueError(f"{type(self).__name__} {self.task_id}: signal zones without a queue: {sorted(unserved)}")
         self._hooks = _QueueHooks()
         self._running: tuple[BatchQueue, str] | None = None  # for on_kill
 

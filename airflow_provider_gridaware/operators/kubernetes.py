@@ -43,7 +43,6 @@ from airflow_provider_gridaware.dispatch import (
     job_labels,
     label_value,
     targets_by_zone,
-    zone_penalties,
 )
 from airflow_provider_gridaware.hooks.kubernetes import (
     ANNOTATION_SUSPENDED_BY,
@@ -141,10 +140,6 @@ class GridAwareKubernetesJobOperator(GridWindowMixin, KubernetesJobOperator):
         ]
         targets_by_zone(self.clusters, what="GridAwareKubernetesJobOperator")  # one cluster per zone
         self.clusters_by_zone = {c.zone: c for c in self.clusters}
-        grid_window_kwargs["zone_penalty"] = {
-            **zone_penalties(self.clusters),
-            **dict(grid_window_kwargs.get("zone_penalty") or {}),
-        }
         home = self.clusters[0]
         kwargs.setdefault("kubernetes_conn_id", home.conn_id)
         # The Job is created suspended and waited for by our own triggers; the parent's pod watching,
@@ -169,11 +164,11 @@ class GridAwareKubernetesJobOperator(GridWindowMixin, KubernetesJobOperator):
         self._job_ref: JobRef | None = None
         if ignored:
             self.log.warning("%s: ignoring %s (fixed by the grid-aware life cycle)", self.task_id, ignored)
-        self.set_window(
+        self.set_dispatch_window(
+            targets=self.clusters,
             duration=duration,
             deadline=deadline,
             conn_id=conn_id,
-            zones=[c.zone for c in self.clusters],
             earliest_start=earliest_start,
             grid_window_kwargs=grid_window_kwargs,
         )

@@ -4,7 +4,6 @@ on retry, clear failures, and nothing duplicated or orphaned in AWS."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -24,38 +23,13 @@ from airflow_provider_gridaware.dispatch import (
 )
 from airflow_provider_gridaware.hooks.batch import BatchDispatchError, BatchQueue
 from airflow_provider_gridaware.operators.batch import STATE_KEY, GridAwareBatchOperator
-from airflow_provider_gridaware.triggers import batch as batch_trigger
 from airflow_provider_gridaware.triggers.batch import GridAwareBatchJobTrigger
 from airflow_provider_gridaware.triggers.grid_window import GridWindowTrigger
+from tests.contract.conftest import CONN, REGIONS
 from tests.support.moto_server import ENV_OUTCOME, MotoServer, StateStore, aws_connection, fake_context
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
 LOGICAL_ID = "train_dag/manual__2026-11-26T12:00:00+00:00/train"
-REGIONS = {"GB": ("eu-west-2", "gridaware-gb"), "SE": ("eu-north-1", "gridaware-se")}
-CONN = "aws_moto"
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with MotoServer() as server:
-        yield server
-
-
-@pytest.fixture
-def aws(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
-    """Two regions, each with a compute environment, a job queue and the job definition."""
-    moto.reset()
-    for region, queue in REGIONS.values():
-        moto.setup_batch(region, queue=queue)
-    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN.upper()}", aws_connection(moto.url, "eu-west-2"))
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setattr(batch_trigger, "_sleep", _no_wait)
-    return moto
-
-
-async def _no_wait(seconds: float) -> None:
-    await asyncio.sleep(0)
 
 
 def queues(**penalties: float) -> list[BatchQueue]:

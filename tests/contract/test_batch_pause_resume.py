@@ -4,7 +4,6 @@ tags, idempotence, and a waiting operator that follows its job to the resubmitte
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -18,33 +17,11 @@ from airflow_provider_gridaware.operators.batch import (
     PauseBatchJobsOperator,
     ResumeBatchJobsOperator,
 )
-from airflow_provider_gridaware.triggers import batch as batch_trigger
 from airflow_provider_gridaware.triggers.batch import GridAwareBatchJobTrigger
-from tests.support.moto_server import ENV_OUTCOME, MotoServer, aws_connection, fake_context
+from tests.contract.conftest import CONN, REGIONS
+from tests.support.moto_server import ENV_OUTCOME, MotoServer, fake_context
 
-REGIONS = {"GB": ("eu-west-2", "gridaware-gb"), "SE": ("eu-north-1", "gridaware-se")}
-CONN = "aws_moto"
 EVENT = "grid event GB demand flexibility 17:00-18:00"
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with MotoServer() as server:
-        yield server
-
-
-@pytest.fixture
-def aws(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
-    moto.reset()
-    for region, queue in REGIONS.values():
-        moto.setup_batch(region, queue=queue)
-    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN.upper()}", aws_connection(moto.url, "eu-west-2"))
-    monkeypatch.setattr(batch_trigger, "_sleep", _no_wait)
-    return moto
-
-
-async def _no_wait(seconds: float) -> None:
-    await asyncio.sleep(0)
 
 
 QUEUES = [BatchQueue(zone=z, region_name=r, job_queue=q, aws_conn_id=CONN) for z, (r, q) in REGIONS.items()]

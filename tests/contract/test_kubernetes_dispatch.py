@@ -17,7 +17,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from airflow.exceptions import TaskDeferred
+from airflow.sdk.exceptions import TaskDeferred
 
 from airflow_provider_gridaware.dispatch import (
     ANNOTATION_ATTEMPT,
@@ -41,6 +41,7 @@ from airflow_provider_gridaware.operators.kubernetes import (
 from airflow_provider_gridaware.triggers.grid_window import GridWindowTrigger
 from airflow_provider_gridaware.triggers.kubernetes import KubernetesJobCompletionTrigger
 from tests.support.kube_emulator import JOBS, EmulatorThread, kube_config
+from tests.support.traces import write_flat_trace
 
 UTC = timezone.utc
 NORTH, SOUTH = "NORTH", "SOUTH"
@@ -79,18 +80,6 @@ def make_context(store: FakeStore | None, *, try_number: int = 1) -> dict[str, A
     }
 
 
-def write_trace(path: Path) -> Path:
-    """5-minute steps around now: NORTH at 50 gCO2/kWh, SOUTH at 400."""
-    now = datetime.now(UTC).replace(second=0, microsecond=0)
-    first = now - timedelta(days=1, minutes=now.minute % 5)
-    lines = ["time,zone,value"]
-    for i in range(3 * 24 * 12):
-        stamp = (first + timedelta(minutes=5 * i)).isoformat().replace("+00:00", "Z")
-        lines += [f"{stamp},{NORTH},50", f"{stamp},{SOUTH},400"]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
 def set_connection(monkeypatch: pytest.MonkeyPatch, conn_id: str, spec: dict[str, Any]) -> None:
     monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(spec))
 
@@ -105,7 +94,7 @@ def clusters(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[s
         set_connection(
             monkeypatch, "kube_south", {"conn_type": "kubernetes", "extra": {"kube_config": kube_config(south.url)}}
         )
-        trace = write_trace(tmp_path / "trace.csv")
+        trace = write_flat_trace(tmp_path / "trace.csv", {NORTH: 50, SOUTH: 400})
         extra = {"anchor": "fixed", "forecast_error": 0}
         set_connection(monkeypatch, "carbon", {"conn_type": "gridaware_replay", "host": str(trace), "extra": extra})
         yield {NORTH: north, SOUTH: south}

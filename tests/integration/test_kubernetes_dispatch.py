@@ -37,6 +37,7 @@ from tests.integration.airflow_stack import (
     stop_processes,
 )
 from tests.support.kube_emulator import kube_config
+from tests.support.traces import write_flat_trace
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -89,7 +90,7 @@ def kube_clusters(airflow_stack: AirflowStack, integration_workdir: Path) -> Ite
             airflow_stack.add_connection(
                 conn_id, "kubernetes", extra={"kube_config": kube_config(urls[zone], namespace="ml")}
             )
-        trace = write_trace(workdir / "carbon.csv")
+        trace = write_flat_trace(workdir / "carbon.csv", {"FR": 40, "DE": 420})
         extra = {"anchor": "fixed", "forecast_error": 0}
         airflow_stack.add_connection(CARBON_CONN, "gridaware_replay", host=str(trace), extra=extra)
         yield urls
@@ -97,19 +98,6 @@ def kube_clusters(airflow_stack: AirflowStack, integration_workdir: Path) -> Ite
         stop_processes(procs, marker=marker)
         if marked_pids(marker):
             raise StackError(f"Kubernetes emulator processes survived teardown: {marked_pids(marker)}")
-
-
-def write_trace(path: Path) -> Path:
-    """5-minute carbon points from a day ago to two days ahead: FR 40 gCO2/kWh, DE 420."""
-    now = datetime.now(UTC).replace(second=0, microsecond=0)
-    first = now - timedelta(days=1, minutes=now.minute % 5)
-    lines = ["time,zone,value"]
-    for i in range(3 * 24 * 12):
-        stamp = (first + timedelta(minutes=5 * i)).isoformat().replace("+00:00", "Z")
-        lines += [f"{stamp},FR,40", f"{stamp},DE,420"]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def jobs(url: str) -> list[dict[str, Any]]:

@@ -95,7 +95,7 @@ def test_queues_are_validated_at_parse_time() -> None:
         make_operator(queues=[QUEUES[0], QUEUES[0]])
     with pytest.raises(ValueError, match="extra"):
         BatchQueue.model_validate({"zone": "GB", "job_queue": "q", "region_name": "r", "cluster": "x"})
-    with pytest.raises(ValueError, match=r"signal zones without a queue: \['FR'\]"):
+    with pytest.raises(ValueError, match=r"signal zones without a target to run in: \['FR'\]"):
         make_operator(sources=[{"conn_id": "carbon", "zone": "FR"}])
 
 

@@ -228,3 +228,8 @@ def test_example_dag_parses_and_serialises_without_clusters() -> None:
     bag = DagBag(dag_folder=str(path))
     assert bag.import_errors == {}
     DagSerialization.to_dict(bag.dags["example_kubernetes_training"])  # what the dag-processor stores
+
+
+def test_a_signal_zone_without_a_cluster_is_refused_at_parse_time():
+    with pytest.raises(ValueError, match=r"signal zones without a target to run in: \['FR'\]"):
+        operator(sources=[{"conn_id": "carbon", "zone": "FR"}])

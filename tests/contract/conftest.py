@@ -1,0 +1,38 @@
+"""Fixtures shared by contract tests: a moto_server with AWS Batch set up in two regions."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from airflow_provider_gridaware.triggers import batch as batch_trigger
+from tests.support.moto_server import MotoServer, aws_connection
+
+#: zone -> (region, job queue): two regions, each with a compute environment, a queue and the job definition.
+REGIONS = {"GB": ("eu-west-2", "gridaware-gb"), "SE": ("eu-north-1", "gridaware-se")}
+CONN = "aws_moto"
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[MotoServer]:
+    with MotoServer() as server:
+        yield server
+
+
+@pytest.fixture
+def aws(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
+    """A fresh moto with Batch in both ``REGIONS``, the ``aws_moto`` connection, and no waits in triggers."""
+    moto.reset()
+    for region, queue in REGIONS.values():
+        moto.setup_batch(region, queue=queue)
+    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN.upper()}", aws_connection(moto.url, "eu-west-2"))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setattr(batch_trigger, "_sleep", _no_wait)
+    return moto
+
+
+async def _no_wait(seconds: float) -> None:
+    await asyncio.sleep(0)
