@@ -3,11 +3,12 @@
 Two Kubernetes API emulators run as processes (``python -m tests.support.kube_emulator --run-jobs``): each
 plays API server, Job controller and kubelet, running an unsuspended Job's command as a local process.
 The example DAG's connections ``kubernetes_frankfurt`` (zone DE) and ``kubernetes_paris`` (zone FR) point
-at them; its carbon signal is a replay connection where FR is far cleaner than DE. The run is told not to
-start before a moment about a minute ahead (param ``not_before``), so the window is that moment in FR.
+at them; its carbon signal is a replay connection with a perfect forecast: DE at 420 gCO2/kWh throughout,
+FR at 400 except one clean hour (40) that starts a minute or a few ahead. So the best plan both waits
+(time shifting) and moves to FR (region shifting); starting at once at home (DE) is the counterfactual.
 
 The test checks that the Job was created suspended in the Paris cluster at once, that the task waited in
-the triggerer until the window, that the training ran there after it (its model and metrics exist), and
+the triggerer until the window, that the plan chose the clean hour, that the training ran there after it (its model and metrics exist), and
 that the task's XCom is the ledger record.
 """
 
@@ -39,15 +40,18 @@ from tests.integration.airflow_stack import (
 from tests.support.kube_emulator import kube_config
 from tests.support.traces import write_flat_trace
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 UTC = timezone.utc
 DAG_ID, TASK_ID = "example_kubernetes_training", "train_model"
 CLUSTERS = {"DE": "kubernetes_frankfurt", "FR": "kubernetes_paris"}
 CARBON_CONN = "gridaware_replay_k8s_example"
 WINDOW_TRIGGER = "airflow_provider_gridaware.triggers.grid_window.GridWindowTrigger"
-#: From triggering the run to the window: time to schedule, plan, create the Job and defer.
+#: From writing the trace to the earliest window: time to trigger, schedule, plan, create the Job and defer.
 LEAD = timedelta(seconds=75)
+STEP = timedelta(minutes=5)
+#: The clean hour in FR: long enough for the example's 30-minute job with its runtime margin.
+DIP = timedelta(hours=1)
 WORKLOAD = REPO / "example_dags" / "workloads" / "train_logreg.py"
 
 
@@ -75,9 +79,18 @@ def start_emulator(workdir: Path, name: str, marker: str) -> tuple[ManagedProces
     return proc, poll(url, timeout=30, interval=0.1, what=f"Kubernetes emulator {name}", on_timeout=proc.describe)
 
 
+def window_start() -> datetime:
+    """The first 5-minute boundary at least ``LEAD`` ahead (the planner works on 5-minute slots)."""
+    earliest = datetime.now(UTC) + LEAD
+    step = STEP.total_seconds()
+    return datetime.fromtimestamp(-(-earliest.timestamp() // step) * step, UTC)
+
+
 @pytest.fixture(scope="module")
-def kube_clusters(airflow_stack: AirflowStack, integration_workdir: Path) -> Iterator[dict[str, str]]:
-    """Zone -> emulator URL; the example's cluster connections and a replay carbon connection are added."""
+def kube_clusters(airflow_stack: AirflowStack, integration_workdir: Path) -> Iterator[tuple[dict[str, str], datetime]]:
+    """(zone -> emulator URL, the window's start); the example's cluster connections and a replay carbon
+    connection are added. The carbon trace: DE 420 gCO2/kWh throughout; FR 400, except one clean hour
+    (40) starting at the window, so the best plan waits for it and moves to FR."""
     marker = uuid.uuid4().hex
     workdir = integration_workdir / "kubernetes"
     procs: list[ManagedProcess] = []
@@ -90,10 +103,11 @@ def kube_clusters(airflow_stack: AirflowStack, integration_workdir: Path) -> Ite
             airflow_stack.add_connection(
                 conn_id, "kubernetes", extra={"kube_config": kube_config(urls[zone], namespace="ml")}
             )
-        trace = write_flat_trace(workdir / "carbon.csv", {"FR": 40, "DE": 420})
+        window = window_start()
+        trace = write_flat_trace(workdir / "carbon.csv", {"FR": 400, "DE": 420}, dip=("FR", window, window + DIP, 40))
         extra = {"anchor": "fixed", "forecast_error": 0}
         airflow_stack.add_connection(CARBON_CONN, "gridaware_replay", host=str(trace), extra=extra)
-        yield urls
+        yield urls, window
     finally:
         stop_processes(procs, marker=marker)
         if marked_pids(marker):
@@ -111,17 +125,16 @@ def _utc(text: str) -> datetime:
 
 
 def test_example_trains_on_kubernetes_in_the_cleanest_window(
-    airflow_stack: AirflowStack, kube_clusters: dict[str, str], integration_workdir: Path
+    airflow_stack: AirflowStack, kube_clusters: tuple[dict[str, str], datetime], integration_workdir: Path
 ) -> None:
     stack = airflow_stack
+    urls, window = kube_clusters
     out = integration_workdir / "kubernetes" / f"model-{uuid.uuid4().hex[:8]}"
-    not_before = (datetime.now(UTC) + LEAD).replace(microsecond=0)
     conf = {
         "carbon_conn_id": CARBON_CONN,
         "script": str(WORKLOAD),
         "output_dir": str(out / "model"),
         "checkpoint_dir": str(out / "checkpoints"),
-        "not_before": not_before.isoformat(),
     }
     run_id = stack.trigger_dag(DAG_ID, conf=conf, timeout=90)
     seen: list[tuple[datetime, str, str | None]] = []
@@ -136,24 +149,24 @@ def test_example_trains_on_kubernetes_in_the_cleanest_window(
             f"----- emulator {zone} -----\n{(integration_workdir / 'kubernetes' / zone / 'emulator.log').read_text()[-2000:]}"
             for zone in CLUSTERS
         )
-        return f"not before {not_before}\nstates: {states}\n{logs}\n{emulators}\n{stack.diagnostics(20)}"
+        return f"window {window}\nstates: {states}\n{logs}\n{emulators}\n{stack.diagnostics(20)}"
 
     def check() -> str | None:
         ti = next(t for t in stack.task_instances(DAG_ID, run_id) if t["task_id"] == TASK_ID)
         trigger = (ti.get("trigger") or {}).get("classpath")
         seen.append((datetime.now(UTC), ti["state"], trigger))
         if ti["state"] == "deferred" and trigger == WINDOW_TRIGGER and not waiting_jobs:
-            waiting_jobs.update({zone: jobs(url) for zone, url in kube_clusters.items()})
+            waiting_jobs.update({zone: jobs(url) for zone, url in urls.items()})
         state = stack.dag_run(DAG_ID, run_id)["state"]
         return state if state in ("success", "failed") else None
 
-    state = poll(check, timeout=300, interval=1, what="the training run", on_timeout=explain)
+    state = poll(check, timeout=720, interval=1, what="the training run", on_timeout=explain)
     why = f"\n{explain()}"
     assert state == "success", why
 
     # It waited for the window in the triggerer, and the Job sat suspended in the Paris cluster meanwhile.
     waited = [at for at, s, trigger in seen if s == "deferred" and trigger == WINDOW_TRIGGER]
-    assert waited and waited[0] < not_before, f"never seen waiting for the window before it opened{why}"
+    assert waited and waited[0] < window, f"never seen waiting for the window before it opened{why}"
     assert waiting_jobs["DE"] == [], why
     (waiting,) = waiting_jobs["FR"]
     assert waiting["spec"]["suspend"] is True and "startTime" not in (waiting.get("status") or {}), why
@@ -165,21 +178,22 @@ def test_example_trains_on_kubernetes_in_the_cleanest_window(
     assert result["job_name"] == waiting["metadata"]["name"], why
     assert result["decision"]["plan"]["zone"] == "FR" and result["decision"]["status"] == "released", why
     assert result["counterfactual"]["zone"] == "DE", why
-    assert _utc(result["start_time"]) >= not_before, f"the Job started before its window{why}"
+    assert _utc(result["decision"]["plan"]["chunks"][0]["start"]) == window, f"not the clean hour's plan{why}"
+    assert _utc(result["start_time"]) >= window, f"the Job started before its window{why}"
     assert _utc(result["end_time"]) >= _utc(result["start_time"]), why
     metrics = json.loads((out / "model" / "metrics.json").read_text())
     assert metrics["test_accuracy"] >= 0.8 and metrics["zone"] == "FR", metrics
     assert metrics["job_id"] == f"{DAG_ID}/{run_id}/{TASK_ID}", metrics
     assert (out / "model" / "model.json").exists() and (out / "checkpoints").is_dir()
-    (final,) = jobs(kube_clusters["FR"])
+    (final,) = jobs(urls["FR"])
     conditions = {c["type"]: c["status"] for c in final["status"]["conditions"]}
     assert conditions.get("Complete") == "True" and final["status"]["succeeded"] == 1, why
-    assert jobs(kube_clusters["DE"]) == [], why
+    assert jobs(urls["DE"]) == [], why
     log = stack.task_log(DAG_ID, run_id, TASK_ID)
     for line in ("suspended, waiting for its grid window", "grid window open", "unsuspended Job", "completed"):
         assert line in log, f"{line!r} not in the task log{why}"
     # The report task read the ledger record.
     assert "trained in FR" in str(stack.xcom(DAG_ID, run_id, "report")), why
     print(
-        f"\n{DAG_ID}/{run_id}: waited {waited[0]:%H:%M:%S}-{not_before:%H:%M:%S}, ran {result['start_time']} in FR; {metrics}"
+        f"\n{DAG_ID}/{run_id}: waited {waited[0]:%H:%M:%S}-{window:%H:%M:%S}, ran {result['start_time']} in FR; {metrics}"
     )
