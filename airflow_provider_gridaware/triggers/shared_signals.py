@@ -3,11 +3,16 @@
 Thousands of deferred tasks in one triggerer often watch the same few zones. They all ask this cache;
 it returns a fresh-enough series, joins a request already in flight, or makes one request for all.
 Failures are cached briefly too, so a dead source is not hammered by every waiting trigger.
+
+Waiting is cheap on purpose: a caller that joins a request in flight holds one small future of its own
+(not a chain of coroutine frames), and slowly changing inputs (recent actuals) can be read without
+waiting at all while one background request refreshes them (:meth:`SharedSignalCache.background`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import weakref
 from collections.abc import Awaitable, Callable
@@ -17,7 +22,14 @@ from typing import TYPE_CHECKING
 from airflow_provider_gridaware.signals.errors import GridSignalError
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
     from airflow_provider_gridaware.signals.models import SignalSeries
+
+    # What a request ends with: the series, or the source's typed error (returned, not raised, to waiters).
+    Outcome: TypeAlias = SignalSeries | GridSignalError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -30,14 +42,18 @@ class SignalKey:
     forecast: bool = True
 
 
-@dataclass
 class _Entry:
-    series: SignalSeries | None = None
-    fetched_at: float = 0.0
-    error: GridSignalError | None = None
-    failed_at: float = 0.0
-    inflight: asyncio.Task[SignalSeries] | None = None
-    requests: int = 0
+    __slots__ = ("error", "failed_at", "fetched_at", "inflight", "requests", "series", "waiters")
+
+    def __init__(self) -> None:
+        self.series: SignalSeries | None = None
+        self.fetched_at = 0.0
+        self.error: GridSignalError | None = None
+        self.failed_at = 0.0
+        self.inflight: asyncio.Task[None] | None = None
+        # One future per caller waiting on the request in flight (cancelling one cancels nothing else).
+        self.waiters: list[asyncio.Future[Outcome]] = []
+        self.requests = 0
 
 
 Fetcher = Callable[[SignalKey], Awaitable["SignalSeries"]]
@@ -64,30 +80,92 @@ class SharedSignalCache:
             return entry.series
         return None
 
-    async def get(self, key: SignalKey, *, max_age: float) -> SignalSeries:
-        """A series for ``key`` no older than ``max_age`` seconds; raises the source's typed error."""
-        entry = self._entries.setdefault(key, _Entry())
+    def lookup(self, key: SignalKey, *, max_age: float) -> Outcome | asyncio.Future[Outcome]:
+        """Without awaiting: a series no older than ``max_age`` seconds, a recently cached failure, or else a
+        future of the caller's own that ends with the outcome of the one shared request (started if needed).
+
+        Cancelling the future (or the task awaiting it) never cancels the shared request.
+        """
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = self._entries[key] = _Entry()
         now = self.clock()
         if entry.series is not None and now - entry.fetched_at < max_age:
             return entry.series
         if entry.inflight is None:
             if entry.error is not None and now - entry.failed_at < min(self.error_ttl, max_age):
-                raise entry.error
-            entry.inflight = asyncio.ensure_future(self._refresh(key, entry))
-        # shield: one waiter being cancelled (its task killed) must not cancel the shared request.
-        return await asyncio.shield(entry.inflight)
+                return entry.error
+            self._start(key, entry)
+        waiter: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        entry.waiters.append(waiter)
+        return waiter
 
-    async def _refresh(self, key: SignalKey, entry: _Entry) -> SignalSeries:
+    async def get(self, key: SignalKey, *, max_age: float) -> SignalSeries:
+        """A series for ``key`` no older than ``max_age`` seconds; raises the source's typed error."""
+        outcome = self.lookup(key, max_age=max_age)
+        if isinstance(outcome, asyncio.Future):
+            outcome = await outcome
+        if isinstance(outcome, GridSignalError):
+            raise outcome
+        return outcome
+
+    def background(self, key: SignalKey, *, max_age: float) -> SignalSeries | None:
+        """The last good series for ``key`` (whatever its age, or ``None``), never awaiting anything.
+
+        When it is older than ``max_age`` (or missing) one background request refreshes it, unless one is in
+        flight or a recent failure is cached; nobody waits on that request. For slowly changing inputs, so a
+        slow or failing source never holds up (or piles up) its callers.
+        """
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = self._entries[key] = _Entry()
+        now = self.clock()
+        stale = entry.series is None or now - entry.fetched_at >= max_age
+        failed_recently = entry.error is not None and now - entry.failed_at < min(self.error_ttl, max_age)
+        if stale and entry.inflight is None and not failed_recently:
+            self._start(key, entry)
+        return entry.series
+
+    def _start(self, key: SignalKey, entry: _Entry) -> None:
+        # The entry holds the task (asyncio itself keeps only a weak reference to running tasks).
+        entry.inflight = asyncio.ensure_future(self._refresh(key, entry))
+
+    async def _refresh(self, key: SignalKey, entry: _Entry) -> None:
         entry.requests += 1
+        outcome: Outcome | Exception
         try:
-            series = await self.fetch(key)
+            outcome = await self.fetch(key)
+        except asyncio.CancelledError:
+            entry.inflight = None
+            waiters, entry.waiters = entry.waiters, []
+            for waiter in waiters:
+                waiter.cancel()
+            raise
         except GridSignalError as exc:
             entry.error, entry.failed_at = exc, self.clock()
-            raise
-        finally:
-            entry.inflight = None
-        entry.series, entry.fetched_at, entry.error = series, self.clock(), None
-        return series
+            outcome = exc
+        except Exception as exc:  # not a source error (a bug): raised in every waiter, as a shared request would
+            outcome = exc
+        else:
+            entry.series, entry.fetched_at, entry.error = outcome, self.clock(), None
+        entry.inflight = None
+        waiters, entry.waiters = entry.waiters, []
+        delivered = False
+        for waiter in waiters:
+            if waiter.done():  # its caller was cancelled
+                continue
+            delivered = True
+            if isinstance(outcome, Exception) and not isinstance(outcome, GridSignalError):
+                waiter.set_exception(outcome)
+            else:
+                waiter.set_result(outcome)
+        if not delivered and isinstance(outcome, Exception) and not isinstance(outcome, GridSignalError):
+            log.error("background request for %s failed unexpectedly", key, exc_info=outcome)
+
+    def failure(self, key: SignalKey) -> GridSignalError | None:
+        """The error of the last request for ``key`` if it failed (cleared by the next success)."""
+        entry = self._entries.get(key)
+        return None if entry is None else entry.error
 
     def last_good(self, key: SignalKey) -> tuple[SignalSeries, float] | None:
         """The last series fetched successfully for ``key`` and its age in seconds, if any."""

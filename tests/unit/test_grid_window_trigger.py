@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
+from collections import OrderedDict
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -258,3 +260,66 @@ def test_never_released_before_the_earliest_start(clock, monkeypatch):
     event = asyncio.run(first_event(make_trigger(job, refresh_seconds=1800)))
     assert clock.now == T0 + timedelta(hours=2)
     assert event.payload["plan"]["chunks"][0]["start"] == "2024-06-01T14:00:00Z"
+
+
+def test_a_slow_history_refresh_never_holds_up_planning(clock, monkeypatch):
+    job = make_job(deadline=T0 + timedelta(hours=16))
+    history_requests = []
+    seen = []
+
+    async def fetch(key):
+        if not key.forecast:
+            history_requests.append(clock.now)
+            if len(history_requests) > 1:
+                await asyncio.Event().wait()  # the refresh of the recent actuals never ends
+        return series()
+
+    def fake_plan(job_, *, carbon, price, now, history, **_):
+        seen.append(sorted(history))
+        return planned(job_, now, T0 + timedelta(hours=12))
+
+    install_fetch(monkeypatch, fetch, clock)
+    monkeypatch.setattr(grid_window, "plan_job", fake_plan)
+    # (wait_for only turns a regression, a trigger parked on the hung request, into a failure instead of a hang)
+    event = asyncio.run(asyncio.wait_for(first_event(make_trigger(job, refresh_seconds=3600)), 60))
+    assert clock.now == T0 + timedelta(hours=12)
+    # Hourly re-plans went on with the (stale) actuals while one background refresh hung; nobody waited on it.
+    assert len(seen) >= 12 and all(zones == ["GB"] for zones in seen)
+    assert len(history_requests) == 2 and history_requests[1] >= T0 + grid_window.HISTORY_MAX_AGE
+    assert event.payload["replans"] == len(seen)
+
+
+def test_first_plan_waits_for_the_first_actuals_and_later_plans_get_the_previous_window(clock, monkeypatch):
+    target = T0 + timedelta(hours=3)
+    calls = []
+
+    async def fetch(key):
+        if not key.forecast:
+            for _ in range(5):  # the actuals arrive after the forecast
+                await asyncio.sleep(0)
+        return series()
+
+    def fake_plan(job_, *, carbon, price, now, history, previous, **_):
+        calls.append((sorted(history), previous))
+        return planned(job_, now, target)
+
+    install_fetch(monkeypatch, fetch, clock)
+    monkeypatch.setattr(grid_window, "plan_job", fake_plan)
+    asyncio.run(first_event(make_trigger(make_job(), refresh_seconds=3600)))
+    assert calls[0] == (["GB"], None)  # a fresh triggerer (or a restart) plans with history from the start
+    for _, previous in calls[1:]:
+        assert previous.zone == "GB" and previous.start == target
+
+
+def test_cached_planning_grids_go_with_their_series(monkeypatch):
+    monkeypatch.setattr(grid_window, "_GRID_CACHE", OrderedDict())
+    job = make_job()
+    forecast = series()
+    first = grid_window.plan_job(job, carbon={"GB": forecast}, price={}, now=T0)
+    again = grid_window.plan_job(job, carbon={"GB": forecast}, price={}, now=T0 + timedelta(seconds=30))
+    assert len(grid_window._GRID_CACHE) == 1 and first.zone == again.zone == "GB"  # one grid per series and slot
+    grid_window.plan_job(job, carbon={"GB": forecast}, price={}, now=T0 + timedelta(minutes=10))
+    assert len(grid_window._GRID_CACHE) == 1  # a later slot replaces the earlier slot's grid
+    del forecast
+    gc.collect()
+    assert len(grid_window._GRID_CACHE) == 0  # a refreshed (dropped) series takes its grids with it

@@ -108,3 +108,77 @@ def test_cancelled_waiter_does_not_cancel_the_shared_request():
         assert cache.request_counts()[key] == 1
 
     asyncio.run(main())
+
+
+def test_waiters_hold_a_future_each_and_unexpected_errors_reach_every_waiter():
+    async def fetch(key):
+        await asyncio.sleep(0.01)
+        raise RuntimeError("bug in the hook")
+
+    async def main():
+        cache = SharedSignalCache(fetch)
+        key = SignalKey("c1", "DE")
+        first, second = cache.lookup(key, max_age=60), cache.lookup(key, max_age=60)
+        assert isinstance(first, asyncio.Future) and isinstance(second, asyncio.Future) and first is not second
+        results = await asyncio.gather(cache.get(key, max_age=60), first, second, return_exceptions=True)
+        assert all(isinstance(r, RuntimeError) for r in results)
+        assert cache.request_counts()[key] == 1
+
+    asyncio.run(main())
+
+
+def test_background_serves_the_last_good_series_while_one_request_refreshes_it():
+    clock = Clock()
+    started: list[float] = []
+
+    async def main():
+        release = asyncio.Event()
+
+        async def fetch(key):
+            started.append(clock.now)
+            if len(started) > 1:
+                await release.wait()  # a slow refresh
+            return a_series(float(len(started)))
+
+        cache = SharedSignalCache(fetch, clock=clock)
+        key = SignalKey("c1", "DE", forecast=False)
+        assert cache.background(key, max_age=60) is None  # nothing yet: one request starts, nobody waits on it
+        assert cache.background(key, max_age=60) is None
+        await asyncio.sleep(0.01)
+        first = cache.background(key, max_age=60)
+        assert first is not None and first.values == [1.0] and len(started) == 1
+        clock.now = 61
+        for _ in range(3):  # stale: still served at once, and refreshed by a single background request
+            assert cache.background(key, max_age=60) is first
+            await asyncio.sleep(0)
+        assert len(started) == 2
+        release.set()
+        await asyncio.sleep(0.01)
+        refreshed = cache.background(key, max_age=60)
+        assert refreshed is not None and refreshed.values == [2.0]
+        assert cache.request_counts()[key] == 2
+
+    asyncio.run(main())
+
+
+def test_background_failures_are_cached_too():
+    clock = Clock()
+
+    async def fetch(key):
+        raise SourceUnavailableError("down", source="c1")
+
+    async def main():
+        cache = SharedSignalCache(fetch, error_ttl=30, clock=clock)
+        key = SignalKey("c1", "DE", forecast=False)
+        for now in (0, 10, 20):
+            clock.now = now
+            assert cache.background(key, max_age=3600) is None
+            await asyncio.sleep(0)
+        assert cache.request_counts()[key] == 1
+        assert isinstance(cache.failure(key), SourceUnavailableError)
+        clock.now = 31
+        cache.background(key, max_age=3600)
+        await asyncio.sleep(0)
+        assert cache.request_counts()[key] == 2
+
+    asyncio.run(main())
