@@ -210,12 +210,16 @@ class GridWindowMixin:
             raise ValueError(f"{what}: signal zones without a target to run in: {sorted(unserved)}")
 
     def window_args(self) -> GridWindowArgs:
+        earliest_start = self.earliest_start
+        # A templated earliest_start fed by an optional param renders empty: that means "no constraint".
+        if isinstance(earliest_start, str) and earliest_start.strip() in ("", "None"):
+            earliest_start = None
         return GridWindowArgs(
             duration=self.duration,
             deadline=self.deadline,
             conn_id=self.conn_id,
             zones=self.zones,
-            earliest_start=self.earliest_start,
+            earliest_start=earliest_start,
             **self.grid_window_kwargs,
         )
 

@@ -15,8 +15,9 @@ What it shows:
   resubmitted successor, and the ledger still sees one logical job.
 
 Connections: ``aws_default`` (region and credentials; ``endpoint_url`` in its extra for moto or
-LocalStack) and ``gridaware_electricitymaps_default`` for the carbon signal of both zones. Neither is
-needed to parse this file. Run by hand (``schedule=None``).
+LocalStack) and a carbon connection for both zones (param ``carbon_conn_id``, default Electricity Maps).
+Neither is needed to parse this file. Run by hand (``schedule=None``); the optional param ``not_before``
+(an ISO time) keeps the job from starting earlier.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import dag
+from airflow.sdk import Param, dag
 
 from airflow_provider_gridaware.hooks.batch import BatchQueue
 from airflow_provider_gridaware.operators.batch import (
@@ -46,17 +47,23 @@ QUEUES = [
     start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
     catchup=False,
     tags=["gridaware", "example", "aws"],
+    params={
+        "carbon_conn_id": Param("gridaware_electricitymaps_default", type="string"),
+        "not_before": Param("", type="string", description="optional ISO time: do not start before it"),
+    },
     doc_md=__doc__,
 )
 def example_batch_dispatch() -> None:
     GridAwareBatchOperator(
         task_id="train_model",
         queues=QUEUES,
-        job_name="train-model-{{ ds_nodash }}",
+        job_name="train-model-{{ dag_run.run_after | ds_nodash }}",  # a manual run has no logical date
         job_definition="train-model",
         duration=timedelta(hours=4),
         deadline=timedelta(hours=24),
-        conn_id="gridaware_electricitymaps_default",
+        conn_id="{{ params.carbon_conn_id }}",
+        # An empty not_before renders as no earliest start.
+        earliest_start="{{ params.not_before }}",
         priority_class="batch",
         interruptible=True,
         container_overrides={"command": ["python", "train.py", "--epochs", "20"]},

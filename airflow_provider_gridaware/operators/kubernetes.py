@@ -54,7 +54,6 @@ from airflow_provider_gridaware.hooks.kubernetes import (
     job_phase,
 )
 from airflow_provider_gridaware.window import (
-    GridWindowArgs,
     GridWindowMixin,
     job_id_from_context,
     pop_window_kwargs,
@@ -172,13 +171,6 @@ class GridAwareKubernetesJobOperator(GridWindowMixin, KubernetesJobOperator):
             earliest_start=earliest_start,
             grid_window_kwargs=grid_window_kwargs,
         )
-
-    def window_args(self) -> GridWindowArgs:
-        args = super().window_args()
-        # A templated earliest_start fed by an optional param renders empty: that means "no constraint".
-        if isinstance(args.earliest_start, str) and args.earliest_start.strip() in ("", "None"):
-            args.earliest_start = None
-        return args
 
     # -- clusters and state ------------------------------------------------------------------------------
     def cluster_hook(self, conn_id: str) -> GridKubernetesHook:

@@ -116,8 +116,10 @@ class MotoServer:
             aws_secret_access_key="testing",
         )
 
-    def setup_batch(self, region: str, *, queue: str, state: str = "ENABLED") -> dict[str, str]:
-        """An unmanaged compute environment, a job queue and the job definition in ``region``."""
+    def setup_batch(
+        self, region: str, *, queue: str, state: str = "ENABLED", job_definition: str = JOB_DEFINITION
+    ) -> dict[str, str]:
+        """An unmanaged compute environment, a job queue and the job definition (``job_definition``) in ``region``."""
         iam = self.client("iam", region)
         try:
             role = iam.get_role(RoleName=ROLE_NAME)["Role"]["Arn"]
@@ -134,7 +136,7 @@ class MotoServer:
             computeEnvironmentOrder=[{"order": 1, "computeEnvironment": env["computeEnvironmentArn"]}],
         )
         definition = batch.register_job_definition(
-            jobDefinitionName=JOB_DEFINITION,
+            jobDefinitionName=job_definition,
             type="container",
             containerProperties={
                 "image": "busybox",

@@ -233,3 +233,9 @@ def test_example_dag_parses_and_serialises_without_clusters() -> None:
 def test_a_signal_zone_without_a_cluster_is_refused_at_parse_time():
     with pytest.raises(ValueError, match=r"signal zones without a target to run in: \['FR'\]"):
         operator(sources=[{"conn_id": "carbon", "zone": "FR"}])
+
+
+def test_an_earliest_start_that_renders_empty_means_none():
+    op = operator(earliest_start="{{ params.not_before }}")
+    op.earliest_start = ""  # what the template renders for an empty optional param
+    assert op.window_args().earliest_start is None
