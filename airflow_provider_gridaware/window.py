@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
+    from airflow.sdk import BaseOperator
+
     from airflow_provider_gridaware.dispatch import DispatchTarget
     from airflow_provider_gridaware.planning.job import Job
     from airflow_provider_gridaware.triggers.grid_window import GridWindowRequest, SignalSource
@@ -208,6 +210,22 @@ class GridWindowMixin:
         unserved = set(self.window_args().candidate_zones()) - set(by_zone)
         if unserved:
             raise ValueError(f"{what}: signal zones without a target to run in: {sorted(unserved)}")
+
+    def defer_until_window(
+        self, context: Mapping[str, Any], *, method_name: str, end_from_trigger: bool = False
+    ) -> None:
+        """Defer to :class:`~airflow_provider_gridaware.triggers.grid_window.GridWindowTrigger` for this task's job."""
+        from airflow_provider_gridaware.triggers.grid_window import GridWindowTrigger
+
+        operator = cast("BaseOperator", self)  # every user of this mixin is an operator
+        args = self.window_args()
+        run_start, job_id = run_start_from_context(context), job_id_from_context(context)
+        job = args.job(run_start=run_start, job_id=job_id)
+        operator.log.info(
+            "deferring until the job's grid window (deadline %s, latest start %s)", job.deadline, job.latest_start
+        )
+        request = args.request(run_start=run_start, job_id=job_id, end_from_trigger=end_from_trigger)
+        operator.defer(trigger=GridWindowTrigger(request), method_name=method_name)
 
     def window_args(self) -> GridWindowArgs:
         earliest_start = self.earliest_start

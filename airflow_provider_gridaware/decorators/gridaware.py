@@ -21,9 +21,7 @@ from airflow.sdk.bases.decorator import DecoratedOperator, task_decorator_factor
 
 from airflow_provider_gridaware.window import (
     GridWindowMixin,
-    job_id_from_context,
     pop_window_kwargs,
-    run_start_from_context,
 )
 
 if TYPE_CHECKING:
@@ -77,17 +75,7 @@ class _GridAwareDecoratedOperator(GridWindowMixin, DecoratedOperator, PythonOper
         )
 
     def execute(self, context: Context) -> Any:
-        from airflow_provider_gridaware.triggers.grid_window import GridWindowTrigger
-
-        args = self.window_args()
-        run_start, job_id = run_start_from_context(context), job_id_from_context(context)
-        job = args.job(run_start=run_start, job_id=job_id)
-        self.log.info(
-            "deferring until the grid window opens (deadline %s, latest start %s)", job.deadline, job.latest_start
-        )
-        self.defer(
-            trigger=GridWindowTrigger(args.request(run_start=run_start, job_id=job_id)), method_name="execute_complete"
-        )
+        self.defer_until_window(context, method_name="execute_complete")
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """The window is open: run the callable with the decision as ``grid_decision``."""

@@ -45,7 +45,6 @@ from airflow_provider_gridaware.window import (
     GridWindowMixin,
     job_id_from_context,
     pop_window_kwargs,
-    run_start_from_context,
 )
 
 if TYPE_CHECKING:
@@ -223,12 +222,7 @@ class GridAwareBatchOperator(GridWindowMixin, BaseOperator):
             if result is not None:
                 return result
         self.check_queues()
-        from airflow_provider_gridaware.triggers.grid_window import GridWindowTrigger
-
-        request = self.window_args().request(
-            run_start=run_start_from_context(context), job_id=job_id_from_context(context)
-        )
-        self.defer(trigger=GridWindowTrigger(request), method_name="execute_in_window")
+        self.defer_until_window(context, method_name="execute_in_window")
 
     def reattach(self, context: Context, record: dict[str, Any]) -> dict[str, Any] | None:
         """A retry with a stored job: wait for it if active or paused, return if it succeeded; ``None`` to

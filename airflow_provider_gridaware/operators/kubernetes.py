@@ -57,7 +57,6 @@ from airflow_provider_gridaware.window import (
     GridWindowMixin,
     job_id_from_context,
     pop_window_kwargs,
-    run_start_from_context,
 )
 
 if TYPE_CHECKING:
@@ -218,7 +217,7 @@ class GridAwareKubernetesJobOperator(GridWindowMixin, KubernetesJobOperator):
                 return self._result(context, ref, state.get("decision"), job.get("status") or {})
             if phase is JobPhase.RUNNING or self._released(job, state):
                 return self._defer_for_completion(ref, state.get("decision"))
-            return self._defer_for_window(context)
+            return self.defer_until_window(context, method_name="execute_in_window")
 
         from airflow_provider_gridaware.sensors.grid_window import plan_now
 
@@ -228,7 +227,7 @@ class GridAwareKubernetesJobOperator(GridWindowMixin, KubernetesJobOperator):
         decision = {"status": "planned", "plan": plan.to_dict(), "problems": problems}
         ref = self._create_suspended(context, cluster, decision)
         self._save_state(context, ref, released=False, decision=decision)
-        return self._defer_for_window(context)
+        return self.defer_until_window(context, method_name="execute_in_window")
 
     def _released(self, job: Mapping[str, Any], state: Mapping[str, Any]) -> bool:
         """Whether the window already opened for this Job (then a suspension is a grid event's, not ours)."""
@@ -238,14 +237,6 @@ class GridAwareKubernetesJobOperator(GridWindowMixin, KubernetesJobOperator):
         if KUEUE_QUEUE_LABEL in (meta.get("labels") or {}):
             return True
         return bool(state.get("released"))
-
-    def _defer_for_window(self, context: Context) -> None:
-        from airflow_provider_gridaware.triggers.grid_window import GridWindowTrigger
-
-        request = self.window_args().request(
-            run_start=run_start_from_context(context), job_id=job_id_from_context(context)
-        )
-        self.defer(trigger=GridWindowTrigger(request), method_name="execute_in_window")
 
     def _find_existing(self, context: Context) -> tuple[JobRef, dict[str, Any], dict[str, Any]] | None:
         """A Job of this task instance that can be reused: from the task state store, else by label.

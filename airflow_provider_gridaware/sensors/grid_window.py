@@ -77,14 +77,7 @@ class GridWindowSensor(GridWindowMixin, BaseSensorOperator):
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
-        from airflow_provider_gridaware.triggers.grid_window import GridWindowTrigger
-
-        request = self.window_args().request(
-            run_start=run_start_from_context(context),
-            job_id=job_id_from_context(context),
-            end_from_trigger=self.end_from_trigger,
-        )
-        self.defer(trigger=GridWindowTrigger(request), method_name="execute_complete")
+        self.defer_until_window(context, method_name="execute_complete", end_from_trigger=self.end_from_trigger)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Called on a worker when the trigger fires: the decision becomes the XCom."""
