@@ -6,19 +6,26 @@ the same arguments with the same meaning.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
+
+from airflow_provider_gridaware.times import UTC, format_time
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
 
     from airflow_provider_gridaware.dispatch import DispatchTarget
+    from airflow_provider_gridaware.planning.decision import Counterfactual, Decision
     from airflow_provider_gridaware.planning.job import Job
+    from airflow_provider_gridaware.signals.models import SignalSeries
     from airflow_provider_gridaware.triggers.grid_window import GridWindowRequest, SignalSource
 
-UTC = timezone.utc
+#: The worker's first decision reads signals for at most this long (then the trigger takes over).
+FIRST_DECISION_BUDGET = timedelta(seconds=30)
 
 
 @dataclass
@@ -92,7 +99,8 @@ class GridWindowArgs:
 
     def job(self, *, run_start: datetime, job_id: str | None = None) -> Job:
         """The planner's Job, with relative times resolved against ``run_start`` (the DAG run's start)."""
-        from airflow_provider_gridaware.planning.job import Job, parse_time
+        from airflow_provider_gridaware.planning.job import Job
+        from airflow_provider_gridaware.times import parse_time
 
         deadline = (
             run_start + self.deadline
@@ -127,16 +135,40 @@ class GridWindowArgs:
         )
 
     def request(
-        self, *, run_start: datetime, job_id: str | None = None, end_from_trigger: bool = False
+        self,
+        *,
+        run_start: datetime,
+        job_id: str | None = None,
+        end_from_trigger: bool = False,
+        first: FirstDecision | None = None,
+        not_before: float | None = None,
     ) -> GridWindowRequest:
-        """The trigger's serialisable request."""
+        """The trigger's serialisable request.
+
+        :param run_start: the DAG run's start (relative times count from it).
+        :param job_id: names the job.
+        :param end_from_trigger: end the task from the triggerer.
+        :param first: the worker's first decision: the wait began then, with its counterfactual and window.
+        :param not_before: the resume guard (wall-clock epoch seconds), when the task resumes on a worker.
+        """
         from airflow_provider_gridaware.triggers.grid_window import GridWindowRequest
 
+        job = first.job if first is not None else self.job(run_start=run_start, job_id=job_id)
+        extra: dict[str, Any] = {}
+        if first is not None:
+            extra["waiting_since"] = format_time(first.decision.decided_at)
+            if first.counterfactual is not None:
+                extra["counterfactual"] = first.counterfactual.to_dict()
+            if not first.decision.fallback:
+                extra["previous_zone"] = first.decision.plan.zone
+                extra["previous_start"] = format_time(first.decision.plan.start)
         return GridWindowRequest(
-            job=self.job(run_start=run_start, job_id=job_id).to_dict(),
+            job=job.to_dict(),
             sources=self.signal_sources(),
             refresh_seconds=self.refresh_interval.total_seconds(),
             end_from_trigger=end_from_trigger,
+            not_before=not_before,
+            **extra,
         )
 
 
@@ -211,21 +243,67 @@ class GridWindowMixin:
         if unserved:
             raise ValueError(f"{what}: signal zones without a target to run in: {sorted(unserved)}")
 
-    def defer_until_window(
-        self, context: Mapping[str, Any], *, method_name: str, end_from_trigger: bool = False
-    ) -> None:
-        """Defer to :class:`~airflow_provider_gridaware.triggers.grid_window.GridWindowTrigger` for this task's job."""
-        from airflow_provider_gridaware.triggers.grid_window import GridWindowTrigger
+    def decide_first(self, context: Mapping[str, Any]) -> FirstDecision:
+        """The worker's first decision on fresh signals (see :func:`decide_now`)."""
+        return decide_now(self.window_args(), context, log=cast("BaseOperator", self).log)
 
-        operator = cast("BaseOperator", self)  # every user of this mixin is an operator
-        args = self.window_args()
-        run_start, job_id = run_start_from_context(context), job_id_from_context(context)
-        job = args.job(run_start=run_start, job_id=job_id)
+    def defer_until_window(
+        self,
+        context: Mapping[str, Any],
+        *,
+        method_name: str,
+        end_from_trigger: bool = False,
+        first: FirstDecision | None = None,
+    ) -> dict[str, Any] | None:
+        """Release now, or defer to :class:`~airflow_provider_gridaware.triggers.grid_window.GridWindowTrigger`.
+
+        The first decision is made here, on the worker: when it says "start now" the task does not defer at
+        all (the release payload is returned for the caller to go on with), which also keeps it out of
+        Airflow's resume race (see :mod:`~airflow_provider_gridaware.triggers.resume_guard`). Otherwise the
+        task defers; unless it ends from the trigger, the trigger will not fire within the resume guard.
+
+        :param context: the task context.
+        :param method_name: the method the task resumes in.
+        :param end_from_trigger: the trigger ends the task itself (no resume, no guard needed).
+        :param first: a first decision already made (else it is made now).
+        :return: the release payload when released at once; otherwise this defers (raises).
+        """
+        from airflow_provider_gridaware.triggers.grid_window import GridWindowTrigger
+        from airflow_provider_gridaware.triggers.resume_guard import RESUME_GUARD_SECONDS, resume_not_before
+
+        operator = cast("BaseOperator", self)
+        first = first or self.decide_first(context)
+        decision = first.decision
+        if decision.release:
+            operator.log.info("released at once (not deferring): %s", decision.reason)
+            return first.payload()
+        if not end_from_trigger and decision.wake_at is not None:
+            # A window opening within the resume guard is waited for here: the deferral could not be
+            # released sooner than the guard anyway, and must not be released after the latest start.
+            from airflow_provider_gridaware.times import current_clock
+
+            clock = current_clock()
+            ahead = (decision.plan.start - decision.decided_at).total_seconds()
+            if 0 < clock.wall_seconds(ahead) <= RESUME_GUARD_SECONDS and decision.plan.start <= first.job.latest_start:
+                operator.log.info("the window opens in %.0f s: waiting for it on the worker", clock.wall_seconds(ahead))
+                _sleep_until(decision.plan.start)
+                again = decide_now(self.window_args(), context, log=operator.log, job=first.job)
+                if again.decision.release:
+                    return again.payload(waiting_since=decision.decided_at, counterfactual=first.counterfactual)
         operator.log.info(
-            "deferring until the job's grid window (deadline %s, latest start %s)", job.deadline, job.latest_start
+            "deferring until the job's grid window: %s (deadline %s, latest start %s)",
+            decision.reason,
+            format_time(first.job.deadline),
+            format_time(first.job.latest_start),
         )
-        request = args.request(run_start=run_start, job_id=job_id, end_from_trigger=end_from_trigger)
+        request = self.window_args().request(
+            run_start=run_start_from_context(context),
+            end_from_trigger=end_from_trigger,
+            first=first,
+            not_before=None if end_from_trigger else resume_not_before(),
+        )
         operator.defer(trigger=GridWindowTrigger(request), method_name=method_name)
+        return None  # not reached: defer() raises
 
     def window_args(self) -> GridWindowArgs:
         earliest_start = self.earliest_start
@@ -240,6 +318,132 @@ class GridWindowMixin:
             earliest_start=earliest_start,
             **self.grid_window_kwargs,
         )
+
+
+@dataclass(frozen=True)
+class FirstDecision:
+    """A decision made on the worker (before any deferral), with what the wait will need of it.
+
+    :param job: the job, built once from the task's arguments.
+    :param decision: the decision.
+    :param problems: what went wrong reading signals.
+    :param counterfactual: start at once in the home zone now, if the signals allowed a plan.
+    """
+
+    job: Job
+    decision: Decision
+    problems: list[str]
+    counterfactual: Counterfactual | None
+
+    def payload(
+        self, *, waiting_since: datetime | None = None, counterfactual: Counterfactual | None = None
+    ) -> dict[str, Any]:
+        """The release payload (what the trigger's event would carry)."""
+        from airflow_provider_gridaware.planning.decision import release_payload
+
+        return release_payload(
+            self.decision,
+            counterfactual=counterfactual or self.counterfactual,
+            waiting_since=waiting_since or self.decision.decided_at,
+            problems=self.problems,
+            replans=1,
+        )
+
+
+def decide_now(
+    args: GridWindowArgs, context: Mapping[str, Any], *, log: Any = None, job: Job | None = None
+) -> FirstDecision:
+    """One decision on the worker, on signals fetched now (blocking, bounded by :data:`FIRST_DECISION_BUDGET`
+    and the latest start): the sensor's poke, and every grid-aware task before it defers.
+
+    :param args: the task's window arguments.
+    :param context: the task context (DAG run start, task instance).
+    :param log: where to log what went wrong reading signals.
+    :param job: the job, if already built.
+    """
+    from airflow_provider_gridaware.planning.decision import Counterfactual, decide, needs_signals
+    from airflow_provider_gridaware.planning.signal_grid import grid_for
+    from airflow_provider_gridaware.times import current_clock
+
+    job = job or args.job(run_start=run_start_from_context(context), job_id=job_id_from_context(context))
+    now = current_clock().now()
+    carbon: dict[str, SignalSeries] = {}
+    price: dict[str, SignalSeries] = {}
+    history: dict[str, SignalSeries] = {}
+    problems: list[str] = []
+    grid = None
+    if needs_signals(job, now):
+        budget = min(FIRST_DECISION_BUDGET.total_seconds(), max((job.latest_start - now).total_seconds(), 0.0))
+        fetched = _fetch_all(args.signal_sources(), budget)
+        for (source, forecast), outcome in fetched.items():
+            if isinstance(outcome, Exception):
+                if forecast:
+                    problems.append(f"{source.conn_id}/{source.zone}: {outcome}")
+                elif log is not None:
+                    log.info("no recent actuals for %s/%s (%s)", source.conn_id, source.zone, outcome)
+                continue
+            if not forecast:
+                history[source.zone] = outcome
+            else:
+                (carbon if source.kind == "carbon_intensity" else price)[source.zone] = outcome
+        if carbon or price:
+            grid = grid_for(job, carbon=carbon, price=price, now=now, history=history)
+    refresh = args.refresh_interval
+    decision = decide(job, grid, now, None, refresh=refresh, problems=problems)
+    counterfactual = None
+    if not decision.fallback and decision.plan.now_signals:
+        counterfactual = Counterfactual.of(decision.plan, job.home_zone)
+    return FirstDecision(job, decision, problems, counterfactual)
+
+
+def _fetch_all(sources: Sequence[SignalSource], budget_s: float) -> dict[tuple[SignalSource, bool], Any]:
+    """Forecasts (and recent carbon actuals) of every source, fetched in parallel, waiting at most ``budget_s``.
+
+    Daemon threads: a source that hangs past the budget is reported as such and abandoned, never waited for
+    (the hooks' own timeouts end it). Connection look-ups through the task SDK are thread-safe.
+    """
+    from airflow_provider_gridaware.hooks.registry import hook_for_connection
+    from airflow_provider_gridaware.signals.errors import SourceUnavailableError
+    from airflow_provider_gridaware.signals.units import SignalKind
+    from airflow_provider_gridaware.sources.flow import SignalQuery
+
+    wanted = [(s, True) for s in sources] + [(s, False) for s in sources if s.kind == "carbon_intensity"]
+    results: dict[tuple[SignalSource, bool], Any] = {}
+    lock = threading.Lock()
+
+    def fetch(source: SignalSource, forecast: bool) -> None:
+        try:
+            outcome: Any = hook_for_connection(source.conn_id).get_signal(
+                SignalQuery(source.zone, SignalKind(source.kind), forecast)
+            )
+        except Exception as exc:  # reported per source; the decision falls back without it
+            outcome = exc
+        with lock:
+            results[(source, forecast)] = outcome
+
+    threads = [threading.Thread(target=fetch, args=item, daemon=True) for item in wanted]
+    for thread in threads:
+        thread.start()
+    end = time.monotonic() + budget_s
+    for thread in threads:
+        thread.join(max(0.0, end - time.monotonic()))
+    with lock:
+        done = dict(results)
+    for item in wanted:
+        if item not in done:
+            done[item] = SourceUnavailableError(
+                f"no answer within {budget_s:.0f} s on the worker; the trigger will keep asking", source=item[0].conn_id
+            )
+    return done
+
+
+def _sleep_until(when: datetime) -> None:
+    from airflow_provider_gridaware.times import current_clock
+
+    clock = current_clock()
+    remaining = (when - clock.now()).total_seconds()
+    if remaining > 0:
+        time.sleep(clock.wall_seconds(remaining))
 
 
 def run_start_from_context(context: Mapping[str, Any]) -> datetime:

@@ -5,9 +5,10 @@
     def train(grid_decision=None):
         print(grid_decision["plan"]["zone"], grid_decision["plan"]["chunks"])
 
-The task defers at once (no worker slot is held while waiting), the trigger re-plans on every
-forecast refresh, and when the window opens the callable runs on a worker with the decision passed
-as ``grid_decision`` (zone, window, expected gCO2/kWh and price, the "start now" counterfactual).
+The task decides on the worker first: if now is the best window it runs at once; otherwise it defers
+(no worker slot is held while waiting), the trigger re-plans on every forecast refresh, and when the
+window opens the callable runs on a worker with the decision passed as ``grid_decision`` (zone, window,
+expected gCO2/kWh and price, the counterfactual "start when the wait began", the expected saving).
 """
 
 from __future__ import annotations
@@ -75,13 +76,15 @@ class _GridAwareDecoratedOperator(GridWindowMixin, DecoratedOperator, PythonOper
         )
 
     def execute(self, context: Context) -> Any:
-        self.defer_until_window(context, method_name="execute_complete")
+        released = self.defer_until_window(context, method_name="execute_complete")
+        return self.execute_complete(context, released)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
-        """The window is open: run the callable with the decision as ``grid_decision``."""
+        """The window is open (the trigger fired, or the first decision released at once): run the callable
+        with the decision as ``grid_decision``."""
         if not event or "plan" not in event:
             raise RuntimeError(f"grid window trigger returned an unexpected event: {event!r}")
-        self.log.info("grid window open: %s", event["plan"].get("reason"))
+        self.log.info("grid window open: %s", event.get("reason") or event["plan"].get("reason"))
         context[DECISION_KEY] = event  # type: ignore[literal-required]  # offered to the callable by name
         return super().execute(context)
 

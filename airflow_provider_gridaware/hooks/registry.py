@@ -29,16 +29,34 @@ def hook_class_for(conn_type: str | None, *, conn_id: str = "") -> type[GridSign
 
 
 def hook_for_connection(conn_id: str) -> GridSignalHook:
-    """A hook instance for ``conn_id``, chosen by the connection's type (blocking look-up)."""
-    from airflow.sdk import BaseHook
+    """A hook instance for ``conn_id``, chosen by the connection's type (blocking look-up).
 
-    conn = BaseHook.get_connection(conn_id)
+    :raises SourceConfigError: no such connection, or not a grid signal connection type.
+    """
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        conn = BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException as exc:
+        raise _missing(conn_id, exc) from None
     return hook_class_for(conn.conn_type, conn_id=conn_id)(conn_id)
 
 
 async def ahook_for_connection(conn_id: str) -> GridSignalHook:
     """Async twin of :func:`hook_for_connection`, safe inside the triggerer's event loop."""
     from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
 
-    conn = await BaseHook.aget_connection(conn_id)
+    try:
+        conn = await BaseHook.aget_connection(conn_id)
+    except AirflowNotFoundException as exc:
+        raise _missing(conn_id, exc) from None
     return hook_class_for(conn.conn_type, conn_id=conn_id)(conn_id)
+
+
+def _missing(conn_id: str, exc: Exception) -> SourceConfigError:
+    return SourceConfigError(
+        f"connection {conn_id!r} does not exist ({exc}); create it, or check the conn_id for a typo",
+        source=conn_id,
+    )

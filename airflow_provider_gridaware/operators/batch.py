@@ -222,7 +222,8 @@ class GridAwareBatchOperator(GridWindowMixin, BaseOperator):
             if result is not None:
                 return result
         self.check_queues()
-        self.defer_until_window(context, method_name="execute_in_window")
+        released = self.defer_until_window(context, method_name="execute_in_window")
+        return self.execute_in_window(context, released)
 
     def reattach(self, context: Context, record: dict[str, Any]) -> dict[str, Any] | None:
         """A retry with a stored job: wait for it if active or paused, return if it succeeded; ``None`` to
@@ -317,6 +318,7 @@ class GridAwareBatchOperator(GridWindowMixin, BaseOperator):
 
     def wait_for(self, queue: BatchQueue, job_id: str) -> None:
         from airflow_provider_gridaware.triggers.batch import BatchJobWait, GridAwareBatchJobTrigger
+        from airflow_provider_gridaware.triggers.resume_guard import resume_not_before
 
         self._running = (queue, job_id)
         wait = BatchJobWait(
@@ -324,6 +326,7 @@ class GridAwareBatchOperator(GridWindowMixin, BaseOperator):
             region_name=queue.region_name,
             aws_conn_id=queue.aws_conn_id,
             poll_interval=self.poll_interval,
+            not_before=resume_not_before(),
         )
         self.defer(
             trigger=GridAwareBatchJobTrigger(wait), method_name="execute_complete", timeout=self.execution_timeout

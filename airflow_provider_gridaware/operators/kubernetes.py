@@ -219,15 +219,15 @@ class GridAwareKubernetesJobOperator(GridWindowMixin, KubernetesJobOperator):
                 return self._defer_for_completion(ref, state.get("decision"))
             return self.defer_until_window(context, method_name="execute_in_window")
 
-        from airflow_provider_gridaware.sensors.grid_window import plan_now
-
-        plan, problems = plan_now(self.window_args(), context)
+        first = self.decide_first(context)
+        plan = first.decision.plan
         cluster = self.clusters_by_zone[plan.zone]
-        self.log.info("planned: %s -> cluster %s (zone %s)", plan.reason, cluster.conn_id, cluster.zone)
-        decision = {"status": "planned", "plan": plan.to_dict(), "problems": problems}
+        self.log.info("planned: %s -> cluster %s (zone %s)", first.decision.reason, cluster.conn_id, cluster.zone)
+        decision = {"status": "planned", "plan": plan.to_dict(), "problems": first.problems}
         ref = self._create_suspended(context, cluster, decision)
         self._save_state(context, ref, released=False, decision=decision)
-        return self.defer_until_window(context, method_name="execute_in_window")
+        released = self.defer_until_window(context, method_name="execute_in_window", first=first)
+        return self.execute_in_window(context, released)
 
     def _released(self, job: Mapping[str, Any], state: Mapping[str, Any]) -> bool:
         """Whether the window already opened for this Job (then a suspension is a grid event's, not ours)."""
@@ -410,6 +410,7 @@ class GridAwareKubernetesJobOperator(GridWindowMixin, KubernetesJobOperator):
 
     def _defer_for_completion(self, ref: JobRef, decision: Mapping[str, Any] | None) -> None:
         from airflow_provider_gridaware.triggers.kubernetes import JobWatchRequest, KubernetesJobCompletionTrigger
+        from airflow_provider_gridaware.triggers.resume_guard import resume_not_before
 
         self._job_ref = ref
         request = JobWatchRequest(
@@ -419,6 +420,7 @@ class GridAwareKubernetesJobOperator(GridWindowMixin, KubernetesJobOperator):
             zone=ref.zone,
             decision=dict(decision) if decision else None,
             poll_seconds=self.job_poll_interval,
+            not_before=resume_not_before(),
         )
         self.defer(trigger=KubernetesJobCompletionTrigger(request), method_name="execute_complete")
 

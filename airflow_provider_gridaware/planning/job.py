@@ -9,13 +9,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
-from airflow_provider_gridaware.signals.models import format_time
-
-UTC = timezone.utc
+from airflow_provider_gridaware.times import format_time, parse_time
 
 # Runtime estimates are rarely better than +/-25 %: the default margin keeps the promise for such an
 # error (a job released at its latest start and running 25 % long still ends by the deadline).
@@ -31,22 +29,6 @@ class PriorityClass(str, Enum):
     CRITICAL = "critical"
     FLEXIBLE = "flexible"
     BATCH = "batch"
-
-
-def parse_time(value: datetime | str, *, what: str) -> datetime:
-    """A timezone-aware UTC datetime from a datetime or an ISO 8601 string; naive times are refused.
-
-    :param value: the datetime or ISO 8601 text (``Z`` or an offset required).
-    :param what: the field name, for the error message.
-    """
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError:
-            raise ValueError(f"{what}: {value!r} is not an ISO 8601 time") from None
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{what}: {value.isoformat()} has no timezone; times must be timezone-aware")
-    return value.astimezone(UTC)
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
-from airflow_provider_gridaware.planning.job import parse_time
-from airflow_provider_gridaware.signals.models import format_time
+from airflow_provider_gridaware.times import format_time, parse_time
 
 
 class PlanStatus(str, Enum):

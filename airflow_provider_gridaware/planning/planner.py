@@ -14,24 +14,27 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import numpy as np
 import numpy.typing as npt
 
 from airflow_provider_gridaware.planning import core
 from airflow_provider_gridaware.planning.core import INVALID, QUANTUM, ObjectiveGrid
+from airflow_provider_gridaware.planning.decision import Window, fixed_plan
 from airflow_provider_gridaware.planning.forecaster import SeasonalForecaster, SeasonalModel
 from airflow_provider_gridaware.planning.grid import floor_to, from_seconds, resample_series, to_seconds
-from airflow_provider_gridaware.planning.job import Job, PriorityClass, parse_time
+from airflow_provider_gridaware.planning.job import Job
 from airflow_provider_gridaware.planning.objective import Objective, check_comparable, typical_level
 from airflow_provider_gridaware.planning.plan import Chunk, Plan, PlanStatus
-from airflow_provider_gridaware.planning.policies import DEFAULT_HYSTERESIS, DEFAULT_OPTIMISM
-from airflow_provider_gridaware.signals.models import SignalSeries, format_time
+from airflow_provider_gridaware.signals.models import SignalSeries
+from airflow_provider_gridaware.times import format_time, parse_time
 
 FloatArray = npt.NDArray[np.float64]
-UTC = timezone.utc
 DAY_S = 86_400
+# Tuned once on DE, GB and FR 2020 at round values, then left alone: see docs/planner.md.
+DEFAULT_OPTIMISM = 0.3
+DEFAULT_HYSTERESIS = 0.05
 _STATUS = {
     core.SHIFTED: PlanStatus.SHIFTED,
     core.BEST_NOW: PlanStatus.BEST_NOW,
@@ -303,7 +306,7 @@ def plan(
     signals: Sequence[ZoneSignals],
     *,
     now: datetime,
-    previous: Plan | None = None,
+    previous: Window | None = None,
     settings: PlannerSettings | None = None,
 ) -> Plan:
     """Prepare the job's zones and plan it (the one-job convenience).
@@ -311,7 +314,7 @@ def plan(
     :param job: the job.
     :param signals: signals of (at least) the job's zones.
     :param now: the planning time.
-    :param previous: the plan made at the previous wake-up, if any (kept unless clearly beaten).
+    :param previous: the window chosen at the previous wake-up, if any (kept unless clearly beaten).
     :param settings: grid and decision settings.
     """
     wanted = [s for s in signals if s.zone in job.zones]
@@ -326,18 +329,26 @@ def plan_job(
     grid: PlanningGrid,
     *,
     now: datetime | None = None,
-    previous: Plan | None = None,
+    previous: Window | None = None,
     settings: PlannerSettings | None = None,
+    running_s: int = 0,
+    started: bool = False,
 ) -> Plan:
     """Plan one job on a prepared grid.
 
     :param job: the job.
     :param grid: the prepared signals (must contain the job's zones; others are ignored).
     :param now: the planning time (default: the grid's origin).
-    :param previous: the previous plan of this job: its window is kept unless a new one is better by
+    :param previous: the previous window of this job: it is kept unless a new one is better by
         ``settings.hysteresis``, so forecast noise does not make the job chase a moving minimum.
     :param settings: decision settings.
+    :param running_s: interruptible jobs: how long the run in progress has been going (0 = paused).
+    :param started: interruptible jobs: whether the job has run before (its next start is a resume).
     """
+    if job.interruptible:
+        settings = settings or PlannerSettings()
+        now_s = grid.origin_s if now is None else to_seconds(parse_time(now, what="now"))
+        return _plan_interruptible(job, grid, now_s, settings, running_s=running_s, started=started)
     return plan_jobs([job], grid, now=now, previous=[previous], settings=settings)[0]
 
 
@@ -346,7 +357,7 @@ def plan_jobs(
     grid: PlanningGrid,
     *,
     now: datetime | None = None,
-    previous: Sequence[Plan | None] | None = None,
+    previous: Sequence[Window | None] | None = None,
     settings: PlannerSettings | None = None,
 ) -> list[Plan]:
     """Plan many jobs on one prepared grid; non-interruptible jobs are planned in one vectorised call.
@@ -354,7 +365,7 @@ def plan_jobs(
     :param jobs: the jobs.
     :param grid: the prepared signals.
     :param now: the planning time (default: the grid's origin).
-    :param previous: per job, its previous plan or ``None``.
+    :param previous: per job, its previous window or ``None``.
     :param settings: decision settings.
     """
     settings = settings or PlannerSettings()
@@ -368,9 +379,7 @@ def plan_jobs(
     plans: list[Plan | None] = [None] * len(jobs)
     groups: dict[tuple[float, float], list[int]] = {}
     for k, job in enumerate(jobs):
-        if job.priority_class is PriorityClass.CRITICAL:
-            plans[k] = _immediate(job, grid, now_s, PlanStatus.CRITICAL, "priority class critical: runs at once")
-        elif job.interruptible:
+        if job.interruptible:
             plans[k] = _plan_interruptible(job, grid, now_s, settings)
         else:
             groups.setdefault((job.carbon_weight, job.price_weight), []).append(k)
@@ -389,7 +398,7 @@ def plan_jobs(
 
 def _plan_windows(
     jobs: Sequence[Job],
-    previous: Sequence[Plan | None],
+    previous: Sequence[Window | None],
     grid: PlanningGrid,
     expected: ObjectiveGrid,
     hopeful: ObjectiveGrid,
@@ -456,7 +465,7 @@ def _plan_windows(
 
 
 def _keep_previous(
-    previous: Plan | None,
+    previous: Window | None,
     job: Job,
     hopeful: ObjectiveGrid,
     index_of: dict[str, int],
@@ -591,22 +600,9 @@ def _reason(
     return f"{text}; latest start {by}"
 
 
-def _immediate(job: Job, grid: PlanningGrid, now_s: int, status: PlanStatus, reason: str) -> Plan:
-    earliest = max(now_s, to_seconds(job.earliest_start))
-    duration = _seconds(job.duration)
-    return Plan(
-        zone=job.home_zone,
-        chunks=(Chunk(from_seconds(earliest), from_seconds(earliest + duration)),),
-        run_now=True,
-        latest_start=from_seconds(max(to_seconds(job.latest_start), earliest)),
-        planned_at=from_seconds(now_s),
-        status=status,
-        reason=reason,
-        job_id=job.job_id,
-    )
-
-
-def _plan_interruptible(job: Job, grid: PlanningGrid, now_s: int, settings: PlannerSettings) -> Plan:
+def _plan_interruptible(
+    job: Job, grid: PlanningGrid, now_s: int, settings: PlannerSettings, *, running_s: int = 0, started: bool = False
+) -> Plan:
     """Chunks for an interruptible job: the dynamic programme per candidate zone, the cheapest wins."""
     objective = Objective(job.carbon_weight, job.price_weight)
     expected, _ = grid.objective_grids(objective, settings.optimism)
@@ -619,12 +615,12 @@ def _plan_interruptible(job: Job, grid: PlanningGrid, now_s: int, settings: Plan
     count = (end_limit - earliest) // step
     latest = to_seconds(job.latest_start)
     if count < need:
-        return _immediate(
+        return fixed_plan(
             job,
-            grid,
-            now_s,
+            from_seconds(now_s),
             PlanStatus.DEADLINE_AT_RISK,
             "the margin before the deadline is too short to pause: runs at once",
+            start=from_seconds(earliest),
         )
     starts = earliest + step * np.arange(count, dtype=np.int64)
     final_len = duration - (need - 1) * step
@@ -641,7 +637,13 @@ def _plan_interruptible(job: Job, grid: PlanningGrid, now_s: int, settings: Plan
             resume = np.where(resume_ok, resume_total, INVALID // 4)
         penalty = round(job.zone_penalty.get(zone, 0.0) * QUANTUM) * duration
         chosen = core.cheapest_chunks(
-            costs, need=need, min_chunk=-(-_seconds(job.min_chunk) // step), resume_costs=resume, final_costs=final
+            costs,
+            need=need,
+            min_chunk=-(-_seconds(job.min_chunk) // step),
+            resume_costs=resume,
+            final_costs=final,
+            running=-(-running_s // step) if running_s > 0 else 0,
+            started=started,
         )
         if zone == job.home_zone:
             straight = int(costs[: need - 1].sum()) + int(final[need - 1])
@@ -650,8 +652,12 @@ def _plan_interruptible(job: Job, grid: PlanningGrid, now_s: int, settings: Plan
             best = (float(chosen.cost + penalty), z, chosen.runs)
     home = index_of[job.home_zone]
     if best is None:
-        return _immediate(
-            job, grid, now_s, PlanStatus.NO_SIGNAL, f"no usable signal for {', '.join(job.zones)}: runs at once"
+        return fixed_plan(
+            job,
+            from_seconds(now_s),
+            PlanStatus.NO_SIGNAL,
+            f"no usable signal for {', '.join(job.zones)}",
+            start=from_seconds(earliest),
         )
     cost, zone_index, runs = best
     if (

@@ -1,9 +1,11 @@
-"""When to release a job: our receding-horizon policy and the peers it is compared with.
+"""The backtest's policies: ours, which is the product's own :func:`~airflow_provider_gridaware.planning.decision.decide`,
+and the peers it is compared with.
 
-``gridaware`` re-plans at every wake-up with what is known then and releases only when the plan says
-"now" (or at the latest start). Between wake-ups it sleeps until the earlier of the planned start and
-the next re-plan, so a better forecast can still move the job, and a worse one cannot push it past its
-latest start. The peers are what other tools do:
+``gridaware`` asks ``decide()`` at every wake-up, with what a live trigger would know then (actuals so
+far, the newest vintage, the own forecaster beyond, on the same kind of planning grid), releases when it
+says so and otherwise sleeps until the wake-up it names: the same code, the same refresh schedule and the
+same hysteresis as the deferrable trigger, so its figures are figures of what ships. The peers are what
+other tools do:
 
 * ``run-now``: start at submission in the home zone;
 * ``oracle``: perfect knowledge of the actual signal (the best any policy could do);
@@ -12,7 +14,6 @@ latest start. The peers are what other tools do:
 * ``threshold``: start as soon as the latest actual is below a percentile of the trailing week (or at
   the latest start), in the candidate zone with the lowest latest value.
 
-:func:`next_action` is the same release rule for live triggers, on a typed :class:`Plan`.
 """
 
 from __future__ import annotations
@@ -25,40 +26,14 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from airflow_provider_gridaware.planning.core import INVALID, ObjectiveGrid, best_windows, cheapest_chunks
-from airflow_provider_gridaware.planning.job import DEFAULT_MIN_GAIN, DEFAULT_RUNTIME_MARGIN
-from airflow_provider_gridaware.planning.plan import Plan
+from airflow_provider_gridaware.planning.decision import Progress, Window, decide, needs_signals
+from airflow_provider_gridaware.planning.forecaster import SeasonalForecaster
+from airflow_provider_gridaware.planning.job import DEFAULT_MIN_GAIN, DEFAULT_RUNTIME_MARGIN, Job
+from airflow_provider_gridaware.planning.planner import DEFAULT_HYSTERESIS, DEFAULT_OPTIMISM, PlannerSettings
 from airflow_provider_gridaware.planning.replay import DAY_S, Replay
+from airflow_provider_gridaware.times import from_epoch
 
 POLICY_NAMES = ("gridaware", "run-now", "oracle", "decide-once", "threshold")
-# Tuned once on DE, GB and FR 2020 at round values, then left alone: see docs/planner.md.
-DEFAULT_OPTIMISM = 0.3
-DEFAULT_HYSTERESIS = 0.05
-
-
-# -- live release rule ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Action:
-    """What a waiting task does next.
-
-    :param release: start the job now (in ``plan.zone``).
-    :param wake_at: when to wake up and re-plan (``None`` when releasing).
-    """
-
-    release: bool
-    wake_at: datetime | None = None
-
-
-def next_action(plan: Plan, now: datetime, *, replan_every: timedelta = timedelta(minutes=30)) -> Action:
-    """The receding-horizon rule: release when the plan says now or the latest start is reached, else sleep.
-
-    :param plan: the plan just made at ``now``.
-    :param now: the current time (aware).
-    :param replan_every: the longest sleep before re-planning with fresher signals.
-    """
-    # Not ``plan.run_now``: it means "at the earliest allowed start", which may still be ahead.
-    if now >= plan.latest_start or plan.start <= now:
-        return Action(release=True)
-    return Action(release=False, wake_at=min(plan.start, now + replan_every, plan.latest_start))
 
 
 # -- backtest policies ---------------------------------------------------------------------------
@@ -88,9 +63,9 @@ class ReplayJob:
 class PolicySettings:
     """Knobs of the policies.
 
-    :param runtime_margin: ours: relative runtime allowance kept before the deadline.
+    :param runtime_margin: ours: relative runtime allowance kept before the deadline (the job's declared margin).
     :param min_gain: ours: relative gain below which the job starts now.
-    :param replan_s: ours and threshold: longest sleep between decisions.
+    :param replan_s: ours: the refresh interval; threshold: its polling interval.
     :param min_chunk_s: interruptible jobs: minimum run length.
     :param resume_cost_s: interruptible jobs: extra run time per resume, charged at the signal then.
     :param threshold_percentile: threshold peer: start below this percentile of the trailing window.
@@ -153,8 +128,8 @@ def _floor(replay: Replay, t_s: int) -> int:
     return t_s - (t_s - replay.origin_s) % step
 
 
-def _latest_release(replay: Replay, job: ReplayJob, margin: float) -> int:
-    # Releases happen at submission or on grid boundaries, never after the latest start.
+def _peer_latest_start(replay: Replay, job: ReplayJob, margin: float) -> int:
+    # The peers' own rule: they start at submission or on grid boundaries, never after this.
     latest = job.deadline_s - math.ceil(job.estimate_s * (1 + margin))
     return max(job.submit_s, _floor(replay, latest))
 
@@ -193,7 +168,7 @@ def oracle(ctx: _Context, job: ReplayJob) -> Execution:
     Interruptible jobs take the better of the best chunk set and the best contiguous window.
     """
     replay = ctx.replay
-    latest = _latest_release(replay, job, 0.0)
+    latest = _peer_latest_start(replay, job, 0.0)
     grid = _outlook_grid(replay, job.zones, job.submit_s, max(job.deadline_s, latest + job.actual_s), truth=True)
     choice = best_windows(
         grid, duration_s=[job.actual_s], earliest_s=[job.submit_s], latest_start_s=[latest], min_gain=0.0
@@ -229,7 +204,7 @@ def _chunked_oracle(ctx: _Context, job: ReplayJob) -> Execution | None:
 def decide_once(ctx: _Context, job: ReplayJob) -> Execution:
     """One rolling-mean argmin over all zones at submission, then sleep until that start (GSF SDK)."""
     replay = ctx.replay
-    latest = _latest_release(replay, job, ctx.settings.peer_margin)
+    latest = _peer_latest_start(replay, job, ctx.settings.peer_margin)
     grid = _outlook_grid(replay, job.zones, job.submit_s, job.deadline_s)
     choice = best_windows(
         grid, duration_s=[job.estimate_s], earliest_s=[job.submit_s], latest_start_s=[latest], min_gain=0.0
@@ -240,7 +215,7 @@ def decide_once(ctx: _Context, job: ReplayJob) -> Execution:
 def threshold(ctx: _Context, job: ReplayJob) -> Execution:
     """Start when the latest actual is under the trailing percentile, or at the latest start."""
     replay, settings = ctx.replay, ctx.settings
-    latest = _latest_release(replay, job, settings.peer_margin)
+    latest = _peer_latest_start(replay, job, settings.peer_margin)
     t, decisions = job.submit_s, 0
     while True:
         decisions += 1
@@ -269,51 +244,59 @@ def _threshold_of(ctx: _Context, zone: str, t_s: int) -> float:
 
 
 def gridaware(ctx: _Context, job: ReplayJob) -> Execution:
-    """Ours: receding horizon with a committed plan.
-
-    At every wake-up the outlook is re-read (actuals so far, the newest vintage, the own forecaster beyond)
-    and the best window re-planned. Future slots are credited ``optimism`` x their expected forecast error:
-    forecasts regress to the mean with the lead, so a far dip is usually deeper than forecast, and waiting
-    keeps the option to choose with a better forecast later. The committed window is replaced only by one
-    better by ``hysteresis`` (relative), so forecast noise does not make the job chase a receding minimum.
-    The job starts when its committed window arrives, or at the latest start.
-    """
+    """Ours: the product's ``decide()`` at every wake-up it asks for (see the module docstring)."""
     if job.interruptible:
         return _gridaware_chunks(ctx, job)
-    replay, settings = ctx.replay, ctx.settings
-    latest = _latest_release(replay, job, settings.runtime_margin)
-    t, decisions = job.submit_s, 0
-    committed: tuple[int, int] | None = None  # (zone index, start)
+    replay = ctx.replay
+    typed = _typed_job(ctx, job, duration_s=job.estimate_s, earliest_s=job.submit_s)
+    refresh, settings = timedelta(seconds=ctx.settings.replan_s), _planner_settings(ctx)
+    t, decisions, previous = job.submit_s, 0, None
     while True:
         decisions += 1
-        grid = _outlook_grid(replay, job.zones, t, job.deadline_s, optimism=settings.optimism)
-        choice = best_windows(
-            grid, duration_s=[job.estimate_s], earliest_s=[t], latest_start_s=[latest], min_gain=settings.min_gain
-        )
-        best = (int(choice.zone[0]), int(choice.start_s[0]))
-        if (
-            committed is None
-            or t >= latest
-            or (
-                best != committed
-                and _switch(grid, committed, int(choice.score[0]), job.estimate_s, settings.hysteresis)
-            )
-        ):
-            committed = best
-        if committed[1] <= t:
-            return _contiguous(job, job.zones[committed[0]], t, decisions)
-        t = min(committed[1], _next_replan(t, settings.replan_s), latest)
+        now = from_epoch(t)
+        grid = replay.planning_grid(job.zones, t, job.deadline_s) if needs_signals(typed, now) else None
+        decision = decide(typed, grid, now, previous, refresh=refresh, settings=settings)
+        if decision.release:
+            return _contiguous(job, decision.plan.zone, t, decisions)
+        if not decision.fallback:
+            previous = decision.window
+        t = _wake_s(decision.wake_at, t)
 
 
-def _switch(
-    grid: ObjectiveGrid, committed: tuple[int, int], new_score: int, duration_s: int, hysteresis: float
-) -> bool:
-    """Whether a new best window (``new_score``) beats the committed one, re-scored now, by ``hysteresis``."""
-    total, ok = grid.integral(committed[0], committed[1], committed[1] + duration_s)
-    if not bool(ok):
-        return True  # the committed window lost its signal: take the new best
-    old_score = int(total)
-    return new_score < old_score - hysteresis * abs(old_score)
+def _typed_job(ctx: _Context, job: ReplayJob, *, duration_s: int, earliest_s: int) -> Job:
+    """The product's :class:`Job` for (the rest of) a replayed job, as a task would declare it."""
+    settings, weights = ctx.settings, ctx.replay.objective
+    return Job(
+        duration=timedelta(seconds=duration_s),
+        earliest_start=from_epoch(earliest_s),
+        deadline=from_epoch(job.deadline_s),
+        zones=job.zones,
+        interruptible=job.interruptible,
+        min_chunk=timedelta(seconds=settings.min_chunk_s),
+        resume_cost=timedelta(seconds=settings.resume_cost_s),
+        carbon_weight=weights.carbon_weight,
+        price_weight=weights.price_weight,
+        min_gain=settings.min_gain,
+        runtime_margin=settings.runtime_margin,
+        job_id=job.job_id,
+    )
+
+
+def _planner_settings(ctx: _Context) -> PlannerSettings:
+    config = ctx.replay.config
+    return PlannerSettings(
+        step=timedelta(seconds=config.step_s),
+        forecaster=SeasonalForecaster(step_s=config.forecaster_step_s),
+        optimism=ctx.settings.optimism,
+        hysteresis=ctx.settings.hysteresis,
+    )
+
+
+def _wake_s(wake_at: datetime | None, t_s: int) -> int:
+    """The next decision time in whole seconds (always later than ``t_s``)."""
+    if wake_at is None:
+        raise RuntimeError("a waiting decision names no wake-up")
+    return max(t_s + 1, math.ceil(wake_at.timestamp()))
 
 
 def _plan_chunks(
@@ -352,77 +335,37 @@ def _plan_chunks(
 
 
 def _gridaware_chunks(ctx: _Context, job: ReplayJob) -> Execution:
-    """Interruptible: re-plan the remaining work's chunks every ``replan_s``; run the slots the plan runs now."""
-    replay, settings = ctx.replay, ctx.settings
-    step = replay.config.step_s
-    end_limit = job.deadline_s - math.ceil(job.estimate_s * settings.runtime_margin)
-    replan_slots = max(1, settings.replan_s // step)
-    done, running, started, decisions = 0, 0, False, 0
+    """Interruptible: ``decide()`` on the remaining work; run while it says run, pause while it says wait."""
+    replay = ctx.replay
+    refresh, settings = timedelta(seconds=ctx.settings.replan_s), _planner_settings(ctx)
+    done, running, decisions, t = 0, 0, 0, job.submit_s
     zone: str | None = None
+    previous: Window | None = None
     executed: list[tuple[int, int]] = []
-    planned: set[int] = set()
-    plan_from = 0
-    i = 0
     while done < job.actual_s:
-        t = job.submit_s + i * step
-        remaining_est = job.estimate_s - done
-        run = False
-        if remaining_est <= 0:
-            run = True  # ran longer than estimated: keep going until done
-        else:
-            if i == plan_from or (i - plan_from) >= replan_slots or not planned:
-                decisions += 1
-                plan = _replan_chunks(ctx, job, t, remaining_est, end_limit, zone, running, started)
-                if plan is None:
-                    planned = set(range(i, i + -(-remaining_est // step)))  # cannot plan: run straight through
-                    zone = zone or job.zones[0]
-                else:
-                    zone, runs = plan
-                    planned = {i + k for a, b in runs for k in range(a, b)}
-                plan_from = i
-            run = i in planned
-        if run:
-            amount = min(step, job.actual_s - done)
+        remaining = job.estimate_s - done
+        if remaining <= 0 or t >= job.deadline_s:
+            executed.append((t, t + job.actual_s - done))  # ran longer than declared: go on to the end
+            break
+        typed = _typed_job(ctx, job, duration_s=remaining, earliest_s=t)
+        decisions += 1
+        now = from_epoch(t)
+        zones = (zone,) if zone is not None else job.zones
+        grid = replay.planning_grid(zones, t, job.deadline_s) if needs_signals(typed, now) else None
+        progress = Progress(running_s=running, started=done > 0, zone=zone)
+        decision = decide(typed, grid, now, previous, refresh=refresh, progress=progress, settings=settings)
+        if decision.release:
+            zone = decision.plan.zone
+            until = job.actual_s - done if decision.wake_at is None else _wake_s(decision.wake_at, t) - t
+            amount = min(until, job.actual_s - done)
             executed.append((t, t + amount))
-            done += amount
-            running += 1
-            started = True
+            done, running, t = done + amount, running + amount, t + amount
         else:
+            if not decision.fallback:
+                previous = decision.window
             running = 0
-        i += 1
+            t = _wake_s(decision.wake_at, t)
     return _merge(job, zone or job.zones[0], executed, decisions)
-
-
-def _replan_chunks(
-    ctx: _Context,
-    job: ReplayJob,
-    t_s: int,
-    remaining_s: int,
-    end_limit_s: int,
-    zone: str | None,
-    running: int,
-    started: bool,
-) -> tuple[str, tuple[tuple[int, int], ...]] | None:
-    replay, settings = ctx.replay, ctx.settings
-    zones = (zone,) if zone is not None else job.zones
-    grid = _outlook_grid(replay, zones, t_s, max(end_limit_s, t_s + remaining_s))
-    step = replay.config.step_s
-    need = -(-remaining_s // step)
-    best: tuple[int, str, tuple[tuple[int, int], ...]] | None = None
-    for index, candidate in enumerate(zones):
-        planned = _plan_chunks(ctx, grid, index, t_s, remaining_s, end_limit_s, running=running, started=started)
-        if planned is not None and (best is None or planned[0] < best[0]):
-            best = (planned[0], candidate, planned[1])
-    if best is None:
-        return None
-    # "Now" straight through in the home (or current) zone: keep it unless the chunks gain min_gain.
-    now_total, now_ok = grid.integral(0, t_s, t_s + remaining_s)
-    if bool(now_ok[()] if np.ndim(now_ok) == 0 else now_ok.reshape(-1)[0]):
-        now_cost = int(np.asarray(now_total).reshape(-1)[0])
-        gain = (now_cost - best[0]) / max(abs(now_cost), 1)
-        if gain < settings.min_gain:
-            return zones[0], ((0, need),)
-    return best[1], best[2]
 
 
 def _execute_slots(job: ReplayJob, zone: str, slots: list[tuple[int, int]], work_s: int, decisions: int) -> Execution:

@@ -18,6 +18,7 @@ from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -26,8 +27,14 @@ from airflow_provider_gridaware.planning.forecaster import SeasonalForecaster, S
 from airflow_provider_gridaware.planning.grid import ends_from_starts, resample
 from airflow_provider_gridaware.planning.objective import Objective, typical_level
 
+if TYPE_CHECKING:
+    from airflow_provider_gridaware.planning.planner import PlanningGrid
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+#: Units of the backtest's signal files (the file format's documented units).
+CARBON_UNIT = "gCO2eq/kWh"
+PRICE_UNIT = "currency/MWh"
 
 DAY_S = 86_400
 FORECASTERS = ("seasonal", "repeat-day", "none")
@@ -312,6 +319,47 @@ class Replay:
             spread[:known] = 0.0
         result: FloatArray = spread
         return result
+
+    def planning_grid(self, zones: Sequence[str], t_s: int, until_s: int) -> PlanningGrid:
+        """What a live trigger would have on its planning grid at ``t_s``: the outlook and its expected error
+        per zone and signal (no future), from the slot of ``t_s`` to ``until_s``.
+
+        :param zones: the job's candidate zones (a zone without data is an unusable row).
+        :param t_s: the decision time.
+        :param until_s: the last time the job may need.
+        """
+        from airflow_provider_gridaware.planning.planner import PlanningGrid
+
+        c = self.slot_of(t_s)
+        slots = max(1, self.slot_of(until_s) - c + 2)
+        rows: dict[str, tuple[FloatArray, FloatArray] | None] = {}
+        for kind, weight in (("carbon", self.objective.carbon_weight), ("price", self.objective.price_weight)):
+            if not weight or not any(k == kind for _, k in self._tracks):
+                rows[kind] = None
+                continue
+            values, spreads = [], []
+            for zone in zones:
+                track = self._tracks.get((zone, kind))
+                if track is None:
+                    values.append(np.full(slots, np.nan))
+                    spreads.append(np.zeros(slots))
+                    continue
+                values.append(self._track_outlook(track, t_s, c, slots))
+                spreads.append(self._track_spread(track, t_s, c, slots))
+            rows[kind] = (np.stack(values), np.stack(spreads))
+        carbon, price = rows["carbon"], rows["price"]
+        return PlanningGrid(
+            origin_s=self.slot_start(c),
+            step_s=self.config.step_s,
+            slots=slots,
+            zones=tuple(zones),
+            carbon=None if carbon is None else carbon[0],
+            price=None if price is None else price[0],
+            carbon_spread=None if carbon is None else carbon[1],
+            price_spread=None if price is None else price[1],
+            carbon_unit=None if carbon is None else CARBON_UNIT,
+            price_unit=None if price is None else PRICE_UNIT,
+        )
 
     def _vintage_key(self, zone: str, t_s: int) -> int:
         track = self._tracks.get((zone, "carbon"))

@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
-from airflow_provider_gridaware.window import (
-    GridWindowArgs,
-    GridWindowMixin,
-    job_id_from_context,
-    pop_window_kwargs,
-    run_start_from_context,
-)
+from airflow_provider_gridaware.window import GridWindowMixin, decide_now, pop_window_kwargs
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-
-    from airflow_provider_gridaware.planning.plan import Plan
-    from airflow_provider_gridaware.signals.models import SignalSeries
 
 
 class GridWindowSensor(GridWindowMixin, BaseSensorOperator):
@@ -77,58 +68,22 @@ class GridWindowSensor(GridWindowMixin, BaseSensorOperator):
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
-        self.defer_until_window(context, method_name="execute_complete", end_from_trigger=self.end_from_trigger)
+        released = self.defer_until_window(
+            context, method_name="execute_complete", end_from_trigger=self.end_from_trigger
+        )
+        return self.execute_complete(context, released)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Called on a worker when the trigger fires: the decision becomes the XCom."""
+        """The window is open (on a worker after the trigger fired, or at once): the decision is the XCom."""
         if not event or "plan" not in event:
             raise RuntimeError(f"grid window trigger returned an unexpected event: {event!r}")
-        self.log.info("grid window open: %s", event["plan"].get("reason"))
+        self.log.info("grid window open: %s", event.get("reason") or event["plan"].get("reason"))
         return event
 
     def poke(self, context: Context) -> PokeReturnValue:
-        """Plan now on fresh signals (blocking); done when the plan says start now."""
-        plan, problems = plan_now(self.window_args(), context)
-        self.log.info("%s", plan.reason)
-        release = plan.start <= datetime.now(timezone.utc)  # run_now alone may mean "at a later earliest start"
-        decision = {
-            "status": "released" if release else "waiting",
-            "released_at": datetime.now(timezone.utc).isoformat(),
-            "plan": plan.to_dict(),
-            "problems": problems,
-            "replans": 1,
-        }
-        return PokeReturnValue(is_done=release, xcom_value=decision if release else None)
-
-
-def plan_now(args: GridWindowArgs, context: Context) -> tuple[Plan, list[str]]:
-    """One blocking planning round with the same fallbacks as the trigger (used by poke mode)."""
-    from airflow_provider_gridaware.hooks.registry import hook_for_connection
-    from airflow_provider_gridaware.planning.plan import PlanStatus
-    from airflow_provider_gridaware.signals.errors import GridSignalError
-    from airflow_provider_gridaware.signals.units import SignalKind
-    from airflow_provider_gridaware.sources.flow import SignalQuery
-    from airflow_provider_gridaware.triggers.grid_window import fixed_plan, plan_job
-
-    job = args.job(run_start=run_start_from_context(context), job_id=job_id_from_context(context))
-    now = datetime.now(timezone.utc)
-    carbon: dict[str, SignalSeries] = {}
-    price: dict[str, SignalSeries] = {}
-    problems: list[str] = []
-    for source in args.signal_sources():
-        try:
-            series = hook_for_connection(source.conn_id).get_signal(
-                SignalQuery(source.zone, SignalKind(source.kind), True)
-            )
-        except GridSignalError as exc:
-            problems.append(f"{source.conn_id}/{source.zone}: {exc}")
-            continue
-        (carbon if source.kind == "carbon_intensity" else price)[source.zone] = series
-    if carbon or price:
-        return plan_job(job, carbon=carbon, price=price, now=now), problems
-    at_latest = now >= job.latest_start
-    reason = f"no usable signal ({'; '.join(problems)}): " + (
-        "released at the latest start" if at_latest else "waiting until the latest start"
-    )
-    start = now if at_latest else max(job.latest_start, job.earliest_start)
-    return fixed_plan(job, now, PlanStatus.NO_SIGNAL, reason, start=start), problems
+        """Decide now on fresh signals (blocking); done when the decision is to release."""
+        first = decide_now(self.window_args(), context, log=self.log)
+        self.log.info("%s", first.decision.reason)
+        if not first.decision.release:
+            return PokeReturnValue(is_done=False)
+        return PokeReturnValue(is_done=True, xcom_value=first.payload())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError, field_validator, model_validator
@@ -21,8 +21,7 @@ from airflow_provider_gridaware.signals.units import (
     SignalKind,
     canonical_unit,
 )
-
-UTC = timezone.utc
+from airflow_provider_gridaware.times import UTC, format_time
 
 
 def ensure_utc(value: datetime, *, what: str = "time") -> datetime:
@@ -30,11 +29,6 @@ def ensure_utc(value: datetime, *, what: str = "time") -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidSignalError(f"{what} {value.isoformat()} has no timezone")
     return value.astimezone(UTC)
-
-
-def format_time(value: datetime) -> str:
-    """ISO 8601 in UTC with a ``Z`` suffix, the form every log message and JSON output uses."""
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 class SignalPoint(BaseModel):

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
+from airflow_provider_gridaware import times
 from airflow_provider_gridaware.signals.errors import MalformedPayloadError, NoSignalDataError, SourceConfigError
 from airflow_provider_gridaware.signals.models import SignalPoint, SignalSeries, format_time
 
@@ -19,18 +20,17 @@ def parse_time(value: Any, *, source: str, where: str) -> datetime:
     """An aware UTC datetime from an ISO 8601 string (``Z`` or offset); naive or garbled is an error."""
     if not isinstance(value, str) or not value:
         raise MalformedPayloadError(f"{where}: expected an ISO 8601 time, got {value!r}", source=source)
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
     try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        try:
-            import pendulum
+        return times.parse_time(value, what=where)
+    except ValueError as exc:
+        if "has no timezone" in str(exc):
+            raise MalformedPayloadError(f"{where}: time {value!r} has no timezone", source=source) from None
+    try:  # what fromisoformat does not read (e.g. a comma before the fraction): pendulum's wider ISO parser
+        import pendulum
 
-            parsed = pendulum.parse(value)  # type: ignore[assignment]
-        except Exception:
-            raise MalformedPayloadError(f"{where}: {value!r} is not an ISO 8601 time", source=source) from None
+        parsed = pendulum.parse(value)
+    except Exception:
+        raise MalformedPayloadError(f"{where}: {value!r} is not an ISO 8601 time", source=source) from None
     if not isinstance(parsed, datetime):
         raise MalformedPayloadError(f"{where}: {value!r} is not a date and time", source=source)
     if parsed.tzinfo is None or parsed.utcoffset() is None:

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 from pydantic import BaseModel, ConfigDict, Field
 
+from airflow_provider_gridaware.triggers.resume_guard import hold_until
+
 if TYPE_CHECKING:
     from airflow_provider_gridaware.hooks.batch import GridAwareBatchHook
 
@@ -34,6 +36,8 @@ class BatchJobWait(BaseModel):
     :param region_name: the job's region.
     :param aws_conn_id: the Airflow AWS connection for that region.
     :param poll_interval: seconds between status checks.
+    :param not_before: wall-clock epoch seconds before which no event fires (the resume guard: the task
+        resumes on a worker; see :mod:`~airflow_provider_gridaware.triggers.resume_guard`).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -42,6 +46,7 @@ class BatchJobWait(BaseModel):
     region_name: str
     aws_conn_id: str | None = "aws_default"
     poll_interval: float = Field(default=30.0, gt=0)
+    not_before: float | None = None
 
 
 # Module-level so tests can drive the trigger without real waiting.
@@ -77,6 +82,7 @@ class GridAwareBatchJobTrigger(BaseTrigger):
         while True:
             event = await self.poll_once(chain)
             if event is not None:
+                await hold_until(self.request.not_before)
                 yield event
                 return
             await _sleep(self.request.poll_interval)

@@ -1,44 +1,53 @@
 """GridWindowTrigger: wait in the triggerer for the cleanest (or cheapest) window a job can still finish in.
 
-It re-plans on every forecast refresh (receding horizon), sleeps until the planned start or the next
-refresh, and fires when the window opens. It never fires later than the job's latest start: every
-sleep and every upstream call is bounded by it, and when signals fail it follows the priority class's
-fallback instead of guessing.
+A thin shell over :func:`~airflow_provider_gridaware.planning.decision.decide`: at every wake-up it reads
+the job's signals (one upstream request per source, zone and refresh period for the whole triggerer),
+asks ``decide()`` and either fires or sleeps until the wake-up the decision names. It never fires later
+than the job's latest start: every sleep and every upstream call is bounded by it, and when signals fail
+``decide()`` applies the priority class's fallback instead of guessing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
 import importlib
 import weakref
-import zlib
-from collections import OrderedDict
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 from pydantic import BaseModel, ConfigDict, Field
 
+from airflow_provider_gridaware.planning.decision import (
+    Counterfactual,
+    Decision,
+    Window,
+    decide,
+    needs_signals,
+    refresh_boundary,
+    release_payload,
+)
 from airflow_provider_gridaware.planning.job import Job, PriorityClass
-from airflow_provider_gridaware.planning.plan import Chunk, Plan, PlanStatus
 from airflow_provider_gridaware.signals.errors import GridSignalError
-from airflow_provider_gridaware.signals.models import format_time
+from airflow_provider_gridaware.times import current_clock, format_duration, format_time, from_epoch, parse_time
+from airflow_provider_gridaware.triggers.resume_guard import hold_until
 from airflow_provider_gridaware.triggers.shared_signals import SharedSignalCache, SignalKey, shared_cache
 
 if TYPE_CHECKING:
+    from airflow_provider_gridaware.planning.planner import PlanningGrid
     from airflow_provider_gridaware.signals.models import SignalSeries
+    from airflow_provider_gridaware.times import Clock
     from airflow_provider_gridaware.triggers.shared_signals import Outcome
 
-UTC = timezone.utc
-# Without any signal, ask again at most this often (a failing source is cached briefly anyway).
-RETRY_WITHOUT_SIGNAL = timedelta(minutes=5)
-# A flexible job plans on cached data at most this old; a batch job accepts any cached data.
+# A flexible job plans on cached data at most this old when its source fails; a batch job accepts any.
 FLEXIBLE_MAX_CACHE_AGE = timedelta(hours=6)
 # Recent actuals feed the planner's own forecaster (beyond the source's horizon); they change slowly.
 HISTORY_MAX_AGE = timedelta(hours=6)
+# Sleeps are cut into steps of at most this (wall) length: a changed system clock or a suspended VM
+# must not make a trigger overshoot its latest start.
+MAX_SLEEP_STEP_S = 60.0
 
 
 class SignalSource(BaseModel):
@@ -61,11 +70,17 @@ class GridWindowRequest(BaseModel):
 
     :param job: the job (``Job.to_dict()``).
     :param sources: the signals per candidate zone.
-    :param refresh_seconds: how often to re-fetch forecasts and re-plan.
+    :param refresh_seconds: how often forecasts are re-fetched and the job re-planned.
     :param end_from_trigger: end the task from the triggerer (``TaskSuccessEvent``) with the decision as
         its XCom, so no worker slot is used at all.
     :param use_history: also read recent actuals (refreshed every few hours) so the planner's own
         forecaster can extend a short source horizon; failures to read them are only logged.
+    :param waiting_since: when the wait began (the first decision, on the worker).
+    :param counterfactual: start at once in the home zone when the wait began (``Counterfactual.to_dict``).
+    :param previous_zone: the window the first decision committed to (for hysteresis), with ...
+    :param previous_start: ... its start.
+    :param not_before: wall-clock epoch seconds before which the trigger does not fire (the resume guard,
+        see :mod:`~airflow_provider_gridaware.triggers.resume_guard`); ``None`` when ending from the trigger.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -75,6 +90,11 @@ class GridWindowRequest(BaseModel):
     refresh_seconds: float = Field(default=900.0, gt=0)
     end_from_trigger: bool = False
     use_history: bool = True
+    waiting_since: str | None = None
+    counterfactual: dict[str, Any] | None = None
+    previous_zone: str | None = None
+    previous_start: str | None = None
+    not_before: float | None = None
 
 
 async def _settle(pending: list[Outcome | asyncio.Future[Outcome]], seconds: float) -> list[Outcome]:
@@ -94,7 +114,15 @@ async def _settle(pending: list[Outcome | asyncio.Future[Outcome]], seconds: flo
 
 
 async def _outcomes(pending: list[Outcome | asyncio.Future[Outcome]]) -> list[Outcome]:
-    return [await item if isinstance(item, asyncio.Future) else item for item in pending]
+    """Every outcome, awaiting all futures together: an unexpected error in one must not leave the others'
+    errors unretrieved (asyncio would then log them later, in whichever task happens to run)."""
+    futures = [item for item in pending if isinstance(item, asyncio.Future)]
+    results = iter(await asyncio.gather(*futures, return_exceptions=True))
+    outcomes: list[Any] = [next(results) if isinstance(item, asyncio.Future) else item for item in pending]
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException) and not isinstance(outcome, GridSignalError):
+            raise outcome
+    return outcomes
 
 
 # Triggers waiting on the same sources share one (frozen) SignalSource instance, tuple of them and SignalKey.
@@ -131,19 +159,12 @@ async def _load_planner() -> None:
     _PLANNER_LOADED.append(True)
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-# Module-level so tests can drive the trigger on a simulated clock.
-_sleep = asyncio.sleep
-
-# The compact form of the first plan's "start now" counterfactual: planned at, (unit, value) pairs, objective.
-_Counterfactual = tuple[datetime, tuple[tuple[str, float], ...], "float | None"]
+# The compact form of the wait's counterfactual: planned at (epoch s), zone, (unit, value) pairs, objective.
+_Compact = tuple[float, str, tuple[tuple[str, float], ...], "float | None"]
 
 
 class GridWindowTrigger(BaseTrigger):
-    """Defers a task until its grid window opens; the event carries the decision (a :class:`Plan`).
+    """Defers a task until its grid window opens; the event carries the decision.
 
     :param request: the :class:`GridWindowRequest` (or its JSON form).
     """
@@ -158,140 +179,138 @@ class GridWindowTrigger(BaseTrigger):
         self.refresh_seconds = validated.refresh_seconds
         self.end_from_trigger = validated.end_from_trigger
         self.use_history = validated.use_history
-        # The previous plan's window (zone, start): all the planner's hysteresis looks at.
-        self._previous: tuple[str, datetime] | None = None
-        # The first plan's "start now" is what the job would have cost without waiting (for the ledger).
-        self._counterfactual: _Counterfactual | None = None
+        self.not_before = validated.not_before
+        self._waiting_since = (
+            None if validated.waiting_since is None else parse_time(validated.waiting_since, what="waiting_since")
+        )
+        self._counterfactual: _Compact | None = (
+            None if validated.counterfactual is None else _compact(Counterfactual.from_dict(validated.counterfactual))
+        )
+        # The committed window: all the planner's hysteresis looks at.
+        self._previous: Window | None = None
+        if validated.previous_zone and validated.previous_start:
+            self._previous = Window(
+                validated.previous_zone, parse_time(validated.previous_start, what="previous_start")
+            )
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (f"{type(self).__module__}.{type(self).__qualname__}", {"request": self.request.model_dump(mode="json")})
 
     @property
     def request(self) -> GridWindowRequest:
-        """The request this trigger was built from (rebuilt on demand, not stored)."""
+        """The request this trigger stands for now (rebuilt on demand, not stored)."""
+        counterfactual = self._counterfactual_object()
         return GridWindowRequest(
             job=self.job.to_dict(),
             sources=list(self.sources),
             refresh_seconds=self.refresh_seconds,
             end_from_trigger=self.end_from_trigger,
             use_history=self.use_history,
+            waiting_since=None if self._waiting_since is None else format_time(self._waiting_since),
+            counterfactual=None if counterfactual is None else counterfactual.to_dict(),
+            previous_zone=None if self._previous is None else self._previous.zone,
+            previous_start=None if self._previous is None else format_time(self._previous.start),
+            not_before=self.not_before,
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        clock = current_clock()
+        refresh = timedelta(seconds=self.refresh_seconds)
         replans = 0
-        no_signal: list[str] | None = None  # the problems, while the last attempt found no usable signal
         await _load_planner()
+        if self._waiting_since is None:
+            self._waiting_since = clock.now()
+        problems: list[str] = []  # of the last read (at the latest start no signals are read)
         while True:
-            now = utcnow()
-            latest_start = self.job.latest_start
-            if now < self.job.earliest_start and (
-                self.job.priority_class is PriorityClass.CRITICAL or now >= latest_start
-            ):
-                wake = self.job.earliest_start  # nothing to decide before it may start
-            elif self.job.priority_class is PriorityClass.CRITICAL:
-                yield self._event(
-                    self._fixed_plan(now, PlanStatus.CRITICAL, "priority class critical: never waits"), [], replans
-                )
+            now = clock.now()
+            grid: PlanningGrid | None = None
+            freshness = ""
+            if needs_signals(self.job, now):
+                grid, problems, freshness = await self._signals(now, clock)
+            # In a copy of the context: numpy's errstate sets a context variable, which would otherwise stay in
+            # this trigger's task context for as long as it waits.
+            decision = contextvars.copy_context().run(
+                decide, self.job, grid, now, self._previous, refresh=refresh, problems=problems
+            )
+            del grid  # the grid is shared (or dropped); the trigger keeps only its compact state
+            replans += 1
+            self._remember(decision)
+            if decision.release:
+                if not self.end_from_trigger:
+                    await hold_until(self.not_before)  # the resume guard (a worker picks the task up next)
+                yield self._event(decision, problems, replans)
                 return
-            elif now >= latest_start and no_signal is not None:
-                reason = f"no usable signal ({'; '.join(no_signal)}): released at the latest start"
-                yield self._event(self._fixed_plan(now, PlanStatus.NO_SIGNAL, reason), no_signal, replans)
-                return
-            elif now >= latest_start:
-                reason = f"latest start {format_time(latest_start)} reached: released to keep the deadline"
-                yield self._event(self._fixed_plan(now, PlanStatus.DEADLINE_AT_RISK, reason), [], replans)
-                return
+            if decision.fallback:
+                self.log.warning("decision %d: %s", replans, decision.reason)
             else:
-                planned, problems = await self._replan(now, latest_start)
-                if planned is None:
-                    no_signal = problems
-                    wake = min(now + RETRY_WITHOUT_SIGNAL, latest_start)
-                    self.log.warning(
-                        "no usable signal (%s); flexible fallback: run by the latest start %s; next try %s",
-                        "; ".join(problems),
-                        format_time(latest_start),
-                        format_time(wake),
-                    )
-                else:
-                    no_signal = None
-                    replans += 1
-                    self.log.info("plan %d: %s", replans, planned.reason)
-                    # ``run_now`` means "at the earliest allowed start", which may still be ahead: release by time only.
-                    if planned.start <= now:
-                        yield self._event(planned, problems, replans)
-                        return
-                    wake = min(planned.start, self._next_refresh(now), latest_start)
-                del planned, problems  # the full plan is not kept while waiting (memory per trigger)
-            # Sleep in bounded steps: a changed system clock or a suspended VM must not overshoot the latest start.
-            while (remaining := (wake - utcnow()).total_seconds()) > 0:
-                await _sleep(min(remaining, 60.0))
+                self.log.info("decision %d%s: %s", replans, freshness, decision.reason)
+                problems = []  # planned: a later release at the latest start is no no-signal fallback
+            wake = decision.wake_at or now
+            while (remaining := (wake - clock.now()).total_seconds()) > 0:
+                await clock.sleep(min(remaining, MAX_SLEEP_STEP_S / clock.wall_seconds(1.0)))
 
-    async def _replan(self, now: datetime, latest_start: datetime) -> tuple[Plan | None, list[str]]:
-        """Fetch signals (bounded by the latest start) and plan; ``None`` when no signal is usable."""
+    def _remember(self, decision: Decision) -> None:
+        if decision.fallback:
+            return
+        self._previous = decision.window
+        if self._counterfactual is None and decision.plan.now_signals:
+            self._counterfactual = _compact(Counterfactual.of(decision.plan, self.job.home_zone))
+
+    async def _signals(self, now: datetime, clock: Clock) -> tuple[PlanningGrid | None, list[str], str]:
+        """The job's signals on a planning grid (``None`` if none is usable), the problems met, and a note
+        on how fresh the forecasts are. Fetching is bounded by the latest start."""
+        from airflow_provider_gridaware.planning.signal_grid import grid_for
+
         cache = shared_cache()
+        # Only data fetched in the current refresh period: a re-plan never runs on data from before it.
+        max_age = max(
+            clock.wall_seconds((now - refresh_boundary(now, timedelta(seconds=self.refresh_seconds))).total_seconds()),
+            0.0,
+        )
         keys = [_key(s, True) for s in self.sources]
-        lookups: list[Outcome | asyncio.Future[Outcome]] = [
-            cache.lookup(key, max_age=self.refresh_seconds) for key in keys
-        ]
+        lookups: list[Outcome | asyncio.Future[Outcome]] = [cache.lookup(key, max_age=max_age) for key in keys]
         history_keys = self._history_keys()
         lookups += [self._history_lookup(cache, key) for _, key in history_keys]
+        budget = clock.wall_seconds((self.job.latest_start - now).total_seconds())
         try:
-            outcomes = await _settle(lookups, (latest_start - now).total_seconds())
-        except asyncio.TimeoutError:
-            return None, ["fetching signals outlasted the latest start"]
-        carbon, price, problems = self._signals(cache, keys, outcomes[: len(keys)])
+            outcomes = await _settle(lookups, budget)
+        except (asyncio.TimeoutError, TimeoutError):
+            return None, ["fetching signals outlasted the latest start"], ""
+        carbon, price, problems, fresh = self._forecasts(cache, keys, outcomes[: len(keys)])
         if not carbon and not price:
-            return None, problems
+            return None, problems, ""
         history = self._history(history_keys, outcomes[len(keys) :])
-        # In a copy of the context: numpy's errstate sets a context variable, which would otherwise stay in
-        # this trigger's task context for as long as it waits.
-        plan = contextvars.copy_context().run(
-            plan_job,
-            self.job,
-            carbon=carbon,
-            price=price,
-            now=now,
-            previous=self._previous_plan(now),
-            history=history,
-        )
-        self._previous = (plan.zone, plan.start)
-        if self._counterfactual is None:
-            self._counterfactual = _compact_counterfactual(plan)
-        return plan, problems
+        grid = contextvars.copy_context().run(grid_for, self.job, carbon=carbon, price=price, now=now, history=history)
+        return grid, problems, fresh
 
-    def _signals(
+    def _forecasts(
         self, cache: SharedSignalCache, keys: list[SignalKey], results: list[Outcome]
-    ) -> tuple[dict[str, SignalSeries], dict[str, SignalSeries], list[str]]:
-        """The forecast per source; on failure, the cached one the priority class accepts."""
+    ) -> tuple[dict[str, SignalSeries], dict[str, SignalSeries], list[str], str]:
+        """The forecast per source; on failure, the cached one the priority class accepts. Also a note on
+        each forecast's issue time and age, for the decision's log line."""
         carbon: dict[str, SignalSeries] = {}
         price: dict[str, SignalSeries] = {}
         problems: list[str] = []
+        notes: list[str] = []
         max_age = None if self.job.priority_class is PriorityClass.BATCH else FLEXIBLE_MAX_CACHE_AGE
         for source, key, result in zip(self.sources, keys, results, strict=True):
             series: SignalSeries | None
+            cached = cache.last_good(key)
             if isinstance(result, GridSignalError):
                 problems.append(f"{source.conn_id}/{source.zone}: {result}")
-                cached = cache.last_good(key)
                 series = None
                 if cached is not None and (max_age is None or cached[1] <= max_age.total_seconds()):
                     series = cached[0]
-                    problems[-1] += f" (planning on data cached {cached[1] / 60:.0f} min ago)"
+                    problems[-1] += f" (planning on data cached {format_duration(cached[1])} ago)"
             else:
                 series = result
-            if series is not None:
-                (carbon if source.kind == "carbon_intensity" else price)[source.zone] = series
-        return carbon, price, problems
-
-    def _next_refresh(self, now: datetime) -> datetime:
-        """The next refresh: every ``refresh_seconds``, at a fixed per-job phase.
-
-        Phases spread waiting triggers evenly over the interval, so thousands of them re-plan a few at a
-        time instead of all at once (which would stall the triggerer's event loop).
-        """
-        period = self.refresh_seconds
-        phase = zlib.crc32((self.job.job_id or repr(self.job)).encode()) % 10_000 / 10_000 * period
-        ticks = (now.timestamp() - phase) // period + 1
-        return datetime.fromtimestamp(ticks * period + phase, UTC)
+            if series is None:
+                continue
+            (carbon if source.kind == "carbon_intensity" else price)[source.zone] = series
+            age = f", fetched {format_duration(cached[1])} ago" if cached is not None else ""
+            issued = format_time(series.issued_at) if series.issued_at is not None else "no issue time"
+            notes.append(f"{source.zone} {source.kind}: issued {issued}{age}")
+        return carbon, price, problems, f" ({'; '.join(notes)})" if notes else ""
 
     def _history_keys(self) -> list[tuple[SignalSource, SignalKey]]:
         if not self.use_history:
@@ -325,118 +344,28 @@ class GridWindowTrigger(BaseTrigger):
                 history[source.zone] = result
         return history
 
-    def _previous_plan(self, now: datetime) -> Plan | None:
-        """The previous window as a plan (the planner keeps it unless a new one is clearly better)."""
-        if self._previous is None:
+    def _counterfactual_object(self) -> Counterfactual | None:
+        if self._counterfactual is None:
             return None
-        zone, start = self._previous
-        return Plan(
-            zone=zone,
-            chunks=(Chunk(start, start + self.job.duration),),
-            run_now=False,
-            latest_start=self.job.latest_start,
-            planned_at=min(now, start),
-            status=PlanStatus.SHIFTED,
-            reason="",
-            job_id=self.job.job_id,
+        at, zone, signals, objective = self._counterfactual
+        return Counterfactual(from_epoch(at), zone, dict(signals), objective)
+
+    def _event(self, decision: Decision, problems: list[str], replans: int) -> TriggerEvent:
+        payload = release_payload(
+            decision,
+            counterfactual=self._counterfactual_object(),
+            waiting_since=self._waiting_since,
+            problems=problems,
+            replans=replans,
         )
-
-    def _fixed_plan(self, now: datetime, status: PlanStatus, reason: str) -> Plan:
-        return fixed_plan(self.job, now, status, reason)
-
-    def _event(self, plan: Plan, problems: list[str], replans: int) -> TriggerEvent:
-        planned_at, signals, objective = self._counterfactual or _compact_counterfactual(plan)
-        decision = {
-            "status": "released",
-            "released_at": format_time(utcnow()),
-            "plan": plan.to_dict(),
-            "problems": problems,
-            "replans": replans,
-            "counterfactual": {
-                "what": "start at once in the home zone when the wait began",
-                "planned_at": format_time(planned_at),
-                "zone": self.job.home_zone,
-                "signals": dict(signals),
-                "objective": objective,
-            },
-        }
-        self.log.info("released: %s", plan.reason)
+        self.log.info("released: %s", payload["reason"])
         if self.end_from_trigger:
-            return TaskSuccessEvent(xcoms={"return_value": decision})
-        return TriggerEvent(decision)
+            return TaskSuccessEvent(xcoms={"return_value": payload})
+        return TriggerEvent(payload)
 
 
-def _compact_counterfactual(plan: Plan) -> _Counterfactual:
+def _compact(counterfactual: Counterfactual) -> _Compact:
     # Plain floats: numpy scalars from the planner are larger and not JSON-native.
-    signals = tuple((unit, float(value)) for unit, value in plan.now_signals.items())
-    return plan.planned_at, signals, None if plan.now_objective is None else float(plan.now_objective)
-
-
-def fixed_plan(job: Job, now: datetime, status: PlanStatus, reason: str, *, start: datetime | None = None) -> Plan:
-    """A plan that does not look at signals: the home zone, from ``start`` (default now); fallbacks, critical work."""
-    start = start or now
-    return Plan(
-        zone=job.home_zone,
-        chunks=(Chunk(start, start + job.duration),),
-        run_now=start <= now,
-        latest_start=max(job.latest_start, now),
-        planned_at=now,
-        status=status,
-        reason=reason,
-        job_id=job.job_id,
-    )
-
-
-# Prepared planning grids shared by triggers that plan on the same series in the same grid slot: with
-# thousands of deferred tasks on a few zones, preparing once per slot instead of once per task is what
-# keeps the triggerer's event loop responsive. A grid is kept only while every series it was prepared
-# from is alive (weak references: a refreshed series drops its grids) and its slot is current.
-_GRID_CACHE: OrderedDict[tuple[Any, ...], tuple[tuple[weakref.ref[Any] | None, ...], Any]] = OrderedDict()
-_GRID_CACHE_SIZE = 64
-_GRID_UNTIL_BUCKET = timedelta(hours=6)
-
-
-def plan_job(
-    job: Job,
-    *,
-    carbon: dict[str, SignalSeries],
-    price: dict[str, SignalSeries],
-    now: datetime,
-    previous: Plan | None = None,
-    history: dict[str, SignalSeries] | None = None,
-) -> Plan:
-    """Plan ``job`` on the signals at hand (the pure planner; numpy loads here, in the triggerer only)."""
-    from airflow_provider_gridaware.planning import planner
-
-    history = history or {}
-    signals = [
-        planner.ZoneSignals(zone=zone, carbon=carbon.get(zone), price=price.get(zone), carbon_history=history.get(zone))
-        for zone in job.zones
-    ]
-    step = planner.PlannerSettings().step
-    slot = int(now.timestamp()) // int(step.total_seconds())
-    until_bucket = -(-int(max(job.deadline, now).timestamp()) // int(_GRID_UNTIL_BUCKET.total_seconds()))
-    held = tuple(x for s in signals for x in (s.carbon, s.price, s.carbon_history))
-    key = (tuple(job.zones), tuple(id(x) for x in held), slot, until_bucket)
-    cached = _GRID_CACHE.get(key)
-    # Identity check: the key holds ids, the value refers to the objects, so a recycled id can never match.
-    if cached is not None and all(x is None if r is None else r() is x for r, x in zip(cached[0], held, strict=True)):
-        _GRID_CACHE.move_to_end(key)
-        grid = cached[1]
-    else:
-        until = datetime.fromtimestamp(until_bucket * _GRID_UNTIL_BUCKET.total_seconds(), UTC)
-        grid = planner.prepare(signals, now=now, until=until)
-        for old in [k for k in _GRID_CACHE if k[2] < slot]:  # earlier slots are not planned in again
-            del _GRID_CACHE[old]
-        forget = functools.partial(_forget_grid, key)
-        _GRID_CACHE[key] = (tuple(None if x is None else weakref.ref(x, forget) for x in held), grid)
-        while len(_GRID_CACHE) > _GRID_CACHE_SIZE:
-            _GRID_CACHE.popitem(last=False)
-    return planner.plan_job(job, grid, now=now, previous=previous)
-
-
-def _forget_grid(key: tuple[Any, ...], dead: weakref.ref[Any]) -> None:
-    """A series a cached grid was prepared from is gone: nobody can plan on that grid again."""
-    cached = _GRID_CACHE.get(key)
-    if cached is not None and any(r is dead for r in cached[0]):
-        del _GRID_CACHE[key]
+    signals = tuple((unit, float(value)) for unit, value in counterfactual.signals.items())
+    objective = None if counterfactual.objective is None else float(counterfactual.objective)
+    return counterfactual.planned_at.timestamp(), counterfactual.zone, signals, objective

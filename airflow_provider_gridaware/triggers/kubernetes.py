@@ -17,6 +17,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from pydantic import BaseModel, ConfigDict, Field
 
 from airflow_provider_gridaware.hooks.kubernetes import failure_message, job_phase
+from airflow_provider_gridaware.triggers.resume_guard import hold_until
 
 
 class JobWatchRequest(BaseModel):
@@ -29,6 +30,8 @@ class JobWatchRequest(BaseModel):
     :param decision: the grid decision the Job was released with (echoed in the event, for the ledger).
     :param poll_seconds: time between status reads.
     :param max_consecutive_errors: API failures in a row before giving up with an ``error`` event.
+    :param not_before: wall-clock epoch seconds before which no event fires (the resume guard: the task
+        resumes on a worker; see :mod:`~airflow_provider_gridaware.triggers.resume_guard`).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -40,6 +43,7 @@ class JobWatchRequest(BaseModel):
     decision: dict[str, Any] | None = None
     poll_seconds: float = Field(default=10.0, gt=0)
     max_consecutive_errors: int = Field(default=30, ge=1)
+    not_before: float | None = None
 
 
 class KubernetesJobCompletionTrigger(BaseTrigger):
@@ -79,17 +83,20 @@ class KubernetesJobCompletionTrigger(BaseTrigger):
                     exc,
                 )
                 if errors >= req.max_consecutive_errors:
+                    await hold_until(req.not_before)
                     yield self._event("error", f"giving up after {errors} failed reads: {exc}", None)
                     return
                 await asyncio.sleep(req.poll_seconds)
                 continue
             errors = 0
             if job is None:
+                await hold_until(req.not_before)
                 yield self._event("missing", "the Job was deleted before it finished", None)
                 return
             phase = job_phase(job)
             if phase.finished:
                 message = failure_message(job) if phase.value == "failed" else "Job completed"
+                await hold_until(req.not_before)
                 yield self._event(phase.value, message, job)
                 return
             self.log.info("Job %s/%s in %s: %s", req.namespace, req.name, req.conn_id, phase.value)

@@ -100,16 +100,28 @@ def env_of(job: dict[str, Any]) -> dict[str, str]:
 
 def test_start_checks_queues_then_waits_for_the_window(aws: MotoServer) -> None:
     operator = make_operator(queues=queues(SE=0.3), zone_penalty={"GB": 0.1})
-    context = fake_context(run_start=T0)
+    # Submitted now; its carbon connection is missing, so the first decision is the no-signal fallback.
+    context = fake_context(run_start=datetime.now(timezone.utc))
     with pytest.raises(TaskDeferred) as deferred:
         operator.execute(context)
     assert deferred.value.method_name == "execute_in_window"
+    assert deferred.value.trigger.not_before is not None  # the resume guard: it resumes on a worker
     trigger = deferred.value.trigger
     assert isinstance(trigger, GridWindowTrigger)
     assert trigger.job.zones == ("GB", "SE")  # queue order: home zone first
     assert dict(trigger.job.zone_penalty) == {"GB": 0.1, "SE": 0.3}
     assert trigger.job.job_id == LOGICAL_ID
     assert aws.jobs("eu-west-2") == [] and aws.jobs("eu-north-1") == []
+
+
+def test_a_first_decision_to_start_now_submits_without_waiting_for_a_trigger(aws: MotoServer) -> None:
+    operator = make_operator()
+    context = fake_context(run_start=T0)  # a week ago: the latest start has passed, so it starts at once
+    with pytest.raises(TaskDeferred) as deferred:
+        operator.execute(context)
+    assert deferred.value.method_name == "execute_complete"  # no grid-window deferral before the submission
+    assert deferred.value.trigger.request.not_before is not None
+    assert len(aws.jobs("eu-west-2")) == 1  # the home zone: no signal to choose another
 
 
 def test_submits_in_the_released_zone_with_tags_and_checkpoint_contract(aws: MotoServer) -> None:
@@ -178,10 +190,10 @@ def test_real_failure_is_reported_and_a_retry_submits_the_next_attempt(aws: Moto
     [failed] = aws.jobs("eu-west-2")
 
     retry = make_operator()
-    with pytest.raises(TaskDeferred) as waiting:  # a failed job is not reattached: back to the window
+    # A failed job is not reattached: the retry decides again (its latest start has passed: at once) and submits.
+    with pytest.raises(TaskDeferred) as waiting:
         retry.execute(fake_context(store, run_start=T0))
-    assert isinstance(waiting.value.trigger, GridWindowTrigger)
-    submit(retry, fake_context(store, run_start=T0), zone="GB")
+    assert isinstance(waiting.value.trigger, GridAwareBatchJobTrigger)
     second = next(j for j in aws.jobs("eu-west-2") if j["jobId"] != failed["jobId"])
     assert second["tags"][ANNOTATION_ATTEMPT] == "2" and env_of(second)[ENV_ATTEMPT] == "2"
     assert second["tags"][ANNOTATION_JOB_ID] == failed["tags"][ANNOTATION_JOB_ID]
@@ -251,11 +263,13 @@ def carbon(zone: str, g_per_kwh: float) -> Any:
 def test_planner_picks_the_queue_by_signals_and_penalty(
     aws: MotoServer, penalties: dict[str, float], zone: str, region: str
 ) -> None:
-    from airflow_provider_gridaware.triggers.grid_window import plan_job
+    from airflow_provider_gridaware.planning.planner import plan_job
+    from airflow_provider_gridaware.planning.signal_grid import grid_for
 
     operator = make_operator(queues=queues(**penalties))
     job = operator.window_args().job(run_start=T0, job_id=LOGICAL_ID)
-    plan = plan_job(job, carbon={"GB": carbon("GB", 300.0), "SE": carbon("SE", 200.0)}, price={}, now=T0)
+    grid = grid_for(job, carbon={"GB": carbon("GB", 300.0), "SE": carbon("SE", 200.0)}, price={}, now=T0)
+    plan = plan_job(job, grid, now=T0)
     assert plan.zone == zone
     event = {**window_event(zone), "plan": plan.to_dict()}
     with pytest.raises(TaskDeferred):

@@ -110,6 +110,8 @@ def make_operator(**overrides: Any) -> GridAwareKubernetesJobOperator:
         "conn_id": "carbon",
         "duration": timedelta(minutes=30),
         "deadline": timedelta(hours=6),
+        # Not before 10 minutes from the run start: the first decision waits, so the Job is created suspended.
+        "earliest_start": timedelta(minutes=11),
         "image": "python:3.12-slim",
         "cmds": ["python", "-c", "print('train')"],
         "env_vars": {"EPOCHS": "3"},

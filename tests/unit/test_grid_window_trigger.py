@@ -1,22 +1,24 @@
-"""GridWindowTrigger on a simulated clock: re-planning, release times, fallbacks, serialisation."""
+"""GridWindowTrigger on a simulated clock: re-planning, release times, fallbacks, freshness, serialisation."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
-import itertools
 from collections import OrderedDict
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from airflow.triggers.base import TaskSuccessEvent
 
+from airflow_provider_gridaware.planning import planner, signal_grid
+from airflow_provider_gridaware.planning.decision import Counterfactual
 from airflow_provider_gridaware.planning.job import Job
 from airflow_provider_gridaware.planning.plan import Chunk, Plan, PlanStatus
 from airflow_provider_gridaware.signals import (
     CarbonMetric,
     SeriesType,
     SignalKind,
+    SourceConfigError,
     SourceUnavailableError,
     build_series,
 )
@@ -27,39 +29,46 @@ T0 = datetime(2024, 6, 1, 12, 0, tzinfo=timezone.utc)
 
 
 class SimClock:
-    """utcnow and sleep for the trigger: sleeping advances simulated time instantly."""
+    """The trigger's clock: sleeping advances simulated time instantly."""
 
     def __init__(self, now: datetime) -> None:
-        self.now = now
+        self.at = now
         self.sleeps: list[float] = []
 
-    def utcnow(self) -> datetime:
-        return self.now
+    def now(self) -> datetime:
+        return self.at
 
     async def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
-        self.now += timedelta(seconds=seconds)
+        self.at += timedelta(seconds=seconds)
         await asyncio.sleep(0)
+
+    def wall_seconds(self, seconds: float) -> float:
+        return seconds
 
 
 @pytest.fixture
 def clock(monkeypatch) -> SimClock:
     sim = SimClock(T0)
-    monkeypatch.setattr(grid_window, "utcnow", sim.utcnow)
-    monkeypatch.setattr(grid_window, "_sleep", sim.sleep)
+    monkeypatch.setattr(grid_window, "current_clock", lambda: sim)
     return sim
 
 
-def series(value: float = 100.0):
+def series(value: float = 100.0, *, issued_at: datetime = T0, dip: tuple[datetime, timedelta] | None = None):
+    points = []
+    for i in range(96):
+        start = T0 + i * timedelta(minutes=30)
+        in_dip = dip is not None and dip[0] <= start < dip[0] + dip[1]
+        points.append((start, start + timedelta(minutes=30), 40.0 if in_dip else value))
     return build_series(
         kind=SignalKind.CARBON_INTENSITY,
         metric=CarbonMetric.AVERAGE,
         zone="GB",
         source="t",
         series_type=SeriesType.FORECAST,
-        issued_at=T0,
+        issued_at=issued_at,
         unit="g/kWh",
-        points=[(T0 + i * timedelta(minutes=30), T0 + (i + 1) * timedelta(minutes=30), value) for i in range(96)],
+        points=points,
     )
 
 
@@ -84,7 +93,7 @@ def install_fetch(monkeypatch, fetch, clock: SimClock | None = None):
 
     def cache_factory(fetcher, **kw):
         if clock is not None:
-            kw["clock"] = lambda: clock.now.timestamp()
+            kw["clock"] = lambda: clock.at.timestamp()
         return original(fetch, **kw)
 
     monkeypatch.setattr(shared_signals, "SharedSignalCache", cache_factory)
@@ -102,6 +111,22 @@ def planned(job: Job, now: datetime, start: datetime) -> Plan:
     )
 
 
+def fake_planner(monkeypatch, make_plan):
+    """Replace the planner's window choice (decide() and everything around it stay real)."""
+    monkeypatch.setattr(planner, "plan_job", lambda job, grid, **kw: make_plan(job, kw["now"], kw))
+
+
+def dip_forecast(clock: SimClock, dip_start: datetime):
+    """A fetcher: 300 g with a one-hour 40 g dip at ``dip_start``, issued when asked; no recent actuals."""
+
+    async def fetch(key):
+        if not key.forecast:
+            raise SourceUnavailableError("no history", source="c")
+        return series(300.0, dip=(dip_start, timedelta(hours=1)), issued_at=clock.at)
+
+    return fetch
+
+
 async def first_event(trigger: GridWindowTrigger):
     async for event in trigger.run():
         return event
@@ -117,28 +142,33 @@ def test_serialize_round_trip():
 
 
 def test_replans_each_refresh_and_releases_at_the_planned_start(clock, monkeypatch):
-    job = make_job()
+    job = make_job(job_id="d/r/t")
     target = T0 + timedelta(hours=3)
     calls = []
+    fetches = []
 
     async def fetch(key):
-        return series()
+        if not key.forecast:
+            raise SourceUnavailableError("no history here", source="c")
+        fetches.append(clock.at)
+        return series(dip=(target, timedelta(hours=1)), issued_at=clock.at)
 
-    def fake_plan(job_, *, carbon, price, now, **_):
+    def make_plan(job_, now, kw):
         calls.append(now)
         return planned(job_, now, target)
 
-    install_fetch(monkeypatch, fetch)
-    monkeypatch.setattr(grid_window, "plan_job", fake_plan)
+    install_fetch(monkeypatch, fetch, clock)
+    fake_planner(monkeypatch, make_plan)
     event = asyncio.run(first_event(make_trigger(job, refresh_seconds=3600)))
     assert event.payload["plan"]["chunks"][0]["start"] == "2024-06-01T15:00:00Z"
-    assert clock.now == target
-    # Receding horizon: re-planned every refresh (at a fixed per-job phase), and at the planned start.
+    assert clock.at == target
+    # Receding horizon: re-planned just after every refresh boundary (all jobs within a minute of it), and at
+    # the planned start; one upstream request per refresh period, so no plan ran on data from an earlier one.
     assert calls[0] == T0 and calls[-1] == target
-    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(calls[1:-1])]
-    assert 0 < (calls[1] - T0).total_seconds() <= 3600
-    assert all(g == pytest.approx(3600) for g in gaps)
-    assert event.payload["replans"] == len(calls) >= 4
+    assert [c.hour for c in calls[1:-1]] == [12, 13, 14]
+    assert all(0 < c.minute * 60 + c.second <= 60 for c in calls[1:-1])
+    assert [f.hour for f in fetches] == [12, 13, 14, 15]
+    assert event.payload["replans"] == len(calls) == 5
 
 
 def test_never_released_after_latest_start_even_if_the_plan_says_later(clock, monkeypatch):
@@ -147,10 +177,10 @@ def test_never_released_after_latest_start_even_if_the_plan_says_later(clock, mo
     async def fetch(key):
         return series()
 
-    monkeypatch.setattr(grid_window, "plan_job", lambda j, **kw: planned(j, kw["now"], j.deadline))
+    fake_planner(monkeypatch, lambda j, now, kw: planned(j, now, j.deadline))
     install_fetch(monkeypatch, fetch)
     event = asyncio.run(first_event(make_trigger(job, refresh_seconds=10_000)))
-    assert clock.now == job.latest_start
+    assert clock.at == job.latest_start
     assert event.payload["plan"]["status"] == "deadline_at_risk"
 
 
@@ -161,9 +191,9 @@ def test_flexible_without_signal_waits_to_the_latest_start(clock, monkeypatch):
         raise SourceUnavailableError("refused", source="c")
 
     install_fetch(monkeypatch, fetch)
-    monkeypatch.setattr(grid_window, "plan_job", lambda *a, **k: pytest.fail("no signal: must not plan"))
+    fake_planner(monkeypatch, lambda *a: pytest.fail("no signal: must not plan"))
     event = asyncio.run(first_event(make_trigger(job)))
-    assert clock.now == job.latest_start
+    assert clock.at == job.latest_start
     assert event.payload["plan"]["status"] == "no_signal"
     assert "refused" in event.payload["problems"][0]
 
@@ -181,22 +211,22 @@ def test_batch_plans_on_cached_data_when_the_source_fails(clock, monkeypatch):
             raise outcome
         return outcome
 
-    def fake_plan(job_, *, carbon, price, now, **_):
-        seen.append(sorted(carbon))
+    def make_plan(job_, now, kw):
+        seen.append(now)
         return planned(job_, now, T0 + timedelta(hours=2))
 
     install_fetch(monkeypatch, fetch, clock)
-    monkeypatch.setattr(grid_window, "plan_job", fake_plan)
+    fake_planner(monkeypatch, make_plan)
     event = asyncio.run(first_event(make_trigger(job, refresh_seconds=3600)))
-    assert len(seen) >= 3 and all(zones == ["GB"] for zones in seen)  # planning went on with the cached forecast
-    assert clock.now == T0 + timedelta(hours=2)
+    assert len(seen) >= 3  # planning went on with the cached forecast (no fallback)
+    assert clock.at == T0 + timedelta(hours=2)
     assert any("cached" in p for p in event.payload["problems"])
 
 
 def test_critical_never_waits(clock, monkeypatch):
     install_fetch(monkeypatch, lambda key: pytest.fail("critical work does not fetch"))
     event = asyncio.run(first_event(make_trigger(make_job(priority_class="critical"))))
-    assert clock.now == T0 and event.payload["plan"]["status"] == "critical"
+    assert clock.at == T0 and event.payload["plan"]["status"] == "critical"
 
 
 def test_end_from_trigger_yields_task_success_with_the_decision(clock, monkeypatch):
@@ -204,49 +234,104 @@ def test_end_from_trigger_yields_task_success_with_the_decision(clock, monkeypat
         return series()
 
     install_fetch(monkeypatch, fetch)
-    monkeypatch.setattr(grid_window, "plan_job", lambda j, **kw: planned(j, kw["now"], kw["now"]))
+    fake_planner(monkeypatch, lambda j, now, kw: planned(j, now, now))
     event = asyncio.run(first_event(make_trigger(make_job(), end_from_trigger=True)))
     assert isinstance(event, TaskSuccessEvent)
     assert event.xcoms["return_value"]["plan"]["run_now"] is True
 
 
-def test_with_the_real_planner_the_trigger_waits_for_the_dip(clock, monkeypatch):
+def test_with_the_real_planner_the_trigger_waits_for_the_dip_and_reports_the_saving(clock, monkeypatch):
     dip_start = T0 + timedelta(hours=5)
 
-    def dipped():
-        points = []
-        for i in range(96):
-            start = T0 + i * timedelta(minutes=30)
-            points.append(
-                (
-                    start,
-                    start + timedelta(minutes=30),
-                    40.0 if dip_start <= start < dip_start + timedelta(hours=1) else 300.0,
-                )
-            )
-        return build_series(
-            kind=SignalKind.CARBON_INTENSITY,
-            metric=CarbonMetric.AVERAGE,
-            zone="GB",
-            source="t",
-            series_type=SeriesType.FORECAST,
-            issued_at=clock.now,
-            unit="g/kWh",
-            points=points,
-        )
+    install_fetch(monkeypatch, dip_forecast(clock, dip_start), clock)
+    event = asyncio.run(first_event(make_trigger(make_job(), refresh_seconds=1800)))
+    payload = event.payload
+    assert payload["plan"]["chunks"][0]["start"] == "2024-06-01T17:00:00Z"
+    assert clock.at == dip_start
+    assert payload["plan"]["expected_signals"]["gCO2eq/kWh"] == pytest.approx(40.0)
+    # The counterfactual is "start when the wait began" (300), not "start at the release" (40).
+    assert payload["counterfactual"]["signals"]["gCO2eq/kWh"] == pytest.approx(300.0)
+    assert payload["counterfactual"]["planned_at"] == "2024-06-01T12:00:00Z"
+    assert payload["expected_saving"]["gCO2eq/kWh"] == pytest.approx(260 / 300)
+    assert payload["waited_seconds"] == 5 * 3600
+    assert "runs at once" not in payload["reason"]
+    assert "waiting 5 h" in payload["reason"] and "87% lower" in payload["reason"]
+
+
+def test_the_wait_and_its_counterfactual_survive_a_triggerer_restart(clock, monkeypatch):
+    dip_start = T0 + timedelta(hours=5)
+
+    install_fetch(monkeypatch, dip_forecast(clock, dip_start), clock)
+    began = T0 - timedelta(hours=2)
+    counterfactual = Counterfactual(began, "GB", {"gCO2eq/kWh": 350.0}, 1.2)
+    trigger = make_trigger(make_job(), refresh_seconds=1800, waiting_since="2024-06-01T10:00:00Z")
+    restarted = GridWindowTrigger(
+        **make_trigger(
+            make_job(), waiting_since="2024-06-01T10:00:00Z", counterfactual=counterfactual.to_dict()
+        ).serialize()[1]
+    )
+    assert trigger.request.waiting_since == restarted.request.waiting_since
+    payload = asyncio.run(first_event(restarted)).payload
+    assert payload["counterfactual"]["signals"]["gCO2eq/kWh"] == 350.0
+    assert payload["waiting_since"] == "2024-06-01T10:00:00Z" and payload["waited_seconds"] == 7 * 3600
+
+
+def test_a_released_task_that_resumes_on_a_worker_waits_out_the_resume_guard(clock, monkeypatch):
+    held = []
+
+    async def hold(not_before):
+        held.append(not_before)
 
     async def fetch(key):
-        if not key.forecast:
-            raise SourceUnavailableError("no history", source="c")
-        return dipped()
+        return series()
 
-    install_fetch(monkeypatch, fetch, clock)
-    event = asyncio.run(first_event(make_trigger(make_job(), refresh_seconds=1800)))
-    plan = event.payload["plan"]
-    assert plan["chunks"][0]["start"] == "2024-06-01T17:00:00Z"
-    assert clock.now == dip_start
-    assert plan["expected_signals"]["gCO2eq/kWh"] == pytest.approx(40.0)
-    assert event.payload["counterfactual"]["signals"]["gCO2eq/kWh"] == pytest.approx(300.0)
+    install_fetch(monkeypatch, fetch)
+    monkeypatch.setattr(grid_window, "hold_until", hold)
+    asyncio.run(first_event(make_trigger(make_job(), not_before=1234.5)))
+    assert held == [1234.5]
+    asyncio.run(first_event(make_trigger(make_job(), not_before=1234.5, end_from_trigger=True)))
+    assert held == [1234.5]  # ending from the trigger needs no guard: nothing resumes
+
+
+def test_an_unexpected_error_fails_only_its_own_trigger_and_is_retrieved(clock, monkeypatch):
+    """A bug-class error from both look-ups (forecast and actuals) is raised once, in this trigger; the
+    second one must not surface later as 'Future exception was never retrieved' in another trigger."""
+
+    class Boom(RuntimeError):
+        pass
+
+    async def fetch(key):
+        await asyncio.sleep(0)
+        raise Boom(f"boom {key.forecast}")
+
+    install_fetch(monkeypatch, fetch)
+    unretrieved = []
+
+    async def main():
+        asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: unretrieved.append(ctx))
+        with pytest.raises(Boom):
+            await first_event(make_trigger(make_job()))
+        gc.collect()
+        await asyncio.sleep(0)
+
+    asyncio.run(main())
+    gc.collect()
+    assert unretrieved == []
+
+
+def test_a_missing_connection_is_a_source_config_error_naming_it(monkeypatch):
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    from airflow_provider_gridaware.hooks import registry
+
+    class Missing:
+        @staticmethod
+        async def aget_connection(conn_id):
+            raise AirflowNotFoundException(f"The conn_id `{conn_id}` isn't defined")
+
+    monkeypatch.setattr("airflow.sdk.BaseHook", Missing)
+    with pytest.raises(SourceConfigError, match="connection 'gridaware_ukci_typo' does not exist"):
+        asyncio.run(registry.ahook_for_connection("gridaware_ukci_typo"))
 
 
 def test_never_released_before_the_earliest_start(clock, monkeypatch):
@@ -258,7 +343,7 @@ def test_never_released_before_the_earliest_start(clock, monkeypatch):
     install_fetch(monkeypatch, fetch, clock)
     job = make_job(earliest_start=T0 + timedelta(hours=2))
     event = asyncio.run(first_event(make_trigger(job, refresh_seconds=1800)))
-    assert clock.now == T0 + timedelta(hours=2)
+    assert clock.at == T0 + timedelta(hours=2)
     assert event.payload["plan"]["chunks"][0]["start"] == "2024-06-01T14:00:00Z"
 
 
@@ -269,20 +354,23 @@ def test_a_slow_history_refresh_never_holds_up_planning(clock, monkeypatch):
 
     async def fetch(key):
         if not key.forecast:
-            history_requests.append(clock.now)
+            history_requests.append(clock.at)
             if len(history_requests) > 1:
                 await asyncio.Event().wait()  # the refresh of the recent actuals never ends
         return series()
 
-    def fake_plan(job_, *, carbon, price, now, history, **_):
-        seen.append(sorted(history))
-        return planned(job_, now, T0 + timedelta(hours=12))
+    real_grid_for = signal_grid.grid_for
+
+    def grid_for(job_, *, carbon, price, now, history=None):
+        seen.append(sorted(history or {}))
+        return real_grid_for(job_, carbon=carbon, price=price, now=now, history=None)
 
     install_fetch(monkeypatch, fetch, clock)
-    monkeypatch.setattr(grid_window, "plan_job", fake_plan)
+    monkeypatch.setattr(signal_grid, "grid_for", grid_for)
+    fake_planner(monkeypatch, lambda j, now, kw: planned(j, now, T0 + timedelta(hours=12)))
     # (wait_for only turns a regression, a trigger parked on the hung request, into a failure instead of a hang)
     event = asyncio.run(asyncio.wait_for(first_event(make_trigger(job, refresh_seconds=3600)), 60))
-    assert clock.now == T0 + timedelta(hours=12)
+    assert clock.at == T0 + timedelta(hours=12)
     # Hourly re-plans went on with the (stale) actuals while one background refresh hung; nobody waited on it.
     assert len(seen) >= 12 and all(zones == ["GB"] for zones in seen)
     assert len(history_requests) == 2 and history_requests[1] >= T0 + grid_window.HISTORY_MAX_AGE
@@ -299,12 +387,20 @@ def test_first_plan_waits_for_the_first_actuals_and_later_plans_get_the_previous
                 await asyncio.sleep(0)
         return series()
 
-    def fake_plan(job_, *, carbon, price, now, history, previous, **_):
-        calls.append((sorted(history), previous))
+    histories = []
+    real_grid_for = signal_grid.grid_for
+
+    def grid_for(job_, *, carbon, price, now, history=None):
+        histories.append(sorted(history or {}))
+        return real_grid_for(job_, carbon=carbon, price=price, now=now, history=None)
+
+    def make_plan(job_, now, kw):
+        calls.append((histories[-1], kw["previous"]))
         return planned(job_, now, target)
 
     install_fetch(monkeypatch, fetch, clock)
-    monkeypatch.setattr(grid_window, "plan_job", fake_plan)
+    monkeypatch.setattr(signal_grid, "grid_for", grid_for)
+    fake_planner(monkeypatch, make_plan)
     asyncio.run(first_event(make_trigger(make_job(), refresh_seconds=3600)))
     assert calls[0] == (["GB"], None)  # a fresh triggerer (or a restart) plans with history from the start
     for _, previous in calls[1:]:
@@ -312,14 +408,14 @@ def test_first_plan_waits_for_the_first_actuals_and_later_plans_get_the_previous
 
 
 def test_cached_planning_grids_go_with_their_series(monkeypatch):
-    monkeypatch.setattr(grid_window, "_GRID_CACHE", OrderedDict())
+    monkeypatch.setattr(signal_grid, "_GRID_CACHE", OrderedDict())
     job = make_job()
     forecast = series()
-    first = grid_window.plan_job(job, carbon={"GB": forecast}, price={}, now=T0)
-    again = grid_window.plan_job(job, carbon={"GB": forecast}, price={}, now=T0 + timedelta(seconds=30))
-    assert len(grid_window._GRID_CACHE) == 1 and first.zone == again.zone == "GB"  # one grid per series and slot
-    grid_window.plan_job(job, carbon={"GB": forecast}, price={}, now=T0 + timedelta(minutes=10))
-    assert len(grid_window._GRID_CACHE) == 1  # a later slot replaces the earlier slot's grid
+    first = signal_grid.grid_for(job, carbon={"GB": forecast}, price={}, now=T0)
+    again = signal_grid.grid_for(job, carbon={"GB": forecast}, price={}, now=T0 + timedelta(seconds=30))
+    assert len(signal_grid._GRID_CACHE) == 1 and first is again  # one grid per series and slot
+    signal_grid.grid_for(job, carbon={"GB": forecast}, price={}, now=T0 + timedelta(minutes=10))
+    assert len(signal_grid._GRID_CACHE) == 1  # a later slot replaces the earlier slot's grid
     del forecast
     gc.collect()
-    assert len(grid_window._GRID_CACHE) == 0  # a refreshed (dropped) series takes its grids with it
+    assert len(signal_grid._GRID_CACHE) == 0  # a refreshed (dropped) series takes its grids with it

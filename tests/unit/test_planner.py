@@ -13,11 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from airflow_provider_gridaware.planning import core
+from airflow_provider_gridaware.planning.decision import Window, decide
 from airflow_provider_gridaware.planning.job import Job, PriorityClass
 from airflow_provider_gridaware.planning.objective import IncomparableSignalsError, Objective
 from airflow_provider_gridaware.planning.plan import Plan, PlanStatus
 from airflow_provider_gridaware.planning.planner import PlannerSettings, ZoneSignals, plan, plan_jobs, prepare
-from airflow_provider_gridaware.planning.policies import Action, next_action
 from airflow_provider_gridaware.signals import CarbonMetric, SeriesType, SignalKind, build_series
 
 UTC = timezone.utc
@@ -127,10 +127,10 @@ def test_deadline_at_risk_runs_now():
 
 
 def test_critical_jobs_never_wait():
-    p = plan(
-        job(priority_class=PriorityClass.CRITICAL), [ZoneSignals("A", carbon=carbon("A", [9, 1, 1, 1] * 5))], now=T0
-    )
-    assert p.run_now and p.status is PlanStatus.CRITICAL
+    signals = [ZoneSignals("A", carbon=carbon("A", [9, 1, 1, 1] * 5))]
+    critical = job(priority_class=PriorityClass.CRITICAL)
+    decision = decide(critical, prepare(signals, now=T0, until=critical.deadline), T0)
+    assert decision.release and decision.plan.status is PlanStatus.CRITICAL
 
 
 def test_region_shifting_with_penalty():
@@ -221,9 +221,7 @@ def test_previous_plan_is_kept_unless_clearly_beaten():
     j = job(hours=2, slack_hours=12)
     fresh = plan(j, signals, now=T0, settings=PlannerSettings(optimism=0))
     assert fresh.start == T0 + 7 * H
-    earlier = Plan.from_dict(
-        {**fresh.to_dict(), "chunks": [{"start": "2024-05-01T03:00:00Z", "end": "2024-05-01T05:00:00Z"}]}
-    )
+    earlier = Window("A", T0 + 3 * H)
     kept = plan(j, signals, now=T0, previous=earlier, settings=PlannerSettings(optimism=0))
     assert kept.start == T0 + 3 * H
 
@@ -243,11 +241,14 @@ def test_plan_jobs_batches_match_single_plans():
     ]
 
 
-def test_next_action_releases_by_the_latest_start():
-    p = plan(job(hours=1, slack_hours=10), [ZoneSignals("A", carbon=carbon("A", [9, 9, 9, 9, 1] + [9] * 10))], now=T0)
-    action = next_action(p, T0)
-    assert not action.release and action.wake_at == T0 + timedelta(minutes=30)
-    assert next_action(p, p.latest_start) == Action(release=True)
+def test_decide_waits_for_the_window_and_releases_by_the_latest_start():
+    j = job(hours=1, slack_hours=10)
+    signals = [ZoneSignals("A", carbon=carbon("A", [9, 9, 9, 9, 1] + [9] * 10))]
+    waiting = decide(j, prepare(signals, now=T0, until=j.deadline), T0, refresh=timedelta(minutes=30))
+    assert not waiting.release and waiting.plan.start == T0 + 4 * H
+    assert T0 + timedelta(minutes=30) <= waiting.wake_at <= T0 + timedelta(minutes=31)  # next refresh (+ spread)
+    late = j.latest_start
+    assert decide(j, prepare(signals, now=late, until=j.deadline), late).release
 
 
 # -- the core against brute force -------------------------------------------------------------
@@ -453,13 +454,14 @@ def test_receding_releases_never_pass_the_latest_start(forecast, j):
     """A trigger that re-plans on every wake-up (the forecast may even vanish) releases by the latest start."""
     signals = [ZoneSignals("A", carbon=forecast)]
     now, previous = j.earliest_start, None
-    for _ in range(200):
-        p = plan(j, signals, now=now, previous=previous)
-        action = next_action(p, now)
-        if action.release:
+    for _ in range(2000):  # a dead source is asked again every 5 minutes
+        grid = prepare(signals, now=now, until=max(j.deadline, now)) if signals[0].carbon is not None else None
+        decision = decide(j, grid, now, previous, refresh=timedelta(minutes=30))
+        if decision.release:
             break
-        assert action.wake_at is not None and action.wake_at > now
-        now, previous = action.wake_at, p
-        signals = [ZoneSignals("A")] if now.minute == 30 else signals  # the source fails every other wake-up
-    assert action.release
+        assert decision.wake_at is not None and decision.wake_at > now
+        now, previous = decision.wake_at, (None if decision.fallback else decision.window)
+        # the source fails now and then
+        signals = [ZoneSignals("A")] if now.minute == 30 else [ZoneSignals("A", carbon=forecast)]
+    assert decision.release
     assert now <= max(j.latest_start, j.earliest_start)
