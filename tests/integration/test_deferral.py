@@ -490,14 +490,22 @@ def _check_decision(sc: Scenario, decision: dict[str, Any], dag_id: str, run_id:
     assert sc.dip.start <= released < sc.dip.end, f"released at {released}, outside the dip{why}"
     assert released < latest, why
     assert decision["replans"] >= 1 and decision["problems"] == [], why
+    # The saving is against starting when the wait began (the flat level), not against the release (the dip).
+    counterfactual = decision["counterfactual"]["signals"]["gCO2eq/kWh"]
+    expected = plan["expected_signals"]["gCO2eq/kWh"]
+    assert counterfactual == pytest.approx(FLAT, rel=0.02) and expected == pytest.approx(DIP_VALUE, rel=0.05), why
+    assert decision["expected_saving"]["gCO2eq/kWh"] == pytest.approx((FLAT - DIP_VALUE) / FLAT, rel=0.02), why
+    assert "runs at once" not in decision["reason"] and "released after waiting" in decision["reason"], why
     return released
 
 
 def _check_planned_the_dip(sc: Scenario, dag_id: str, run_id: str, task_id: str) -> None:
     """The trigger's first plan, made minutes before the dip, already chose it (the trigger logs each plan)."""
     log = sc.stack.task_log(dag_id, run_id, task_id)
-    first = f"plan 1: starts {_iso(sc.dip.start)}"
-    assert first in log, f"no {first!r} in the task log\n{sc.explain(dag_id, run_id)}"
+    # The worker decides first (a window that opens now would not defer at all), then defers saying why.
+    deferring = [line for line in log.splitlines() if "deferring until the job's grid window" in line]
+    first = f"starts {_iso(sc.dip.start)}"
+    assert deferring and first in deferring[0], f"no {first!r} in the deferral line\n{sc.explain(dag_id, run_id)}"
 
 
 def _check_ran_in_window(sc: Scenario, ran_at: datetime, latest_start: datetime, what: str, why: str) -> None:
