@@ -267,3 +267,9 @@ def test_quickstart_task_defers_and_runs_in_the_clean_window(
     assert simulator.window_start <= started < simulator.window_end, f"ran at {started}, outside {window}"
     assert started - simulator.window_start < RELEASE_WITHIN + RUN_SLACK, f"ran at {started}: window {window}"
     assert f"running in GB from {result['planned_start']}" in log, log
+    print(  # the figures, for -s
+        f"\nquick start: window {window}, triggered {triggered_at:%H:%M:%S}, first seen deferred"
+        f" {deferred[0]:%H:%M:%S}, planned {planned:%H:%M:%S}, ran {started:%H:%M:%S}"
+        f" ({(started - simulator.window_start).total_seconds():.0f} s after the opening,"
+        f" {(started - triggered_at).total_seconds():.0f} s after the trigger); states {history}"
+    )
