@@ -112,6 +112,8 @@ class CleanWindow:
         if opens_in < timedelta(0):
             raise ValueError(f"a clean window cannot open in the past (opens_in {opens_in})")
         start = now + opens_in
+        if start.microsecond:  # whole seconds read better in logs and state, and never open early
+            start = start.replace(microsecond=0) + timedelta(seconds=1)
         return cls(start=start, end=start + lasts, depth=depth)
 
     def lowered(self, reference: float, when: datetime) -> float:

@@ -25,7 +25,8 @@ entsoe = pytest.importorskip("airflow_provider_gridaware.hooks.entsoe")
 
 UTC = timezone.utc
 OPENS_IN = timedelta(minutes=3)
-LASTS = timedelta(hours=1)  # long enough to hold a whole half-hour and most of an hour
+LASTS = timedelta(hours=2)  # holds at least one whole hour, so the hourly APIs' means dip clearly too
+DEPTH = 0.9  # deep enough to stand out of the trace's own swings even in hourly means
 FIVE_MINUTES, HALF_HOUR, HOUR = timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=1)
 
 
@@ -36,7 +37,7 @@ def window_of(sim: SimulatorHandle) -> CleanWindow:
 
 @pytest.fixture
 def sim() -> Iterator[SimulatorHandle]:
-    with start_simulator(clean_window_in=OPENS_IN, clean_window_for=LASTS) as handle:
+    with start_simulator(clean_window_in=OPENS_IN, clean_window_for=LASTS, clean_window_depth=DEPTH) as handle:
         yield handle
 
 
@@ -85,9 +86,9 @@ def cleanest(points: list[tuple[datetime, datetime, float]]) -> tuple[datetime, 
 
 def test_the_window_opens_minutes_ahead_of_the_simulated_clock(sim: SimulatorHandle) -> None:
     window = window_of(sim)
-    assert window.start - sim.now() <= OPENS_IN
-    assert window.start - sim.now() > OPENS_IN - timedelta(seconds=30)
-    assert window.end - window.start == LASTS
+    ahead = window.start - sim.now()
+    assert OPENS_IN - timedelta(seconds=30) < ahead <= OPENS_IN + timedelta(seconds=1)  # whole seconds
+    assert (window.end - window.start, window.depth) == (LASTS, DEPTH)
 
 
 @pytest.mark.parametrize("api", ["ukci", "watttime", "electricitymaps", "entsoe"])

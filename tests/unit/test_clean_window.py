@@ -61,6 +61,8 @@ def test_bad_windows_are_refused_with_what_was_wrong(
 def test_ahead_is_measured_from_now_and_refuses_the_past() -> None:
     window = CleanWindow.ahead(T0, opens_in=timedelta(minutes=4), lasts=HALF_HOUR, depth=0.25)
     assert (window.start, window.end, window.depth) == (T0 + 4 * MINUTE, T0 + 34 * MINUTE, 0.25)
+    late = CleanWindow.ahead(T0 + timedelta(microseconds=1), opens_in=MINUTE, lasts=HALF_HOUR)
+    assert late.start == T0 + MINUTE + timedelta(seconds=1)  # whole seconds, never before what was asked
     with pytest.raises(ValueError, match="cannot open in the past"):
         CleanWindow.ahead(T0, opens_in=-MINUTE, lasts=HALF_HOUR)
 
