@@ -7,9 +7,10 @@ so a test harness can start it with ``--port 0`` and read which port it got.
 from __future__ import annotations
 
 import argparse
+import re
 import signal
 import threading
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -68,6 +69,21 @@ def add_parser(subparsers: Any) -> None:
         metavar="SPEC",
         help="TARGET:MODE[:key=value,...] or JSON, e.g. ukci:rate_limit:retry_after=120,count=2; repeatable",
     )
+    serve.add_argument(
+        "--clean-window-in",
+        metavar="DURATION",
+        help="open a clean window this long after start (e.g. 3m, 90s, 1h30m): every carbon and price signal"
+        " of every API, actual and forecast, dips there (default: no clean window)",
+    )
+    serve.add_argument(
+        "--clean-window-for", metavar="DURATION", default="30m", help="how long the clean window lasts (default: 30m)"
+    )
+    serve.add_argument(
+        "--clean-window-depth",
+        type=float,
+        default=0.5,
+        help="how far below the lowest recorded value the window opens, 0-1 (default: 0.5 = half)",
+    )
     serve.add_argument("--ready-file", metavar="PATH", help="write the base URL here once listening")
     serve.set_defaults(func=serve_command)
 
@@ -99,6 +115,14 @@ def _config(args: argparse.Namespace) -> Any:
         faults = tuple(parse_fault_spec(text) for text in args.fault)
     except ValueError as exc:
         raise CommandError(f"--fault: {exc}", EXIT_USAGE) from None
+    clean_window_in = None if args.clean_window_in is None else _duration("--clean-window-in", args.clean_window_in)
+    clean_window_for = _duration("--clean-window-for", args.clean_window_for)
+    if not clean_window_for > timedelta(0):
+        raise CommandError(f"--clean-window-for must be longer than 0, not {args.clean_window_for!r}", EXIT_USAGE)
+    if not 0 < args.clean_window_depth <= 1:
+        raise CommandError(
+            f"--clean-window-depth must be more than 0 and at most 1, not {args.clean_window_depth:g}", EXIT_USAGE
+        )
     return SimulatorConfig(
         traces=tuple(traces),
         price_trace=args.price_trace,
@@ -113,7 +137,33 @@ def _config(args: argparse.Namespace) -> Any:
         watttime_password=args.watttime_password,
         entsoe_resolution=args.entsoe_resolution,
         faults=faults,
+        clean_window_in=clean_window_in,
+        clean_window_for=clean_window_for,
+        clean_window_depth=args.clean_window_depth,
     )
+
+
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?")
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90s``, ``3m``, ``1h30m``, ``2.5m`` as a timedelta; a bare number is refused (which unit was meant?).
+
+    :param text: hours ``h``, minutes ``m`` and seconds ``s``, in that order, each optional.
+    :raises ValueError: naming the text and the accepted form.
+    """
+    match = _DURATION.fullmatch(text.strip().lower())
+    if not text.strip() or match is None or not any(match.groups()):
+        raise ValueError(f"{text!r} is not a duration like 90s, 3m or 1h30m")
+    hours, minutes, seconds = (float(part) if part else 0.0 for part in match.groups())
+    return timedelta(hours=hours, minutes=minutes, seconds=seconds)
+
+
+def _duration(option: str, text: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise CommandError(f"{option}: {exc}", EXIT_USAGE) from None
 
 
 def _write_ready_file(path: str, url: str) -> None:
@@ -155,6 +205,13 @@ def serve_command(args: argparse.Namespace) -> int:
         print(f"  carbon zones: {', '.join(grid.carbon_zones)}; clock {grid.clock.describe()}", flush=True)
         if synthetic:
             print(f"  SYNTHETIC prices for: {', '.join(synthetic)} ({grid.synthetic_formula.describe()})", flush=True)
+        if grid.clean_window is not None:
+            window = grid.clean_window.describe()
+            print(
+                f"  clean window {window['start']} to {window['end']}: every signal {window['depth']:.0%} below"
+                " the lowest recorded value at its opening, recovering by its end",
+                flush=True,
+            )
         while not stop.wait(0.2):
             pass
     finally:

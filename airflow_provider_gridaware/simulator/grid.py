@@ -18,7 +18,14 @@ from airflow_provider_gridaware.simulator.clock import SimClock
 from airflow_provider_gridaware.simulator.faults import FaultBook, FaultSpec
 from airflow_provider_gridaware.simulator.forecast import ForecastNoise
 from airflow_provider_gridaware.simulator.prices import SyntheticPriceFormula, SyntheticPriceReplay
-from airflow_provider_gridaware.simulator.timeline import Anchor, SignalReplay, ZoneReplay, resample
+from airflow_provider_gridaware.simulator.timeline import (
+    DEFAULT_CLEAN_WINDOW_DEPTH,
+    Anchor,
+    CleanWindow,
+    SignalReplay,
+    ZoneReplay,
+    resample,
+)
 from airflow_provider_gridaware.simulator.trace import (
     SOURCE,
     RawPoint,
@@ -54,6 +61,9 @@ R = TypeVar("R", bound=SignalReplay)
 _ZONE_ALIASES = {"DE-LU": "DE", "DE_LU": "DE", "DK-1": "DK1", "DK_1": "DK1", "NO_1": "NO1", "SE_1": "SE1"}
 
 
+DEFAULT_CLEAN_WINDOW_FOR = timedelta(minutes=30)
+
+
 class UnknownZoneError(SourceConfigError):
     """The simulator has no trace for the zone a request names."""
 
@@ -80,6 +90,10 @@ class SimulatorConfig:
     :param entsoe_resolution: ``auto`` (PT15M for delivery from 2025-10-01, when SDAC moved to 15-minute
         products, PT60M before), ``60`` or ``15``.
     :param faults: faults active from the start.
+    :param clean_window_in: open a clean window this long after the simulated start (``None``: none);
+        every carbon and price signal, actual and forecast, in every API, is lowered inside it.
+    :param clean_window_for: how long the clean window lasts.
+    :param clean_window_depth: how far below the lowest recorded value its opening lies (0.5 = half).
     """
 
     traces: Sequence[str | Path | TraceSpec] = ()
@@ -95,6 +109,9 @@ class SimulatorConfig:
     api_token: str | None = None
     entsoe_resolution: str = "auto"
     faults: Sequence[FaultSpec] = field(default_factory=tuple)
+    clean_window_in: timedelta | None = None
+    clean_window_for: timedelta = DEFAULT_CLEAN_WINDOW_FOR
+    clean_window_depth: float = DEFAULT_CLEAN_WINDOW_DEPTH
 
 
 class SimulatedGrid:
@@ -111,18 +128,21 @@ class SimulatedGrid:
         self.config = config
         self.anchor = Anchor.parse(config.anchor)
         traces = load_traces(config.traces)
-        self.carbon_zones: dict[str, ZoneReplay] = {t.zone: ZoneReplay(t, self.anchor) for t in traces}
+        start = config.now
+        if start is None and self.anchor is Anchor.FIXED:
+            start = min(t.start for t in traces)
+        self.clock = SimClock(now=start, speedup=config.speedup)
+        self.clean_window = _clean_window(config, self.clock.now())
+        window = self.clean_window
+        self.carbon_zones: dict[str, ZoneReplay] = {t.zone: ZoneReplay(t, self.anchor, window) for t in traces}
         self.prices: dict[str, SignalReplay] = {}
         if config.price_trace is not None:
             for trace in load_trace_file(Path(config.price_trace)):
-                self.prices[trace.zone] = ZoneReplay(trace, self.anchor)
+                self.prices[trace.zone] = ZoneReplay(trace, self.anchor, window)
         self.synthetic_formula = SyntheticPriceFormula()
         for zone, replay in self.carbon_zones.items():
+            # Derived from the carbon replay, clean window included: the window is cheap as well as clean.
             self.prices.setdefault(zone, SyntheticPriceReplay(replay, self.synthetic_formula))
-        start = config.now
-        if start is None and self.anchor is Anchor.FIXED:
-            start = min(r.trace.start for r in self.carbon_zones.values())
-        self.clock = SimClock(now=start, speedup=config.speedup)
         self.noise = ForecastNoise(error_fraction=config.forecast_error, seed=config.seed)
         self.faults = FaultBook(tuple(config.faults))
         self._lock = threading.Lock()
@@ -228,9 +248,22 @@ class SimulatedGrid:
                 "note": "SYNTHETIC prices are derived from the carbon trace, not real market data" if synthetic else "",
             },
             "forecast": {"error_fraction_at_24h": self.noise.error_fraction, "seed": self.noise.seed},
+            "clean_window": None if self.clean_window is None else self.clean_window.describe(),
             "faults": self.faults.describe(),
             "requests": self.request_counts(),
         }
+
+
+def _clean_window(config: SimulatorConfig, now: datetime) -> CleanWindow | None:
+    """The configured clean window, measured from the simulated start ``now``; bad settings are config errors."""
+    if config.clean_window_in is None:
+        return None
+    try:
+        return CleanWindow.ahead(
+            now, opens_in=config.clean_window_in, lasts=config.clean_window_for, depth=config.clean_window_depth
+        )
+    except ValueError as exc:
+        raise SourceConfigError(str(exc), source=SOURCE) from None
 
 
 def _lookup(replays: Mapping[str, R], zone: str, what: str) -> R:

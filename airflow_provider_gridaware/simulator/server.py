@@ -229,6 +229,10 @@ def config_to_argv(config: SimulatorConfig) -> list[str]:
             argv += [flag, value]
     for fault in config.faults:
         argv += ["--fault", fault.model_dump_json(exclude_none=True)]
+    if config.clean_window_in is not None:
+        argv += ["--clean-window-in", f"{config.clean_window_in.total_seconds():g}s"]
+        argv += ["--clean-window-for", f"{config.clean_window_for.total_seconds():g}s"]
+        argv += ["--clean-window-depth", repr(config.clean_window_depth)]
     return argv
 
 
@@ -297,6 +301,9 @@ def start_simulator(
     watttime_username: str | None = None,
     watttime_password: str | None = None,
     entsoe_resolution: str = "auto",
+    clean_window_in: timedelta | None = None,
+    clean_window_for: timedelta = timedelta(minutes=30),
+    clean_window_depth: float = 0.5,
     startup_timeout: float = 60.0,
 ) -> SimulatorHandle:
     """Start the local grid simulator and return a handle with its ``url``; stop it with ``.stop()`` or ``with``.
@@ -320,6 +327,10 @@ def start_simulator(
     :param watttime_username: the only WattTime user accepted (``None``: any).
     :param watttime_password: that user's password (``None``: any).
     :param entsoe_resolution: ``auto``, ``60`` or ``15`` (minutes per ENTSO-E price position).
+    :param clean_window_in: open a clean window this long after the simulated start (``None``: none): every
+        carbon and price signal of every API, actual and forecast, dips there (see ``docs/simulator.md``).
+    :param clean_window_for: how long the clean window lasts.
+    :param clean_window_depth: how far below the lowest recorded value in it the window opens (0.5 = half).
     :param startup_timeout: seconds to wait for the server to accept connections.
     """
     from airflow_provider_gridaware.simulator.grid import SimulatedGrid, SimulatorConfig
@@ -338,6 +349,9 @@ def start_simulator(
         watttime_password=watttime_password,
         entsoe_resolution=str(entsoe_resolution),
         faults=tuple(as_fault(f) for f in faults),
+        clean_window_in=clean_window_in,
+        clean_window_for=clean_window_for,
+        clean_window_depth=clean_window_depth,
     )
     if not in_process:
         return serve_in_subprocess(config, host=host, port=port, timeout=startup_timeout)
