@@ -1,0 +1,216 @@
+"""The provider's store seen from Airflow: where it lives (a connection or config), and archiving what hooks return.
+
+Where the store lives, first match wins:
+
+1. the ``store_conn_id`` argument of :class:`GridStoreHook`;
+2. the environment variable ``GRIDAWARE_STORE_URL`` (a SQLAlchemy URL);
+3. the Airflow config ``[gridaware] store_conn_id`` (a ``postgres`` or ``sqlite`` connection);
+4. ``sqlite:///$AIRFLOW_HOME/gridaware.db``.
+
+Every series a :class:`~airflow_provider_gridaware.hooks.base.GridSignalHook` returns is recorded in the
+forecast archive unless ``GRIDAWARE_ARCHIVE=0`` or ``[gridaware] archive = False``. Recording never breaks
+a hook: a store error is logged (once per distinct reason, then at debug level) and the series is returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.sdk import BaseHook
+
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
+
+    from airflow_provider_gridaware.signals.models import SignalSeries
+    from airflow_provider_gridaware.store.archive import ForecastArchive
+
+log = logging.getLogger(__name__)
+
+CONFIG_SECTION = "gridaware"
+#: environment switch: ``0``/``false``/``no``/``off`` disables archiving (beats the config flag).
+ARCHIVE_ENV = "GRIDAWARE_ARCHIVE"
+_OFF = frozenset({"0", "false", "no", "off"})
+
+
+def _config(key: str) -> str | None:
+    from airflow.sdk.configuration import conf
+
+    value = conf.get(CONFIG_SECTION, key, fallback=None)
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def archive_enabled() -> bool:
+    """Whether hooks record what they return (``GRIDAWARE_ARCHIVE``, else ``[gridaware] archive``, else on)."""
+    switch = os.environ.get(ARCHIVE_ENV, "").strip() or _config("archive") or "1"
+    return switch.lower() not in _OFF
+
+
+def connection_store_url(conn: Connection) -> str:
+    """The SQLAlchemy URL of a ``postgres`` or ``sqlite`` connection (``postgres://`` -> ``postgresql+psycopg2://``).
+
+    :param conn: the Airflow connection.
+    """
+    from airflow_provider_gridaware.store.url import to_sqlalchemy_url
+
+    if (conn.conn_type or "").lower() == "sqlite":
+        # Airflow's SQLite connections keep the file path in Host.
+        if not conn.host:
+            raise ValueError(f"connection {conn.conn_id!r}: a sqlite store needs the database file path in Host")
+        return f"sqlite:///{conn.host}"
+    return to_sqlalchemy_url(conn.get_uri())
+
+
+class GridStoreHook(BaseHook):
+    """Opens the provider's store (forecast archive now; grid events and the ledger later).
+
+    :param store_conn_id: an Airflow connection (``postgres`` or ``sqlite``) holding the store; default:
+        ``$GRIDAWARE_STORE_URL``, then ``[gridaware] store_conn_id``, then SQLite under ``AIRFLOW_HOME``.
+    """
+
+    conn_name_attr = "store_conn_id"
+    hook_name = "Grid: provider store"
+    # Resolved URLs per connection id: recording must not look a connection up on every fetch.
+    _urls: ClassVar[dict[str | None, str]] = {}
+
+    def __init__(self, store_conn_id: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.store_conn_id = store_conn_id
+
+    def _conn_id(self) -> str | None:
+        if self.store_conn_id:
+            return self.store_conn_id
+        if os.environ.get("GRIDAWARE_STORE_URL"):
+            return None
+        return _config("store_conn_id")
+
+    def get_url(self) -> str:
+        """The store's SQLAlchemy URL (looked up once per process and connection id)."""
+        from airflow_provider_gridaware.store.url import resolve_store_url
+
+        conn_id = self._conn_id()
+        if conn_id is None:
+            return resolve_store_url()
+        if conn_id not in self._urls:
+            self._urls[conn_id] = connection_store_url(self.get_connection(conn_id))
+        return self._urls[conn_id]
+
+    async def aget_url(self) -> str:
+        """Async twin of :meth:`get_url` (a connection lookup must not block the triggerer's loop)."""
+        from airflow_provider_gridaware.store.url import resolve_store_url
+
+        conn_id = self._conn_id()
+        if conn_id is None:
+            return resolve_store_url()
+        if conn_id not in self._urls:
+            self._urls[conn_id] = connection_store_url(await self.aget_connection(conn_id))
+        return self._urls[conn_id]
+
+    def get_archive(self) -> ForecastArchive:
+        """The forecast archive in this store, opened (and migrated) once per process."""
+        return shared_archive(self.get_url())
+
+    def get_conn(self) -> ForecastArchive:
+        return self.get_archive()
+
+
+_archives: dict[str, ForecastArchive] = {}
+_archives_lock = threading.Lock()
+
+
+def shared_archive(url: str) -> ForecastArchive:
+    """One :class:`ForecastArchive` per store URL and process.
+
+    :param url: the store's SQLAlchemy URL.
+    """
+    with _archives_lock:
+        archive = _archives.get(url)
+        if archive is None:
+            from airflow_provider_gridaware.store.archive import ForecastArchive
+
+            archive = _archives[url] = ForecastArchive(url)
+        return archive
+
+
+def close_shared_archives() -> None:
+    """Close every archive :func:`shared_archive` opened (tests, and processes that switch stores)."""
+    with _archives_lock:
+        for archive in _archives.values():
+            archive.close()
+        _archives.clear()
+    GridStoreHook._urls.clear()
+
+
+# -- recording what hooks return --------------------------------------------------------------------------
+_reported: set[str] = set()
+_pending: set[asyncio.Task[None]] = set()
+
+
+def _report(series: SignalSeries, exc: BaseException) -> None:
+    reason = f"{type(exc).__name__}: {exc}"
+    level = logging.DEBUG if reason in _reported else logging.WARNING
+    _reported.add(reason)
+    log.log(
+        level,
+        "Could not archive the %s %s %s series from %s (%s); the hook returns it all the same",
+        series.zone,
+        series.kind.value,
+        series.series_type.value,
+        series.source,
+        reason,
+    )
+
+
+def _record_into(url: str, series: SignalSeries, issue_time_stated: bool) -> None:
+    shared_archive(url).record(series, issue_time_stated=issue_time_stated)
+
+
+def record_signal(series: SignalSeries, *, issue_time_stated: bool = True) -> None:
+    """Record ``series`` in the forecast archive now; errors are logged, never raised.
+
+    :param series: what a hook returned.
+    :param issue_time_stated: ``False`` if the source gave no issue time (``issued_at`` is the fetch time).
+    """
+    try:
+        if archive_enabled():
+            _record_into(GridStoreHook().get_url(), series, issue_time_stated)
+    except Exception as exc:
+        _report(series, exc)
+
+
+def record_signal_soon(series: SignalSeries, *, issue_time_stated: bool = True) -> None:
+    """Record ``series`` in a background task (the write runs in a thread, off the event loop).
+
+    The caller does not wait; :func:`wait_for_pending_records` does (tests, orderly shutdown).
+
+    :param series: what a hook returned.
+    :param issue_time_stated: ``False`` if the source gave no issue time (``issued_at`` is the fetch time).
+    """
+    try:
+        if not archive_enabled():
+            return
+    except Exception as exc:
+        _report(series, exc)
+        return
+    task = asyncio.get_running_loop().create_task(_arecord(series, issue_time_stated))
+    _pending.add(task)  # the loop holds tasks weakly: keep it alive until done
+    task.add_done_callback(_pending.discard)
+
+
+async def _arecord(series: SignalSeries, issue_time_stated: bool) -> None:
+    try:
+        url = await GridStoreHook().aget_url()
+        await asyncio.to_thread(_record_into, url, series, issue_time_stated)
+    except Exception as exc:
+        _report(series, exc)
+
+
+async def wait_for_pending_records() -> None:
+    """Wait until every background recording started on this loop has finished."""
+    loop = asyncio.get_running_loop()
+    mine = [task for task in _pending if task.get_loop() is loop]
+    if mine:
+        await asyncio.gather(*mine, return_exceptions=True)
