@@ -34,6 +34,9 @@ CONFIG_SECTION = "gridaware"
 #: environment switch: ``0``/``false``/``no``/``off`` disables archiving (beats the config flag).
 ARCHIVE_ENV = "GRIDAWARE_ARCHIVE"
 _OFF = frozenset({"0", "false", "no", "off"})
+_LIBPQ_OPTIONS = frozenset(
+    {"sslmode", "sslcert", "sslkey", "sslrootcert", "sslcrl", "application_name", "options", "target_session_attrs"}
+)
 
 
 def _config(key: str) -> str | None:
@@ -52,16 +55,34 @@ def archive_enabled() -> bool:
 def connection_store_url(conn: Connection) -> str:
     """The SQLAlchemy URL of a ``postgres`` or ``sqlite`` connection (``postgres://`` -> ``postgresql+psycopg2://``).
 
+    Of the extras, only libpq's TLS and session options are passed on (others belong to Airflow's hooks).
+
     :param conn: the Airflow connection.
     """
-    from airflow_provider_gridaware.store.url import to_sqlalchemy_url
+    from sqlalchemy import URL
 
-    if (conn.conn_type or "").lower() == "sqlite":
+    from airflow_provider_gridaware.store.url import POSTGRES_DRIVER
+
+    conn_type = (conn.conn_type or "").lower()
+    if conn_type == "sqlite":
         # Airflow's SQLite connections keep the file path in Host.
         if not conn.host:
             raise ValueError(f"connection {conn.conn_id!r}: a sqlite store needs the database file path in Host")
         return f"sqlite:///{conn.host}"
-    return to_sqlalchemy_url(conn.get_uri())
+    if conn_type not in ("postgres", "postgresql"):
+        raise ValueError(f"connection {conn.conn_id!r} is of type {conn_type!r}; the store needs postgres or sqlite")
+    extra = conn.extra_dejson if conn.extra else {}
+    query = {k: str(v) for k, v in extra.items() if k in _LIBPQ_OPTIONS and v not in (None, "")}
+    url = URL.create(
+        POSTGRES_DRIVER,
+        username=conn.login or None,
+        password=conn.password or None,
+        host=conn.host or None,
+        port=conn.port or None,
+        database=conn.schema or None,
+        query=query,
+    )
+    return url.render_as_string(hide_password=False)
 
 
 class GridStoreHook(BaseHook):
@@ -149,13 +170,19 @@ _reported: set[str] = set()
 _pending: set[asyncio.Task[None]] = set()
 
 
+def _reason(exc: BaseException) -> str:
+    # SQLAlchemy wraps the driver's error with its SQL and a link: the driver's first line is the reason.
+    cause = getattr(exc, "orig", None) or exc
+    return f"{type(cause).__name__}: {str(cause).strip().splitlines()[0] if str(cause).strip() else ''}"
+
+
 def _report(series: SignalSeries, exc: BaseException) -> None:
-    reason = f"{type(exc).__name__}: {exc}"
+    reason = _reason(exc)
     level = logging.DEBUG if reason in _reported else logging.WARNING
     _reported.add(reason)
     log.log(
         level,
-        "Could not archive the %s %s %s series from %s (%s); the hook returns it all the same",
+        "Could not archive the %s %s %s from %s in the gridaware store (%s); the hook returns it all the same",
         series.zone,
         series.kind.value,
         series.series_type.value,

@@ -13,10 +13,12 @@ from pathlib import Path
 STORE_URL_ENV = "GRIDAWARE_STORE_URL"
 STORE_FILE_NAME = "gridaware.db"
 
-# URI schemes as Airflow connections write them -> the SQLAlchemy dialect+driver installed with the provider.
+#: the PostgreSQL dialect+driver installed with the provider's ``postgres`` extra (as Airflow's postgres provider).
+POSTGRES_DRIVER = "postgresql+psycopg2"
+# URI schemes as Airflow connections write them -> SQLAlchemy dialect+driver.
 _SCHEME_DRIVERS = {
-    "postgres": "postgresql+psycopg2",
-    "postgresql": "postgresql+psycopg2",
+    "postgres": POSTGRES_DRIVER,
+    "postgresql": POSTGRES_DRIVER,
     "sqlite": "sqlite",
 }
 

@@ -1,0 +1,124 @@
+"""The forecast archive on the loopback PostgreSQL: a throw-away database per test session."""
+
+from __future__ import annotations
+
+import multiprocessing
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.engine import make_url
+
+from airflow_provider_gridaware.signals.units import CarbonMetric, SignalKind
+from airflow_provider_gridaware.store import ForecastArchive
+from airflow_provider_gridaware.store.migrate import current_revision, head_revision
+from airflow_provider_gridaware.store.schema import VERSION_TABLE, forecast_point, metadata
+from tests.unit.test_store_archive import HALF_HOUR, T0, _open_and_record, actual, forecast
+
+SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+CI = SignalKind.CARBON_INTENSITY
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    pytest.importorskip("psycopg2", reason="the postgres extra (psycopg2-binary) is not installed")
+    engine = create_engine(SERVER, connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception as exc:
+        pytest.skip(f"PostgreSQL on 127.0.0.1:5432 is not reachable ({type(exc).__name__}: {exc})")
+    finally:
+        engine.dispose()
+    return SERVER
+
+
+@pytest.fixture(scope="session")
+def postgres_database(postgres_server: str) -> Iterator[str]:
+    """A database created for this session and dropped after it."""
+    name = f"gridaware_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(postgres_server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(postgres_server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def url(postgres_database: str) -> Iterator[str]:
+    """The session database, emptied of the store's tables after each test (the next test migrates from empty)."""
+    yield postgres_database
+    engine = create_engine(postgres_database)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "DROP TABLE IF EXISTS gridaware_forecast_point, gridaware_forecast_vintage, gridaware_actual_point,"
+                " gridaware_store_meta, gridaware_signal, gridaware_alembic_version CASCADE"
+            )
+        )
+    engine.dispose()
+
+
+def test_migrations_from_empty_and_reopen(url):
+    ForecastArchive(url).close()
+    ForecastArchive(url).close()
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        assert current_revision(connection) == head_revision()
+        kind = connection.execute(
+            text(
+                "SELECT data_type FROM information_schema.columns"
+                " WHERE table_name = 'gridaware_forecast_vintage' AND column_name = 'issued_at'"
+            )
+        ).scalar_one()
+        context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE, "compare_type": True})
+        differences = compare_metadata(context, metadata)
+    engine.dispose()
+    assert kind == "timestamp with time zone"
+    assert differences == []
+
+
+def test_dedupe_revision_and_queries(url):
+    with ForecastArchive(url, retention=None) as store:
+        for hour in (0, 1, 2):
+            vintage = forecast(T0 + timedelta(hours=hour), [100.0 + hour, 90.0])
+            store.record(vintage)
+            store.record(vintage)
+        got = store.vintages("ukci", "GB", CI, issued_from=T0 + timedelta(hours=1))
+        assert [(v.issued_at, v.series.values) for v in got] == [
+            (T0 + timedelta(hours=1), [101.0, 90.0]),
+            (T0 + timedelta(hours=2), [102.0, 90.0]),
+        ]
+        assert got[0].series.points[0].start.tzinfo is not None
+        store.record(actual(T0, [1.0, 2.0]))
+        store.record(actual(T0 + HALF_HOUR, [3.0]))
+        series = store.actuals("ukci", "GB", CI, T0, T0 + timedelta(hours=1), metric=CarbonMetric.AVERAGE)
+        assert series is not None and series.values == [1.0, 3.0]
+        result = store.prune(T0 + timedelta(hours=1, minutes=30))
+        assert (result.vintages, result.forecast_points, result.actual_points) == (2, 4, 2)
+        assert len(store.vintages("ukci", "GB", CI)) == 1
+
+
+def test_two_processes_open_and_record_at_once(url):
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(2)
+    processes = [context.Process(target=_open_and_record, args=(url, barrier, zone)) for zone in ("A", "B")]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join()
+    assert [p.exitcode for p in processes] == [0, 0]
+    with ForecastArchive(url, retention=None) as store:
+        assert {s.zone for s in store.signals()} == {"A", "B", "SHARED"}
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(forecast_point)).scalar_one() == 6
+    engine.dispose()
