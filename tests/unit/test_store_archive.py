@@ -76,14 +76,28 @@ def count(url: str, table) -> int:
         engine.dispose()
 
 
-def test_migrations_create_every_table_from_empty_and_reopening_is_a_no_op(url):
+def open_twice_and_compare(url: str) -> tuple[set[str], list[object]]:
+    """Open a new store twice; return its tables and the differences between migrations and declared schema."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from airflow_provider_gridaware.store.schema import VERSION_TABLE, metadata
+
     ForecastArchive(url).close()
     ForecastArchive(url).close()
     engine = create_engine(url)
     with engine.connect() as connection:
         assert current_revision(connection) == head_revision()
+        context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE, "compare_type": True})
+        differences = compare_metadata(context, metadata)
     tables = set(inspect(engine).get_table_names())
     engine.dispose()
+    return tables, differences
+
+
+def test_migrations_create_the_declared_tables_from_empty_and_reopening_is_a_no_op(url):
+    tables, differences = open_twice_and_compare(url)
+    assert differences == []
     assert tables == {
         "gridaware_alembic_version",
         "gridaware_signal",
@@ -92,20 +106,6 @@ def test_migrations_create_every_table_from_empty_and_reopening_is_a_no_op(url):
         "gridaware_actual_point",
         "gridaware_store_meta",
     }
-
-
-def test_migrations_match_the_declared_schema(url):
-    from alembic.autogenerate import compare_metadata
-    from alembic.runtime.migration import MigrationContext
-
-    from airflow_provider_gridaware.store.schema import VERSION_TABLE, metadata
-
-    ForecastArchive(url).close()
-    engine = create_engine(url)
-    with engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE, "compare_type": True})
-        assert compare_metadata(context, metadata) == []
-    engine.dispose()
 
 
 def test_a_vintage_recorded_twice_is_stored_once(archive, url):
@@ -251,7 +251,8 @@ def _open_and_record(url: str, barrier, zone: str) -> None:
         store.record(forecast(T0, [1.0, 2.0], zone="SHARED"))
 
 
-def test_two_processes_open_and_record_the_same_new_store_at_once(url):
+def open_and_record_from_two_processes(url: str) -> None:
+    """Two processes open a new store at the same moment and record the same and different vintages."""
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(2)
     processes = [context.Process(target=_open_and_record, args=(url, barrier, zone)) for zone in ("A", "B")]
@@ -260,7 +261,11 @@ def test_two_processes_open_and_record_the_same_new_store_at_once(url):
     for process in processes:
         process.join()
     assert [p.exitcode for p in processes] == [0, 0]
-    with ForecastArchive(url) as store:
+    with ForecastArchive(url, retention=None) as store:
         assert {s.zone for s in store.signals()} == {"A", "B", "SHARED"}
         assert len(store.vintages("ukci", "SHARED", CI)) == 1
     assert count(url, forecast_point) == 6
+
+
+def test_two_processes_open_and_record_the_same_new_store_at_once(url):
+    open_and_record_from_two_processes(url)
