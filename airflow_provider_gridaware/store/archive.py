@@ -375,6 +375,7 @@ def _insert(connection: Connection, table: Any) -> Any:
 def _insert_forecast_points(connection: Connection, vintage_id: int, points: Sequence[SignalPoint]) -> None:
     rows = [{"vintage_id": vintage_id, "target_start": p.start, "target_end": p.end, "value": p.value} for p in points]
     statement = _insert(connection, forecast_point)
+    # executemany: the compiled statement is cached, and the drivers batch the rows (engine.py).
     connection.execute(statement.on_conflict_do_nothing(index_elements=["vintage_id", "target_start"]), rows)
 
 

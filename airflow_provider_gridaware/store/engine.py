@@ -33,6 +33,8 @@ def create_store_engine(url: str) -> Engine:
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() == "psycopg2":
         kwargs["connect_args"] = {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S}
+        # INSERT .. ON CONFLICT for many rows: psycopg2's execute_batch sends them in one round trip, not one each.
+        kwargs["executemany_mode"] = "values_plus_batch"
     return create_engine(parsed, pool_size=2, max_overflow=4, **kwargs)
 
 

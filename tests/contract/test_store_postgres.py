@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from airflow_provider_gridaware.signals.units import CarbonMetric, SignalKind
 from airflow_provider_gridaware.store import ForecastArchive
+from tests.support.postgres import throwaway_database, unreachable_reason
 from tests.unit.test_store_archive import (
     HALF_HOUR,
     T0,
@@ -21,37 +20,17 @@ from tests.unit.test_store_archive import (
     open_twice_and_compare,
 )
 
-SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 CI = SignalKind.CARBON_INTENSITY
 
 
 @pytest.fixture(scope="session")
-def postgres_server() -> str:
-    pytest.importorskip("psycopg2", reason="the postgres extra (psycopg2-binary) is not installed")
-    engine = create_engine(SERVER, connect_args={"connect_timeout": 3})
-    try:
-        with engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-    except Exception as exc:
-        pytest.skip(f"PostgreSQL on 127.0.0.1:5432 is not reachable ({type(exc).__name__}: {exc})")
-    finally:
-        engine.dispose()
-    return SERVER
-
-
-@pytest.fixture(scope="session")
-def postgres_database(postgres_server: str) -> Iterator[str]:
-    """A database created for this session and dropped after it."""
-    name = f"gridaware_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(postgres_server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(postgres_server).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+def postgres_database() -> Iterator[str]:
+    """A database created for this session and dropped after it; skips if the server is not reachable."""
+    reason = unreachable_reason()
+    if reason:
+        pytest.skip(reason)
+    with throwaway_database("gridaware_test") as url:
+        yield url
 
 
 @pytest.fixture
