@@ -34,6 +34,9 @@ class GridRestHook(GridSignalHook):
     default_base_url = ""
     # The kind is the connection's (extra field 'kind'); the flow refuses a query for another one.
     supported_kinds = tuple(SignalKind)
+    # Without the extra 'issued_at_field' a forecast is stamped with its fetch time; the archive flags every
+    # REST vintage that way, the conservative reading (a per-connection flag is not wired yet).
+    states_issue_time = False
 
     def resolve_query(self, query: SignalQuery) -> SignalQuery:
         """Leave the kind open: it comes from the connection, which is read (async-safely) later.
