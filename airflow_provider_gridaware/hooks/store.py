@@ -9,7 +9,8 @@ Where the store lives, first match wins:
 
 Every series a :class:`~airflow_provider_gridaware.hooks.base.GridSignalHook` returns is recorded in the
 forecast archive unless ``GRIDAWARE_ARCHIVE=0`` or ``[gridaware] archive = False``. Recording never breaks
-a hook: a store error is logged (once per distinct reason, then at debug level) and the series is returned.
+a hook: a store error is logged (once per distinct reason, then at debug level), the series is returned,
+and that store is left alone for a minute.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import asyncio
 import logging
 import os
 import threading
+import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseHook
@@ -163,11 +165,16 @@ def close_shared_archives() -> None:
             archive.close()
         _archives.clear()
     GridStoreHook._urls.clear()
+    _failed_until.clear()
 
 
 # -- recording what hooks return --------------------------------------------------------------------------
 _reported: set[str] = set()
 _pending: set[asyncio.Task[None]] = set()
+#: after a failed write, the store is left alone this long (seconds): a down database must not add its
+#: connect timeout to every fetch.
+RETRY_AFTER_FAILURE_S = 60.0
+_failed_until: dict[str, float] = {}
 
 
 def _reason(exc: BaseException) -> str:
@@ -192,7 +199,20 @@ def _report(series: SignalSeries, exc: BaseException) -> None:
 
 
 def _record_into(url: str, series: SignalSeries, issue_time_stated: bool) -> None:
-    shared_archive(url).record(series, issue_time_stated=issue_time_stated)
+    if time.monotonic() < _failed_until.get(url, 0.0):
+        log.debug(
+            "Not archiving %s %s: the store failed less than %.0f s ago",
+            series.source,
+            series.zone,
+            RETRY_AFTER_FAILURE_S,
+        )
+        return
+    try:
+        shared_archive(url).record(series, issue_time_stated=issue_time_stated)
+    except Exception:
+        _failed_until[url] = time.monotonic() + RETRY_AFTER_FAILURE_S
+        raise
+    _failed_until.pop(url, None)
 
 
 def record_signal(series: SignalSeries, *, issue_time_stated: bool = True) -> None:

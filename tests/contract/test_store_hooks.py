@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from airflow_provider_gridaware.hooks import store as store_hooks
 from airflow_provider_gridaware.hooks.replay import GridReplayHook
 from airflow_provider_gridaware.hooks.store import (
     GridStoreHook,
@@ -75,20 +76,24 @@ def test_ukci_forecast_from_the_simulator_is_archived_with_its_fetch_time_flag(s
     assert not vintage.issue_time_stated  # the API states no issue time
 
 
-def test_a_broken_store_is_logged_once_and_the_hook_still_answers(replay_hook, tmp_path, monkeypatch, caplog):
+def test_a_broken_store_is_logged_once_and_the_hook_still_answers(replay_hook, tmp_path, monkeypatch, caplog, mocker):
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("")
-    monkeypatch.setenv("GRIDAWARE_STORE_URL", f"sqlite:///{blocker}/gridaware.db")
+    url = f"sqlite:///{blocker}/gridaware.db"
+    monkeypatch.setenv("GRIDAWARE_STORE_URL", url)
     caplog.set_level(logging.DEBUG, logger="airflow_provider_gridaware.hooks.store")
+    opened = mocker.spy(store_hooks, "shared_archive")
     try:
         first = replay_hook.get_forecast("GB")
-        second = replay_hook.get_forecast("GB")
+        second = replay_hook.get_forecast("GB")  # within a minute of the failure: the store is left alone
+        store_hooks._failed_until[url] = 0.0  # the minute has passed: tried again, same reason
+        third = replay_hook.get_forecast("GB")
     finally:
         close_shared_archives()
-    assert first == second and first.series_type is SeriesType.FORECAST and len(first) > 0
+    assert first == second == third and first.series_type is SeriesType.FORECAST and len(first) > 0
+    assert opened.call_count == 2
     records = [r for r in caplog.records if r.name == "airflow_provider_gridaware.hooks.store"]
-    assert [r.levelno for r in records] == [logging.WARNING, logging.DEBUG]
-    assert "unable to open database file" in records[0].getMessage()
+    assert [r.levelno for r in records] == [logging.WARNING, logging.DEBUG, logging.DEBUG]
     assert (
         records[0]
         .getMessage()
@@ -97,6 +102,7 @@ def test_a_broken_store_is_logged_once_and_the_hook_still_answers(replay_hook, t
             " (OperationalError: unable to open database file)"
         )
     )
+    assert "failed less than 60 s ago" in records[1].getMessage()
 
 
 @pytest.mark.asyncio
