@@ -135,7 +135,7 @@ def archive_forecasts(path: Path, archive: ForecastArchive, *, source: str = FOR
     from airflow_provider_gridaware.signals.models import build_series
     from airflow_provider_gridaware.signals.units import G_PER_KWH, CarbonMetric, SeriesType, SignalKind
 
-    recorded = 0
+    batch = []
     for zone, vintages in read_forecasts(path).items():
         for issued_s, points in vintages:
             issued = datetime.fromtimestamp(issued_s, tz=UTC)
@@ -160,9 +160,9 @@ def archive_forecasts(path: Path, archive: ForecastArchive, *, source: str = FOR
             except InvalidSignalError as exc:
                 raise BacktestInputError(f"{path}: vintage of {zone} issued {format_time(issued)}: {exc}") from None
             if series.points:
-                archive.record(series)
-                recorded += 1
-    return recorded
+                batch.append(series)
+    archive.record_many(batch)
+    return len(batch)
 
 
 def archived_vintages(

@@ -9,7 +9,7 @@ records older than ``retention`` are pruned at most once a day, as a side effect
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -170,19 +170,33 @@ class ForecastArchive:
         :param issue_time_stated: ``False`` if the source gave no issue time and ``series.issued_at`` is
             the fetch time.
         """
+        self.record_many([series], fetched_at=fetched_at, issue_time_stated=issue_time_stated)
+
+    def record_many(
+        self, series: Iterable[SignalSeries], *, fetched_at: datetime | None = None, issue_time_stated: bool = True
+    ) -> None:
+        """:meth:`record` for many series in one transaction (loading files, backfills).
+
+        :param series: forecasts and actuals, in any order.
+        :param fetched_at: when they were fetched (default now).
+        :param issue_time_stated: ``False`` if the source gave no issue time (``issued_at`` is the fetch time).
+        """
         now = self._clock()
         fetched = ensure_utc(fetched_at, what="fetched_at") if fetched_at else now
-        if series.points:
-            key = _signal_key(series)
+        batch = [s for s in series if s.points]
+        if batch:
             with self._write() as connection:
-                signal_id = self._signal_id(connection, key, series.currency)
-                if series.series_type is SeriesType.FORECAST:
-                    assert series.issued_at is not None  # model validation
-                    vintage_id = self._vintage_id(connection, signal_id, series.issued_at, issue_time_stated, fetched)
-                    _insert_forecast_points(connection, vintage_id, series.points)
-                else:
-                    _upsert_actual_points(connection, signal_id, series.points, fetched)
-            self._signal_ids[key] = signal_id  # only once committed
+                signal_ids = {_signal_key(s): 0 for s in batch}
+                for s in batch:
+                    key = _signal_key(s)
+                    signal_ids[key] = signal_ids[key] or self._signal_id(connection, key, s.currency)
+                forecasts = [(signal_ids[_signal_key(s)], s) for s in batch if s.series_type is SeriesType.FORECAST]
+                if forecasts:
+                    _insert_forecasts(connection, forecasts, issue_time_stated, fetched)
+                for s in batch:
+                    if s.series_type is not SeriesType.FORECAST:
+                        _upsert_actual_points(connection, signal_ids[_signal_key(s)], s.points, fetched)
+            self._signal_ids.update(signal_ids)  # only once committed
         self._maybe_prune(now)
 
     def _signal_id(self, connection: Connection, key: SignalKey, currency: str | None) -> int:
@@ -195,21 +209,6 @@ class ForecastArchive:
         connection.execute(_insert(connection, signal).values(values).on_conflict_do_nothing(index_elements=unique))
         where = and_(*(signal.c[name] == values[name] for name in unique))
         return int(connection.execute(select(signal.c.id).where(where)).scalar_one())
-
-    @staticmethod
-    def _vintage_id(
-        connection: Connection, signal_id: int, issued_at: datetime, issue_time_stated: bool, fetched_at: datetime
-    ) -> int:
-        values = {
-            "signal_id": signal_id,
-            "issued_at": issued_at,
-            "issue_time_stated": issue_time_stated,
-            "first_fetched_at": fetched_at,
-        }
-        statement = _insert(connection, forecast_vintage).values(values)
-        connection.execute(statement.on_conflict_do_nothing(index_elements=["signal_id", "issued_at"]))
-        where = and_(forecast_vintage.c.signal_id == signal_id, forecast_vintage.c.issued_at == issued_at)
-        return int(connection.execute(select(forecast_vintage.c.id).where(where)).scalar_one())
 
     # -- reading ---------------------------------------------------------------------------------------
     def signals(self, *, zone: str | None = None, kind: SignalKind | None = None) -> list[SignalInfo]:
@@ -372,11 +371,39 @@ def _insert(connection: Connection, table: Any) -> Any:
     raise ValueError(f"the gridaware store supports SQLite and PostgreSQL, not {name}")
 
 
-def _insert_forecast_points(connection: Connection, vintage_id: int, points: Sequence[SignalPoint]) -> None:
-    rows = [{"vintage_id": vintage_id, "target_start": p.start, "target_end": p.end, "value": p.value} for p in points]
-    statement = _insert(connection, forecast_point)
+def _insert_forecasts(
+    connection: Connection,
+    forecasts: Sequence[tuple[int, SignalSeries]],
+    issue_time_stated: bool,
+    fetched_at: datetime,
+) -> None:
+    """New vintages and their new points, in three statements however many there are."""
+    vintages: dict[tuple[int, datetime], list[SignalPoint]] = {}
+    for signal_id, forecast in forecasts:
+        assert forecast.issued_at is not None  # model validation
+        vintages.setdefault((signal_id, forecast.issued_at), []).extend(forecast.points)
+    rows = [
+        {"signal_id": sid, "issued_at": at, "issue_time_stated": issue_time_stated, "first_fetched_at": fetched_at}
+        for sid, at in vintages
+    ]
+    statement = _insert(connection, forecast_vintage)
     # executemany: the compiled statement is cached, and the drivers batch the rows (engine.py).
-    connection.execute(statement.on_conflict_do_nothing(index_elements=["vintage_id", "target_start"]), rows)
+    connection.execute(statement.on_conflict_do_nothing(index_elements=["signal_id", "issued_at"]), rows)
+    issued = [at for _, at in vintages]
+    found = connection.execute(
+        select(forecast_vintage.c.id, forecast_vintage.c.signal_id, forecast_vintage.c.issued_at).where(
+            forecast_vintage.c.signal_id.in_({sid for sid, _ in vintages}),
+            forecast_vintage.c.issued_at.between(min(issued), max(issued)),
+        )
+    )
+    ids = {(row.signal_id, row.issued_at): row.id for row in found}
+    points = [
+        {"vintage_id": ids[key], "target_start": p.start, "target_end": p.end, "value": p.value}
+        for key, vintage_points in vintages.items()
+        for p in vintage_points
+    ]
+    statement = _insert(connection, forecast_point)
+    connection.execute(statement.on_conflict_do_nothing(index_elements=["vintage_id", "target_start"]), points)
 
 
 def _upsert_actual_points(
@@ -423,15 +450,14 @@ def _signal_info(row: Row[Any]) -> SignalInfo:
 
 
 def _point(row: Row[Any, Any, Any] | Row[Any]) -> SignalPoint:
-    # Read back what was validated on the way in: constructing without re-validation keeps reads fast.
-    return SignalPoint.model_construct(start=row.target_start, end=row.target_end, value=float(row.value))
+    return SignalPoint(start=row.target_start, end=row.target_end, value=float(row.value))
 
 
 def _series(
     row: Row[Any], series_type: SeriesType, issued_at: datetime | None, points: tuple[SignalPoint, ...]
 ) -> SignalSeries:
     info = _signal_info(row)
-    return SignalSeries.model_construct(
+    return SignalSeries(
         kind=info.kind,
         metric=info.metric,
         unit=info.unit,

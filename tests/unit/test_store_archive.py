@@ -124,6 +124,24 @@ def test_a_vintage_fetched_over_two_windows_collects_both(archive):
     assert back.series.values == [100, 110, 120, 130]
 
 
+def test_record_many_mixes_vintages_windows_zones_and_actuals_in_one_go(archive, url):
+    archive.record(forecast(T0, [100, 110]))  # already stored: its points are not added twice
+    archive.record_many(
+        [
+            forecast(T0, [110, 120], start=T0 + HALF_HOUR),  # same vintage, overlapping window
+            forecast(T0 + timedelta(hours=1), [7.0]),
+            forecast(T0, [5.0], zone="FR"),
+            actual(T0, [1.0, 2.0]),
+            forecast(T0 + timedelta(hours=2), []),  # nothing to store
+        ]
+    )
+    assert [v.series.values for v in archive.vintages("ukci", "GB", CI)] == [[100, 110, 120], [7.0]]
+    assert [v.series.values for v in archive.vintages("ukci", "FR", CI)] == [[5.0]]
+    back = archive.actuals("ukci", "GB", CI, T0, T0 + timedelta(hours=1))
+    assert back is not None and back.values == [1.0, 2.0]
+    assert (count(url, forecast_vintage), count(url, forecast_point)) == (3, 5)
+
+
 def test_vintages_by_issue_time_inclusive_and_oldest_first(archive):
     for hour in (3, 0, 2, 1):
         archive.record(forecast(T0 + timedelta(hours=hour), [float(hour)]))
