@@ -186,10 +186,11 @@ class ForecastArchive:
         batch = [s for s in series if s.points]
         if batch:
             with self._write() as connection:
-                signal_ids = {_signal_key(s): 0 for s in batch}
+                signal_ids: dict[SignalKey, int] = {}
                 for s in batch:
                     key = _signal_key(s)
-                    signal_ids[key] = signal_ids[key] or self._signal_id(connection, key, s.currency)
+                    if key not in signal_ids:
+                        signal_ids[key] = self._signal_id(connection, key, s.currency)
                 forecasts = [(signal_ids[_signal_key(s)], s) for s in batch if s.series_type is SeriesType.FORECAST]
                 if forecasts:
                     _insert_forecasts(connection, forecasts, issue_time_stated, fetched)
