@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -28,6 +30,10 @@ def create_store_engine(url: str) -> Engine:
             # One connection for everyone, or every connection would see its own empty database.
             kwargs["poolclass"] = StaticPool
             kwargs.pop("pool_pre_ping")
+        else:
+            # A fresh machine may have no AIRFLOW_HOME yet; if the folder cannot be made, SQLite says why.
+            with contextlib.suppress(OSError):
+                Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(parsed, **kwargs)
         _explicit_sqlite_transactions(engine)
         return engine

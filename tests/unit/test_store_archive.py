@@ -256,6 +256,12 @@ def test_naive_times_are_refused(archive):
         ForecastArchive("sqlite://", retention=timedelta(0))
 
 
+def test_the_folder_of_a_new_sqlite_store_is_created(tmp_path):
+    with ForecastArchive(f"sqlite:///{tmp_path / 'fresh' / 'home' / 'gridaware.db'}") as store:
+        assert store.signals() == []
+    assert (tmp_path / "fresh" / "home" / "gridaware.db").is_file()
+
+
 def test_in_memory_store_keeps_data_across_calls():
     with ForecastArchive("sqlite://", retention=None) as store:
         store.record(forecast(T0, [1.0]))
