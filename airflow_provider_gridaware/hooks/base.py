@@ -42,7 +42,7 @@ class GridSignalHook(BaseHook):
     #: the signal kinds this source can serve; the first is the default.
     supported_kinds: ClassVar[tuple[SignalKind, ...]] = ()
     #: whether the source states when its forecasts were issued (else ``issued_at`` is the fetch time).
-    states_issue_time: ClassVar[bool] = True
+    states_issue_time: bool = True
 
     def __init__(self, gridaware_conn_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
