@@ -126,5 +126,7 @@ def test_bad_vintages_and_stores_are_named(tmp_path):
     path.write_text("issued_at,time,zone,value\n2024-01-01T00:00Z,2024-01-01T01:00Z,DE,-5\n")
     with pytest.raises(BacktestInputError, match=r"forecasts.csv: vintage of DE issued 2024-01-01T00:00:00Z.*negative"):
         load_vintages(["DE"], forecasts=path)
-    with pytest.raises(BacktestInputError, match=r"forecast store sqlite:////nonexistent/dir/s\.db: unable to open"):
-        load_vintages(["DE"], store_url="sqlite:////nonexistent/dir/s.db")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(BacktestInputError, match=r"forecast store sqlite:///.*a-file/s\.db: unable to open"):
+        load_vintages(["DE"], store_url=f"sqlite:///{blocker}/s.db")
