@@ -11,9 +11,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, column, inspect, select, table, text
 
 from airflow_provider_gridaware.store.engine import WRITE
 from airflow_provider_gridaware.store.schema import VERSION_TABLE
@@ -44,10 +43,14 @@ def head_revision() -> str:
 def current_revision(connection: Connection) -> str | None:
     """The revision the store's tables are at (``None`` for an empty database).
 
+    Read directly: Alembic's migration context would log its set-up at INFO on every open.
+
     :param connection: a connection to the store.
     """
-    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
-    return context.get_current_revision()
+    if not inspect(connection).has_table(VERSION_TABLE):
+        return None
+    revision = connection.execute(select(column("version_num")).select_from(table(VERSION_TABLE))).scalar()
+    return str(revision) if revision is not None else None
 
 
 def upgrade_store(engine: Engine, revision: str = "head") -> None:
