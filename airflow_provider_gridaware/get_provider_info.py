@@ -255,4 +255,28 @@ def get_provider_info() -> dict[str, Any]:
         "task-decorators": [
             {"name": "gridaware", "class-name": f"{_PKG}.decorators.gridaware.gridaware_task"},
         ],
+        "config": {
+            "gridaware": {
+                "description": "The provider's store (forecast archive; see docs/store.md).",
+                "options": {
+                    "store_conn_id": {
+                        "description": "Airflow connection (postgres or sqlite) of the store; empty: "
+                        "$GRIDAWARE_STORE_URL, else sqlite:///$AIRFLOW_HOME/gridaware.db. "
+                        "GRIDAWARE_STORE_URL, when set, takes precedence over this option.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "gridaware_store",
+                        "default": "",
+                    },
+                    "archive": {
+                        "description": "Record every forecast and actual series the grid signal hooks return "
+                        "(the environment variable GRIDAWARE_ARCHIVE=0 also switches it off).",
+                        "version_added": "0.1.0",
+                        "type": "boolean",
+                        "example": "False",
+                        "default": "True",
+                    },
+                },
+            },
+        },
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,23 @@ def api_shape(name: str) -> Any:
 def scripted_server() -> Iterator[ScriptedServer]:
     with ScriptedServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _archive_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    # Every hook archives what it returns: tests must never write into the developer's ~/airflow/gridaware.db.
+    # The variable beats [gridaware] store_conn_id from any airflow.cfg, and subprocesses (Airflow) inherit it.
+    from airflow_provider_gridaware.hooks.store import close_shared_archives
+
+    path = tmp_path_factory.mktemp("store") / "gridaware.db"
+    previous = os.environ.get("GRIDAWARE_STORE_URL")
+    os.environ["GRIDAWARE_STORE_URL"] = f"sqlite:///{path}"
+    yield path
+    close_shared_archives()
+    if previous is None:
+        os.environ.pop("GRIDAWARE_STORE_URL", None)
+    else:
+        os.environ["GRIDAWARE_STORE_URL"] = previous
 
 
 @pytest.fixture(autouse=True)

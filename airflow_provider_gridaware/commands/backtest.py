@@ -44,6 +44,17 @@ def add_parser(subparsers: Any) -> None:
         "--forecasts", type=Path, metavar="FILE", help="forecast vintages CSV issued_at,time,zone,value"
     )
     parser.add_argument(
+        "--store",
+        metavar="URL",
+        help="replay the vintages archived in this store (SQLAlchemy URL, e.g. sqlite:///gridaware.db);"
+        " with --forecasts the file is recorded into it first",
+    )
+    parser.add_argument(
+        "--forecast-source",
+        metavar="NAME",
+        help="the source whose vintages to replay when the store holds several (e.g. ukci)",
+    )
+    parser.add_argument(
         "--price",
         action="append",
         default=[],
@@ -101,8 +112,8 @@ def run(args: argparse.Namespace) -> int:
     from airflow_provider_gridaware.planning.backtest import (
         BacktestInputError,
         format_summaries,
+        load_vintages,
         read_actuals,
-        read_forecasts,
         read_jobs,
         run_backtest,
         write_decisions,
@@ -126,7 +137,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         carbon = read_actuals(args.actual)
         price = read_actuals(args.price) if args.price else {}
-        vintages = read_forecasts(args.forecasts) if args.forecasts else {}
+        vintages = (
+            load_vintages(carbon, forecasts=args.forecasts, store_url=args.store, source=args.forecast_source)
+            if args.forecasts or args.store
+            else {}
+        )
         specs = read_jobs(args.jobs)
         objective = Objective(args.carbon_weight, args.price_weight)
     except (BacktestInputError, ValueError) as exc:

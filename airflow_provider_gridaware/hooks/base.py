@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseHook
 
+from airflow_provider_gridaware.hooks.store import record_signal, record_signal_soon
 from airflow_provider_gridaware.signals.errors import GridSignalError
 from airflow_provider_gridaware.sources.flow import SignalQuery, arun_flow, run_flow
 from airflow_provider_gridaware.sources.settings import SourceSettings, build_base_url
@@ -40,6 +41,8 @@ class GridSignalHook(BaseHook):
     default_base_url: ClassVar[str] = ""
     #: the signal kinds this source can serve; the first is the default.
     supported_kinds: ClassVar[tuple[SignalKind, ...]] = ()
+    #: whether the source states when its forecasts were issued (else ``issued_at`` is the fetch time).
+    states_issue_time: bool = True
 
     def __init__(self, gridaware_conn_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -102,7 +105,13 @@ class GridSignalHook(BaseHook):
 
     # -- public API: sync ----------------------------------------------------------------------------
     def get_signal(self, query: SignalQuery) -> SignalSeries:
-        """Fetch and validate the series that answers ``query`` (blocking)."""
+        """Fetch and validate the series that answers ``query`` (blocking), and archive it."""
+        series = self.fetch_signal(query)
+        record_signal(series, issue_time_stated=self.states_issue_time)
+        return series
+
+    def fetch_signal(self, query: SignalQuery) -> SignalSeries:
+        """What :meth:`get_signal` returns, without archiving it (override this, not ``get_signal``)."""
         query = self.resolve_query(query)
         settings = self.get_settings()
         return run_flow(self.signal_flow(settings, query), self.transport_for(settings))
@@ -131,7 +140,13 @@ class GridSignalHook(BaseHook):
 
     # -- public API: async (triggers) ------------------------------------------------------------------
     async def aget_signal(self, query: SignalQuery) -> SignalSeries:
-        """Async twin of :meth:`get_signal`; never blocks the event loop."""
+        """Async twin of :meth:`get_signal`; never blocks the event loop (archiving runs in the background)."""
+        series = await self.afetch_signal(query)
+        record_signal_soon(series, issue_time_stated=self.states_issue_time)
+        return series
+
+    async def afetch_signal(self, query: SignalQuery) -> SignalSeries:
+        """Async twin of :meth:`fetch_signal`."""
         query = self.resolve_query(query)
         settings = await self.aget_settings()
         return await arun_flow(self.signal_flow(settings, query), self.transport_for(settings))

@@ -68,15 +68,15 @@ class GridReplayHook(GridSignalHook):
             )
         return config
 
-    def get_signal(self, query: SignalQuery) -> SignalSeries:
+    def fetch_signal(self, query: SignalQuery) -> SignalSeries:
         """The forecast or actual series answering ``query``, from the trace (blocking file read on first use)."""
         settings = self.get_settings()
         config = self._resolve(settings, query)
         traces = replay.load_cached(config.trace)
         return replay.replay_signal(traces, config, query, self.clock())
 
-    async def aget_signal(self, query: SignalQuery) -> SignalSeries:
-        """Async twin of :meth:`get_signal`: loading and slicing run in a worker thread, off the event loop."""
+    async def afetch_signal(self, query: SignalQuery) -> SignalSeries:
+        """Async twin of :meth:`fetch_signal`: loading and slicing run in a worker thread, off the event loop."""
         settings = await self.aget_settings()
         config = self._resolve(settings, query)
         now = self.clock()

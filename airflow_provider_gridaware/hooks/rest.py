@@ -34,6 +34,8 @@ class GridRestHook(GridSignalHook):
     default_base_url = ""
     # The kind is the connection's (extra field 'kind'); the flow refuses a query for another one.
     supported_kinds = tuple(SignalKind)
+    # Without the extra 'issued_at_field' a forecast is stamped with its fetch time (set per connection below).
+    states_issue_time = False
 
     def resolve_query(self, query: SignalQuery) -> SignalQuery:
         """Leave the kind open: it comes from the connection, which is read (async-safely) later.
@@ -48,5 +50,6 @@ class GridRestHook(GridSignalHook):
         :param settings: the connection's settings.
         :param query: zone, range and forecast flag.
         """
+        self.states_issue_time = bool(settings.extra.get("issued_at_field"))
         # Access tokens obtained during the flow are redacted by this hook's transport from then on.
         return rest.signal_flow(settings, query, on_secret=self.transport_for(settings).add_secret)

@@ -31,6 +31,8 @@ class UKCarbonIntensityHook(GridSignalHook):
     default_base_url = ukci.DEFAULT_BASE_URL
     supported_kinds = (SignalKind.CARBON_INTENSITY,)
     test_zone = "GB"
+    # The API states no issue time: forecasts are stamped with the half hour they were fetched in.
+    states_issue_time = False
 
     def signal_flow(self, settings: SourceSettings, query: SignalQuery) -> Flow[SignalSeries]:
         return ukci.signal_flow(settings, query)

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,6 +34,10 @@ from airflow_provider_gridaware.planning.policies import (
 )
 from airflow_provider_gridaware.planning.replay import PointSeries, Replay
 from airflow_provider_gridaware.signals.models import format_time
+
+if TYPE_CHECKING:
+    from airflow_provider_gridaware.signals.models import SignalPoint
+    from airflow_provider_gridaware.store import ForecastArchive
 
 UTC = timezone.utc
 JOB_COLUMNS = ("job_id", "submit_time", "duration_minutes", "deadline", "interruptible", "zones")
@@ -110,6 +114,119 @@ def read_forecasts(path: Path) -> dict[str, list[tuple[int, PointSeries]]]:
     for vintages in result.values():
         vintages.sort(key=lambda v: v[0])
     return dict(result)
+
+
+#: source name under which the vintages of a ``--forecasts`` file are archived.
+FORECASTS_FILE_SOURCE = "forecasts-file"
+
+
+def archive_forecasts(path: Path, archive: ForecastArchive, *, source: str = FORECASTS_FILE_SOURCE) -> int:
+    """Record the vintages of an ``issued_at,time,zone,value`` file in ``archive`` (average carbon, gCO2eq/kWh).
+
+    Missing (non-finite) values are left out: the replay treats them as gaps either way. A vintage without
+    any value says nothing and is not stored.
+
+    :param path: the file.
+    :param archive: where to record them.
+    :param source: the source name to record them under.
+    :returns: how many vintages were recorded.
+    """
+    from airflow_provider_gridaware.signals.errors import InvalidSignalError
+    from airflow_provider_gridaware.signals.models import build_series
+    from airflow_provider_gridaware.signals.units import G_PER_KWH, CarbonMetric, SeriesType, SignalKind
+
+    batch = []
+    for zone, vintages in read_forecasts(path).items():
+        for issued_s, points in vintages:
+            issued = datetime.fromtimestamp(issued_s, tz=UTC)
+            finite = np.isfinite(points.values)
+            rows = zip(
+                points.starts[finite].tolist(),
+                points.ends[finite].tolist(),
+                points.values[finite].tolist(),
+                strict=True,
+            )
+            try:
+                series = build_series(
+                    kind=SignalKind.CARBON_INTENSITY,
+                    metric=CarbonMetric.AVERAGE,
+                    zone=zone,
+                    source=source,
+                    series_type=SeriesType.FORECAST,
+                    unit=G_PER_KWH,
+                    issued_at=issued,
+                    points=[(datetime.fromtimestamp(a, UTC), datetime.fromtimestamp(b, UTC), v) for a, b, v in rows],
+                )
+            except InvalidSignalError as exc:
+                raise BacktestInputError(f"{path}: vintage of {zone} issued {format_time(issued)}: {exc}") from None
+            if series.points:
+                batch.append(series)
+    archive.record_many(batch)
+    return len(batch)
+
+
+def archived_vintages(
+    archive: ForecastArchive, zones: Iterable[str], *, source: str | None = None
+) -> dict[str, list[tuple[int, PointSeries]]]:
+    """Carbon-intensity forecast vintages per zone, read back from ``archive`` for a replay.
+
+    :param archive: the archive.
+    :param zones: the zones to read (zones without vintages are left out).
+    :param source: the source whose vintages to use; needed only if the archive holds several for a zone.
+    """
+    from airflow_provider_gridaware.signals.units import SignalKind
+
+    kind = SignalKind.CARBON_INTENSITY
+    result: dict[str, list[tuple[int, PointSeries]]] = {}
+    for zone in zones:
+        signals = [s for s in archive.signals(zone=zone, kind=kind) if source is None or s.source == source]
+        if not signals:
+            continue
+        if len(signals) > 1:
+            found = ", ".join(f"{s.source} ({s.metric.value if s.metric else '-'})" for s in signals)
+            raise BacktestInputError(
+                f"the store holds several {kind.value} forecasts for {zone}: {found}; pick a source"
+            )
+        chosen = signals[0]
+        vintages = archive.vintages(chosen.source, zone, kind, metric=chosen.metric)
+        if vintages:
+            result[zone] = [(int(v.issued_at.timestamp()), _point_series(v.points)) for v in vintages]
+    return result
+
+
+def load_vintages(
+    zones: Iterable[str], *, forecasts: Path | None = None, store_url: str | None = None, source: str | None = None
+) -> dict[str, list[tuple[int, PointSeries]]]:
+    """Forecast vintages for a replay, always through the forecast archive.
+
+    A ``forecasts`` file is recorded into the store first (an in-memory one unless ``store_url`` is given),
+    so a backtest replays file vintages and those a live deployment archived the same way.
+
+    :param zones: the zones of the actuals.
+    :param forecasts: an ``issued_at,time,zone,value`` file.
+    :param store_url: a store to read (and record the file into); nothing in it is pruned.
+    :param source: the source to replay (default: the file's, or the only one in the store).
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from airflow_provider_gridaware.store import ForecastArchive
+
+    try:
+        with ForecastArchive(store_url or "sqlite://", retention=None) as archive:
+            if forecasts is not None:
+                source = source or FORECASTS_FILE_SOURCE
+                archive_forecasts(forecasts, archive, source=source)
+            return archived_vintages(archive, zones, source=source)
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise BacktestInputError(f"forecast store {store_url or 'in memory'}: {reason}") from None
+
+
+def _point_series(points: Sequence[SignalPoint]) -> PointSeries:
+    starts = np.fromiter((int(p.start.timestamp()) for p in points), np.int64, len(points))
+    ends = np.fromiter((int(p.end.timestamp()) for p in points), np.int64, len(points))
+    values = np.fromiter((p.value for p in points), np.float64, len(points))
+    return PointSeries(starts, ends, values)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,72 @@
+"""Bring a store's tables to the newest schema with the Alembic migrations shipped in this package.
+
+Safe when several processes open the same database at once: the upgrade runs under a PostgreSQL
+transaction-level advisory lock, or SQLite's write lock (``BEGIN IMMEDIATE``), and re-reads the version
+after taking it; a store already at the newest revision takes no lock at all.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, column, inspect, select, table, text
+
+from airflow_provider_gridaware.store.engine import WRITE
+from airflow_provider_gridaware.store.schema import VERSION_TABLE
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# Any fixed 63-bit number: the key every process of every version agrees on ("gridawar" in ASCII).
+ADVISORY_LOCK_KEY = int.from_bytes(b"gridawar", "big") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """An Alembic config for the packaged migrations (no ``alembic.ini`` needed).
+
+    :param connection: the connection ``env.py`` migrates (``None`` for offline commands).
+    """
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    """The newest revision shipped in this package."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None, f"no migrations in {MIGRATIONS_DIR}"
+    return head
+
+
+def current_revision(connection: Connection) -> str | None:
+    """The revision the store's tables are at (``None`` for an empty database).
+
+    Read directly: Alembic's migration context would log its set-up at INFO on every open.
+
+    :param connection: a connection to the store.
+    """
+    if not inspect(connection).has_table(VERSION_TABLE):
+        return None
+    revision = connection.execute(select(column("version_num")).select_from(table(VERSION_TABLE))).scalar()
+    return str(revision) if revision is not None else None
+
+
+def upgrade_store(engine: Engine, revision: str = "head") -> None:
+    """Apply the migrations up to ``revision``; idempotent and safe under concurrent callers.
+
+    :param engine: the store's engine.
+    :param revision: target revision (``head`` = newest).
+    """
+    target = head_revision() if revision == "head" else revision
+    with engine.connect() as connection:
+        at = current_revision(connection)
+        connection.rollback()
+    if at == target:
+        return
+    with engine.connect().execution_options(**WRITE) as connection, connection.begin():
+        if connection.dialect.name == "postgresql":
+            # Released by the commit; a second opener waits here, then finds the tables at head.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
+        command.upgrade(alembic_config(connection), target)

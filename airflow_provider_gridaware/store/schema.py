@@ -1,0 +1,143 @@
+"""Tables of the provider's store: one database for the forecast archive, grid events and the ledger.
+
+Every table is prefixed ``gridaware_`` and the Alembic version table is ``gridaware_alembic_version``, so
+the store may share a database (even Airflow's metadata database) without touching anything else.
+Later tables (``gridaware_grid_event``, ``gridaware_ledger_try``) join on :data:`signal` by ``signal_id``
+or on ``zone``.
+
+Layout of the forecast archive:
+
+* ``gridaware_signal``: what a series means (source, zone, kind, metric, unit); one row per meaning.
+* ``gridaware_forecast_vintage``: one issued forecast of a signal (issue time, whether the source stated
+  it or it is the fetch time, when we first fetched it).
+* ``gridaware_forecast_point``: the values of a vintage, one row per target interval.
+* ``gridaware_actual_point``: measured values of a signal; a revision overwrites (latest wins).
+* ``gridaware_store_meta``: small key/value facts about the store (when it was last pruned).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+UTC = timezone.utc
+TABLE_PREFIX = "gridaware_"
+VERSION_TABLE = "gridaware_alembic_version"
+#: ``metric`` of a signal without one (prices): unique constraints treat NULLs as distinct, '' is not.
+NO_METRIC = ""
+
+# Stable constraint names so later migrations can alter them by name on every dialect.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every dialect (SQLite stores naive UTC text, PostgreSQL ``timestamptz``).
+
+    Binding a naive datetime is an error: the store never guesses a timezone.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"time {value.isoformat()} has no timezone")
+        utc = value.astimezone(UTC)
+        # SQLite keeps text without offset; comparing it as text is only right if every row is UTC and naive.
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+signal = Table(
+    "gridaware_signal",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("source", String(64), nullable=False),
+    Column("zone", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("metric", String(16), nullable=False, comment="average, marginal, or '' when not applicable (prices)"),
+    Column("unit", String(32), nullable=False),
+    Column("currency", String(3), nullable=True),
+    UniqueConstraint("source", "zone", "kind", "metric", "unit"),
+    comment="What a series means; forecast vintages and actual points refer to it",
+)
+
+forecast_vintage = Table(
+    "gridaware_forecast_vintage",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("signal_id", Integer, ForeignKey("gridaware_signal.id", ondelete="CASCADE"), nullable=False),
+    Column("issued_at", UTCDateTime(), nullable=False),
+    Column(
+        "issue_time_stated",
+        Boolean(create_constraint=True, name="ck_gridaware_forecast_vintage_issue_time_stated"),
+        nullable=False,
+        comment="true: the source stated the issue time; false: issued_at is when we fetched it",
+    ),
+    Column("first_fetched_at", UTCDateTime(), nullable=False),
+    # Serves vintages(signal, issued_from, issued_until) and the per-signal retention delete.
+    UniqueConstraint("signal_id", "issued_at"),
+    comment="One issued forecast of a signal",
+)
+
+forecast_point = Table(
+    "gridaware_forecast_point",
+    metadata,
+    # The primary key is the dedupe key: a vintage fetched twice (or over overlapping windows) keeps one row per target.
+    Column("vintage_id", Integer, ForeignKey("gridaware_forecast_vintage.id", ondelete="CASCADE"), primary_key=True),
+    Column("target_start", UTCDateTime(), primary_key=True),
+    Column("target_end", UTCDateTime(), nullable=False),
+    Column("value", Float(precision=53), nullable=False),
+    comment="A forecast value of a vintage over [target_start, target_end)",
+)
+
+actual_point = Table(
+    "gridaware_actual_point",
+    metadata,
+    # One row per target interval; the primary key also serves actuals(signal, start, end) and retention.
+    Column("signal_id", Integer, ForeignKey("gridaware_signal.id", ondelete="CASCADE"), primary_key=True),
+    Column("target_start", UTCDateTime(), primary_key=True),
+    Column("target_end", UTCDateTime(), nullable=False),
+    Column("value", Float(precision=53), nullable=False),
+    Column("first_recorded_at", UTCDateTime(), nullable=False),
+    Column("recorded_at", UTCDateTime(), nullable=False, comment="when the current value was written (revisions)"),
+    comment="A measured value over [target_start, target_end); a revision overwrites it",
+)
+
+store_meta = Table(
+    "gridaware_store_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", String(256), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    comment="Small facts about the store (last_pruned_at)",
+)

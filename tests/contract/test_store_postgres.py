@@ -1,0 +1,88 @@
+"""The forecast archive on the loopback PostgreSQL: a throw-away database per test session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from airflow_provider_gridaware.signals.units import CarbonMetric, SignalKind
+from airflow_provider_gridaware.store import ForecastArchive
+from tests.support.postgres import throwaway_database, unreachable_reason
+from tests.unit.test_store_archive import (
+    HALF_HOUR,
+    T0,
+    actual,
+    forecast,
+    open_and_record_from_two_processes,
+    open_twice_and_compare,
+)
+
+CI = SignalKind.CARBON_INTENSITY
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A database created for this session and dropped after it; skips if the server is not reachable."""
+    reason = unreachable_reason()
+    if reason:
+        pytest.skip(reason)
+    with throwaway_database("gridaware_test") as url:
+        yield url
+
+
+@pytest.fixture
+def url(postgres_database: str) -> Iterator[str]:
+    """The session database, emptied of the store's tables after each test (the next test migrates from empty)."""
+    yield postgres_database
+    engine = create_engine(postgres_database)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "DROP TABLE IF EXISTS gridaware_forecast_point, gridaware_forecast_vintage, gridaware_actual_point,"
+                " gridaware_store_meta, gridaware_signal, gridaware_alembic_version CASCADE"
+            )
+        )
+    engine.dispose()
+
+
+def test_migrations_from_empty_and_reopen(url):
+    tables, differences = open_twice_and_compare(url)
+    assert differences == [] and "gridaware_forecast_point" in tables
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        kind = connection.execute(
+            text(
+                "SELECT data_type FROM information_schema.columns"
+                " WHERE table_name = 'gridaware_forecast_vintage' AND column_name = 'issued_at'"
+            )
+        ).scalar_one()
+    engine.dispose()
+    assert kind == "timestamp with time zone"
+
+
+def test_dedupe_revision_and_queries(url):
+    with ForecastArchive(url, retention=None) as store:
+        for hour in (0, 1, 2):
+            vintage = forecast(T0 + timedelta(hours=hour), [100.0 + hour, 90.0])
+            store.record(vintage)
+            store.record(vintage)
+        got = store.vintages("ukci", "GB", CI, issued_from=T0 + timedelta(hours=1))
+        assert [(v.issued_at, v.series.values) for v in got] == [
+            (T0 + timedelta(hours=1), [101.0, 90.0]),
+            (T0 + timedelta(hours=2), [102.0, 90.0]),
+        ]
+        assert got[0].series.points[0].start.tzinfo is not None
+        store.record(actual(T0, [1.0, 2.0]))
+        store.record(actual(T0 + HALF_HOUR, [3.0]))
+        series = store.actuals("ukci", "GB", CI, T0, T0 + timedelta(hours=1), metric=CarbonMetric.AVERAGE)
+        assert series is not None and series.values == [1.0, 3.0]
+        result = store.prune(T0 + timedelta(hours=1, minutes=30))
+        assert (result.vintages, result.forecast_points, result.actual_points) == (2, 4, 2)
+        assert len(store.vintages("ukci", "GB", CI)) == 1
+
+
+def test_two_processes_open_and_record_at_once(url):
+    open_and_record_from_two_processes(url)
