@@ -263,8 +263,8 @@ def fixed_plan(
     return Plan(
         zone=zone or job.home_zone,
         chunks=(Chunk(start, start + job.duration),),
-        run_now=start <= now,
-        latest_start=max(job.latest_start, now),
+        run_now=start <= max(now, job.earliest_start),  # at the earliest allowed start
+        latest_start=max(job.latest_start, start),
         planned_at=now,
         status=status,
         reason=reason,

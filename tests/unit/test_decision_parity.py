@@ -109,7 +109,7 @@ def backtest_release(vintages, job: ReplayJob) -> tuple[str, int]:
     return execution.zone, execution.start_s
 
 
-def trigger_release(vintages, job: ReplayJob, monkeypatch) -> tuple[str, int]:
+def trigger_release(vintages, job: ReplayJob, monkeypatch) -> tuple[str, float]:
     clock = SimClock(datetime.fromtimestamp(job.submit_s, UTC))
     monkeypatch.setattr(grid_window, "current_clock", lambda: clock)
     monkeypatch.setattr(shared_signals, "_CACHES", shared_signals.weakref.WeakKeyDictionary())
@@ -150,7 +150,7 @@ def trigger_release(vintages, job: ReplayJob, monkeypatch) -> tuple[str, int]:
         raise AssertionError("no event")
 
     payload = asyncio.run(first())
-    return payload["plan"]["zone"], int(clock.now().timestamp())
+    return payload["plan"]["zone"], clock.now().timestamp()
 
 
 @settings(
@@ -160,8 +160,10 @@ def trigger_release(vintages, job: ReplayJob, monkeypatch) -> tuple[str, int]:
 def test_the_trigger_and_the_backtest_release_at_the_same_time_in_the_same_zone(monkeypatch, world):
     vintages, job = world
     with monkeypatch.context() as patch:
-        live = trigger_release(vintages, job, patch)
-    assert live == backtest_release(vintages, job)
+        live_zone, live_at = trigger_release(vintages, job, patch)
+    zone, at = backtest_release(vintages, job)
+    # The backtest decides on whole seconds; the trigger at the exact (sub-second) refresh offsets.
+    assert live_zone == zone and at - 1 < live_at <= at
 
 
 @settings(max_examples=25, deadline=None)
