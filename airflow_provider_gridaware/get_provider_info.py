@@ -128,8 +128,8 @@ CONNECTION_TYPES = [
                 default="none",
                 enum=["none", "api_key", "bearer", "oauth2_client_credentials"],
             ),
-            "api_key_header": _str_field("API key header", "header that carries the key", default="X-API-Key"),
-            "token_url": _str_field("OAuth2 token URL", "client-credentials token endpoint"),
+            "key_header": _str_field("API key header", "header that carries the key", default="X-API-Key"),
+            "oauth2_url": _str_field("OAuth2 token URL", "client-credentials token endpoint"),
             "scope": _str_field("OAuth2 scope"),
             "client_auth": _str_field(
                 "OAuth2 client authentication",
