@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     from airflow.sdk import Connection
 
     from airflow_provider_gridaware.signals.models import SignalSeries
-    from airflow_provider_gridaware.simulator.trace import TraceSet
     from airflow_provider_gridaware.sources.flow import SignalQuery
+    from airflow_provider_gridaware.traces.trace import TraceSet
 
 
 class GridReplayHook(GridSignalHook):

@@ -23,7 +23,7 @@ from airflow_provider_gridaware.signals import (
     StaleSignalError,
 )
 from airflow_provider_gridaware.simulator import SimulatorHandle, start_simulator
-from airflow_provider_gridaware.simulator.trace import load_traces
+from airflow_provider_gridaware.traces.trace import load_traces
 
 UTC = timezone.utc
 HALF_HOUR = timedelta(minutes=30)

@@ -27,8 +27,8 @@ from airflow_provider_gridaware.simulator.apis.common import (
 )
 from airflow_provider_gridaware.simulator.faults import FaultMode, FaultSpec
 from airflow_provider_gridaware.simulator.grid import SimulatedGrid, UnknownZoneError
-from airflow_provider_gridaware.simulator.timeline import SignalReplay
-from airflow_provider_gridaware.simulator.trace import RawPoint
+from airflow_provider_gridaware.traces.timeline import SignalReplay
+from airflow_provider_gridaware.traces.trace import RawPoint
 
 PREFIX = "/ukci"
 HALF_HOUR = timedelta(minutes=30)

@@ -17,7 +17,7 @@ from enum import Enum
 from typing import Protocol
 
 from airflow_provider_gridaware.signals.errors import SourceConfigError
-from airflow_provider_gridaware.simulator.trace import (
+from airflow_provider_gridaware.traces.trace import (
     SOURCE,
     RawPoint,
     ZoneTrace,
