@@ -206,7 +206,10 @@ def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-provider-gridaware",
         "name": "Grid-aware scheduling",
-        "description": "Carbon- and price-aware time and region shifting, and demand response, for AI and batch work.",
+        "description": (
+            "Carbon- and price-aware time and region shifting for AI and batch work: grid-signal hooks,"
+            " a deferrable grid-window sensor and task decorator, and Kubernetes and AWS Batch dispatch."
+        ),
         "integrations": [
             {
                 "integration-name": "Grid signals",

@@ -87,3 +87,16 @@ def test_hook_meta_shows_our_defaults_unmasked():
             assert meta.extra_fields[name]["value"] == field["schema"].get("default"), (meta.connection_type, name)
             seen += 1
     assert seen == len(_conn_field_names_and_defaults())
+
+
+def test_description_claims_only_what_is_registered():
+    info = get_provider_info()
+    description = info["description"].lower()
+    # Demand response (grid events, OpenADR) is planned, not built: no module registers it yet.
+    assert "demand response" not in description
+    assert "demand-response" not in description
+    registered = " ".join(i["integration-name"] for i in info["integrations"]).lower()
+    for feature in ("kubernetes", "aws batch"):
+        assert feature in registered and feature in description
+    assert info["sensors"] and "sensor" in description
+    assert info["task-decorators"] and "decorator" in description
