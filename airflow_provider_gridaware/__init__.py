@@ -1,4 +1,4 @@
-"""Grid-aware scheduling for Apache Airflow: carbon- and price-aware windows, regions and demand response.
+"""Grid-aware scheduling for Apache Airflow: carbon- and price-aware time windows and regions.
 
 Importing this package must stay cheap: DAG files import it on every parse. Nothing here loads an
 HTTP client, numpy or a cloud SDK; those load inside the functions that need them.

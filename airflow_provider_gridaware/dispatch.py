@@ -10,7 +10,8 @@ They share three things, kept here so the grid-event DAG and the carbon ledger c
 - **the checkpoint contract**: environment variables that tell the workload where to checkpoint, that
   SIGTERM means "checkpoint now", how long it has, and which attempt it is.
 
-No Airflow or cloud SDK import here: operators, hooks and the workload helper all use it.
+No Airflow or cloud SDK import here: operators and hooks use it; the workload helper reads only the
+standard-library :mod:`~airflow_provider_gridaware.checkpoint_contract`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,17 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+# The checkpoint contract (see docs/dispatch.md): what the workload reads from its environment. The names
+# live in a module without imports, so the workload helper stays standard-library only.
+from airflow_provider_gridaware.checkpoint_contract import (
+    ENV_ATTEMPT,
+    ENV_CHECKPOINT_DIR,
+    ENV_CHECKPOINT_GRACE_SECONDS,
+    ENV_CHECKPOINT_ON_SIGTERM,
+    ENV_JOB_ID,
+    ENV_ZONE,
+)
 
 LABEL_PREFIX = "gridaware.io/"
 # Set on everything we create: selecting on it never touches jobs we do not manage.
@@ -38,13 +50,6 @@ ANNOTATION_RUN_ID = LABEL_PREFIX + "run-id"
 ANNOTATION_PLAN = LABEL_PREFIX + "plan"
 ANNOTATION_ATTEMPT = LABEL_PREFIX + "attempt"
 
-# The checkpoint contract (see docs/dispatch.md): what the workload reads from its environment.
-ENV_JOB_ID = "GRIDAWARE_JOB_ID"
-ENV_CHECKPOINT_DIR = "GRIDAWARE_CHECKPOINT_DIR"
-ENV_CHECKPOINT_ON_SIGTERM = "GRIDAWARE_CHECKPOINT_ON_SIGTERM"
-ENV_CHECKPOINT_GRACE_SECONDS = "GRIDAWARE_CHECKPOINT_GRACE_SECONDS"
-ENV_ATTEMPT = "GRIDAWARE_ATTEMPT"
-ENV_ZONE = "GRIDAWARE_ZONE"
 
 _LABEL_VALUE_MAX = 63
 _LABEL_BAD = re.compile(r"[^A-Za-z0-9._-]+")

@@ -128,8 +128,8 @@ CONNECTION_TYPES = [
                 default="none",
                 enum=["none", "api_key", "bearer", "oauth2_client_credentials"],
             ),
-            "api_key_header": _str_field("API key header", "header that carries the key", default="X-API-Key"),
-            "token_url": _str_field("OAuth2 token URL", "client-credentials token endpoint"),
+            "key_header": _str_field("API key header", "header that carries the key", default="X-API-Key"),
+            "oauth2_url": _str_field("OAuth2 token URL", "client-credentials token endpoint"),
             "scope": _str_field("OAuth2 scope"),
             "client_auth": _str_field(
                 "OAuth2 client authentication",
@@ -206,7 +206,10 @@ def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-provider-gridaware",
         "name": "Grid-aware scheduling",
-        "description": "Carbon- and price-aware time and region shifting, and demand response, for AI and batch work.",
+        "description": (
+            "Carbon- and price-aware time and region shifting for AI and batch work: grid-signal hooks,"
+            " a deferrable grid-window sensor and task decorator, and Kubernetes and AWS Batch dispatch."
+        ),
         "integrations": [
             {
                 "integration-name": "Grid signals",

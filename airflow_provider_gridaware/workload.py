@@ -29,14 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_gridaware.dispatch import (
-    ENV_ATTEMPT,
-    ENV_CHECKPOINT_DIR,
-    ENV_CHECKPOINT_GRACE_SECONDS,
-    ENV_CHECKPOINT_ON_SIGTERM,
-    ENV_JOB_ID,
-    ENV_ZONE,
-)
+from airflow_provider_gridaware import checkpoint_contract as contract
 
 CHECKPOINT_FILE = "gridaware-checkpoint.json"
 # Exit code for "paused on request": 143 = 128 + SIGTERM, what a process killed by SIGTERM reports.
@@ -64,15 +57,15 @@ class Checkpointing:
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, *, handle_sigterm: bool = True) -> Checkpointing:
         env = dict(os.environ if environ is None else environ)
-        directory = env.get(ENV_CHECKPOINT_DIR)
+        directory = env.get(contract.ENV_CHECKPOINT_DIR)
         ckpt = cls(
             directory=Path(directory) if directory else None,
-            job_id=env.get(ENV_JOB_ID, "adhoc"),
-            attempt=int(env.get(ENV_ATTEMPT, "1") or 1),
-            zone=env.get(ENV_ZONE),
-            grace_period_seconds=int(env.get(ENV_CHECKPOINT_GRACE_SECONDS, "0") or 0),
+            job_id=env.get(contract.ENV_JOB_ID, "adhoc"),
+            attempt=int(env.get(contract.ENV_ATTEMPT, "1") or 1),
+            zone=env.get(contract.ENV_ZONE),
+            grace_period_seconds=int(env.get(contract.ENV_CHECKPOINT_GRACE_SECONDS, "0") or 0),
         )
-        if handle_sigterm and env.get(ENV_CHECKPOINT_ON_SIGTERM) == "1":
+        if handle_sigterm and env.get(contract.ENV_CHECKPOINT_ON_SIGTERM) == "1":
             signal.signal(signal.SIGTERM, ckpt._on_sigterm)
         return ckpt
 

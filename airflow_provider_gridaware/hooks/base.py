@@ -12,7 +12,7 @@ from airflow_provider_gridaware.signals.errors import GridSignalError
 from airflow_provider_gridaware.sources.flow import SignalQuery, arun_flow, run_flow
 from airflow_provider_gridaware.sources.settings import SourceSettings, build_base_url
 from airflow_provider_gridaware.transport.breaker import get_breaker
-from airflow_provider_gridaware.transport.http import HttpTransport
+from airflow_provider_gridaware.transport.http import HttpTransport, redact_url
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -177,13 +177,34 @@ class GridSignalHook(BaseHook):
 
     def test_connection(self) -> tuple[bool, str]:
         """Fetch one small series; report what came back or exactly what failed."""
+        settings = None
         try:
             settings = self.get_settings()
             zone = settings.get_str("test_zone", self.test_zone) or self.test_zone
             series = self.get_forecast(zone)
         except GridSignalError as exc:
-            return False, str(exc)
+            return False, self.test_failure_message(exc, settings)
         return True, f"{len(series)} {series.kind.value} points for {series.zone} in {series.unit}"
+
+    def test_failure_message(self, exc: GridSignalError, settings: SourceSettings | None) -> str:
+        """What :meth:`test_connection` reports for ``exc``: the host tested, not the connection id.
+
+        Airflow's UI "Test" button runs the hook on a throwaway copy of the form under a random
+        connection id (``XgP2Fi3y``), which means nothing to the user; the host they typed does.
+
+        :param exc: the failure, its message already free of secrets.
+        :param settings: the connection's settings, ``None`` if reading them failed.
+        """
+        message = str(exc)
+        tag = f"[{exc.source}] "
+        if exc.source == self.gridaware_conn_id and message.startswith(tag):
+            message = message[len(tag) :]
+        if settings is None or not settings.base_url:
+            return message
+        host = settings.base_url
+        if "://" in host:  # no user:password@ or token query from the Host field
+            host = redact_url(host, secrets=[settings.password or ""])
+        return message if host in message else f"{host}: {message}"
 
     def get_conn(self) -> HttpTransport:
         return self.transport_for(self.get_settings())

@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from airflow.providers.amazon.aws.hooks.batch_client import BatchClientHook
 from airflow.providers.common.compat.sdk import AirflowException
 from pydantic import Field
 
@@ -28,6 +27,10 @@ from airflow_provider_gridaware.dispatch import (
     LABEL_PREFIX,
     DispatchTarget,
 )
+from airflow_provider_gridaware.optional_providers import requires_extra
+
+with requires_extra("aws", "GridAwareBatchHook"):
+    from airflow.providers.amazon.aws.hooks.batch_client import BatchClientHook
 
 # A terminated job whose status reason starts with this was paused by us, not failed.
 PAUSE_REASON_PREFIX = "gridaware: paused"

@@ -59,10 +59,11 @@ class ElectricityMapsHook(GridSignalHook):
 
     def test_connection(self) -> tuple[bool, str]:
         """Fetch the latest value of the test zone: the one endpoint every plan includes (forecasts are paid)."""
+        settings = None
         try:
             settings = self.get_settings()
             zone = settings.get_str("test_zone", self.test_zone) or self.test_zone
             series = self.get_latest(zone)
         except GridSignalError as exc:
-            return False, str(exc)
+            return False, self.test_failure_message(exc, settings)
         return True, f"latest carbon intensity for {series.zone}: {series.values[0]:g} {series.unit}"

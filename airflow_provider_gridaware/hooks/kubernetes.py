@@ -16,10 +16,13 @@ from enum import Enum
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
 from pydantic import BaseModel, ConfigDict
 
 from airflow_provider_gridaware.dispatch import LABEL_PREFIX, label_selector
+from airflow_provider_gridaware.optional_providers import requires_extra
+
+with requires_extra("kubernetes", "GridKubernetesHook"):
+    from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
 
 if TYPE_CHECKING:
     from kubernetes.client import BatchV1Api

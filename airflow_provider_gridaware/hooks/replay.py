@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     from airflow.sdk import Connection
 
     from airflow_provider_gridaware.signals.models import SignalSeries
-    from airflow_provider_gridaware.simulator.trace import TraceSet
     from airflow_provider_gridaware.sources.flow import SignalQuery
+    from airflow_provider_gridaware.traces.trace import TraceSet
 
 
 class GridReplayHook(GridSignalHook):
@@ -94,13 +94,14 @@ class GridReplayHook(GridSignalHook):
 
     def test_connection(self) -> tuple[bool, str]:
         """Load the trace and read a forecast for its first zone (or the extra ``test_zone``)."""
+        settings = None
         try:
             settings = self.get_settings()
             traces = self.get_traces()
             zone = settings.get_str("test_zone") or traces.zones[0]
             series = self.get_forecast(zone)
         except GridSignalError as exc:
-            return False, str(exc)
+            return False, self.test_failure_message(exc, settings)
         return True, f"{len(series)} {series.kind.value} points for {series.zone} in {series.unit}"
 
     def get_conn(self) -> TraceSet:  # type: ignore[override]

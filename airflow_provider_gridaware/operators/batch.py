@@ -17,8 +17,6 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.amazon.aws.links.batch import BatchJobDetailsLink
-from airflow.providers.amazon.aws.utils import trim_none_values
 from airflow.sdk import BaseOperator
 
 from airflow_provider_gridaware.dispatch import (
@@ -31,21 +29,27 @@ from airflow_provider_gridaware.dispatch import (
     label_value,
     targets_by_zone,
 )
-from airflow_provider_gridaware.hooks.batch import (
-    ACTIVE_STATES,
-    FAILED,
-    SUCCEEDED,
-    BatchDispatchError,
-    BatchQueue,
-    GridAwareBatchHook,
-    is_paused,
-    job_attempt,
-)
+from airflow_provider_gridaware.optional_providers import requires_extra
 from airflow_provider_gridaware.window import (
     GridWindowMixin,
     job_id_from_context,
     pop_window_kwargs,
 )
+
+with requires_extra("aws", "GridAwareBatchOperator"):
+    from airflow.providers.amazon.aws.links.batch import BatchJobDetailsLink
+    from airflow.providers.amazon.aws.utils import trim_none_values
+
+    from airflow_provider_gridaware.hooks.batch import (
+        ACTIVE_STATES,
+        FAILED,
+        SUCCEEDED,
+        BatchDispatchError,
+        BatchQueue,
+        GridAwareBatchHook,
+        is_paused,
+        job_attempt,
+    )
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

@@ -26,7 +26,6 @@ from datetime import datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
-from airflow.providers.cncf.kubernetes.operators.job import KubernetesJobOperator
 from airflow.sdk import BaseOperator
 from pydantic import Field
 
@@ -44,20 +43,25 @@ from airflow_provider_gridaware.dispatch import (
     label_value,
     targets_by_zone,
 )
-from airflow_provider_gridaware.hooks.kubernetes import (
-    ANNOTATION_SUSPENDED_BY,
-    KUEUE_QUEUE_LABEL,
-    GridKubernetesHook,
-    JobPhase,
-    JobRef,
-    KubernetesDispatchError,
-    job_phase,
-)
+from airflow_provider_gridaware.optional_providers import requires_extra
 from airflow_provider_gridaware.window import (
     GridWindowMixin,
     job_id_from_context,
     pop_window_kwargs,
 )
+
+with requires_extra("kubernetes", "GridAwareKubernetesJobOperator"):
+    from airflow.providers.cncf.kubernetes.operators.job import KubernetesJobOperator
+
+    from airflow_provider_gridaware.hooks.kubernetes import (
+        ANNOTATION_SUSPENDED_BY,
+        KUEUE_QUEUE_LABEL,
+        GridKubernetesHook,
+        JobPhase,
+        JobRef,
+        KubernetesDispatchError,
+        job_phase,
+    )
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

@@ -30,7 +30,7 @@ from airflow_provider_gridaware.simulator.faults import (
     describe_validation_error,
 )
 from airflow_provider_gridaware.simulator.grid import SimulatedGrid
-from airflow_provider_gridaware.simulator.trace import parse_trace_time
+from airflow_provider_gridaware.traces.trace import parse_trace_time
 
 DEFAULT_TIMEOUT_DELAY = 30.0
 DEFAULT_RETRY_AFTER = 60.0

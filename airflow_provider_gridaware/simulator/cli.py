@@ -91,7 +91,7 @@ def add_parser(subparsers: Any) -> None:
 def _config(args: argparse.Namespace) -> Any:
     from airflow_provider_gridaware.simulator.faults import parse_fault_spec
     from airflow_provider_gridaware.simulator.grid import SimulatorConfig
-    from airflow_provider_gridaware.simulator.trace import TraceSpec, parse_trace_time
+    from airflow_provider_gridaware.traces.trace import TraceSpec, parse_trace_time
 
     if not args.speedup > 0:
         raise CommandError(f"--speedup must be positive, not {args.speedup:g}", EXIT_USAGE)

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import TypeVar
 
 from airflow_provider_gridaware.signals.errors import SourceConfigError
-from airflow_provider_gridaware.simulator.clock import SimClock
 from airflow_provider_gridaware.simulator.faults import FaultBook, FaultSpec
-from airflow_provider_gridaware.simulator.forecast import ForecastNoise
 from airflow_provider_gridaware.simulator.prices import SyntheticPriceFormula, SyntheticPriceReplay
-from airflow_provider_gridaware.simulator.timeline import (
+from airflow_provider_gridaware.traces.clock import SimClock
+from airflow_provider_gridaware.traces.forecast import ForecastNoise
+from airflow_provider_gridaware.traces.timeline import (
     DEFAULT_CLEAN_WINDOW_DEPTH,
     Anchor,
     CleanWindow,
@@ -26,7 +26,7 @@ from airflow_provider_gridaware.simulator.timeline import (
     ZoneReplay,
     resample,
 )
-from airflow_provider_gridaware.simulator.trace import (
+from airflow_provider_gridaware.traces.trace import (
     SOURCE,
     RawPoint,
     TraceSpec,

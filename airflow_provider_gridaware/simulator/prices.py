@@ -15,8 +15,8 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from airflow_provider_gridaware.simulator.timeline import SignalReplay
-from airflow_provider_gridaware.simulator.trace import RawPoint
+from airflow_provider_gridaware.traces.timeline import SignalReplay
+from airflow_provider_gridaware.traces.trace import RawPoint
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_gridaware.signals.models import format_time
 from airflow_provider_gridaware.simulator.faults import FaultSpec, parse_fault_spec
-from airflow_provider_gridaware.simulator.trace import TraceSpec
+from airflow_provider_gridaware.traces.trace import TraceSpec
 
 if TYPE_CHECKING:
     from airflow_provider_gridaware.simulator.grid import SimulatedGrid, SimulatorConfig
@@ -132,13 +132,13 @@ class SimulatorHandle:
             body["speedup"] = speedup
         if advance is not None:
             body["advance_seconds"] = advance.total_seconds()
-        from airflow_provider_gridaware.simulator.trace import parse_trace_time
+        from airflow_provider_gridaware.traces.trace import parse_trace_time
 
         return parse_trace_time(self._call("POST", "/_sim/clock", body)["now"])
 
     def now(self) -> datetime:
         """The simulator's current simulated time."""
-        from airflow_provider_gridaware.simulator.trace import parse_trace_time
+        from airflow_provider_gridaware.traces.trace import parse_trace_time
 
         return parse_trace_time(self.state()["clock"]["now"])
 

@@ -16,18 +16,18 @@ from pathlib import Path
 from airflow_provider_gridaware.signals.errors import NoSignalDataError, SourceConfigError, UnknownUnitError
 from airflow_provider_gridaware.signals.models import SignalSeries, build_series, ensure_utc, format_time
 from airflow_provider_gridaware.signals.units import G_PER_KWH, CarbonMetric, SeriesType, SignalKind, canonical_unit
-from airflow_provider_gridaware.simulator.forecast import ForecastNoise
-from airflow_provider_gridaware.simulator.timeline import Anchor, ZoneReplay
-from airflow_provider_gridaware.simulator.trace import (
+from airflow_provider_gridaware.sources.common import floor_time
+from airflow_provider_gridaware.sources.flow import SignalQuery
+from airflow_provider_gridaware.sources.settings import SourceSettings
+from airflow_provider_gridaware.traces.forecast import ForecastNoise
+from airflow_provider_gridaware.traces.timeline import Anchor, ZoneReplay
+from airflow_provider_gridaware.traces.trace import (
     SOURCE,
     TraceSet,
     TraceSpec,
     load_traces,
     trace_files,
 )
-from airflow_provider_gridaware.sources.common import floor_time
-from airflow_provider_gridaware.sources.flow import SignalQuery
-from airflow_provider_gridaware.sources.settings import SourceSettings
 
 DEFAULT_HORIZON_HOURS = 48.0
 DEFAULT_FORECAST_ERROR = 0.05
@@ -131,7 +131,7 @@ _cache: dict[str, tuple[tuple[tuple[str, float, int], ...], TraceSet]] = {}
 
 
 def _signature(spec: TraceSpec | None) -> tuple[str, tuple[tuple[str, float, int], ...]]:
-    from airflow_provider_gridaware.simulator.trace import bundled_trace_path
+    from airflow_provider_gridaware.traces.trace import bundled_trace_path
 
     path = spec.path if spec is not None else bundled_trace_path()
     if not path.exists():

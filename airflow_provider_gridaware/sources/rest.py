@@ -91,10 +91,10 @@ def _dotted(settings: SourceSettings, key: str, default: str | None) -> tuple[st
 class RestSourceConfig:
     """The connection's extra fields, checked once before any request.
 
-    :param auth_type: ``none``, ``api_key`` (header ``api_key_header`` = Password), ``bearer``
+    :param auth_type: ``none``, ``api_key`` (header ``key_header`` = Password), ``bearer``
         (``Authorization: Bearer <Password>``) or ``oauth2_client_credentials``.
-    :param api_key_header: the header carrying the API key (default ``X-API-Key``).
-    :param token_url: OAuth2 token endpoint, absolute or relative to Host.
+    :param key_header: the header carrying the API key (default ``X-API-Key``).
+    :param oauth2_url: OAuth2 token endpoint, absolute or relative to Host.
     :param scope: OAuth2 scope, optional.
     :param client_auth: how the OAuth2 client authenticates: ``basic`` (RFC 6749 2.3.1, default) or
         ``form`` (``client_id``/``client_secret`` in the body, for servers without Basic support).
@@ -115,8 +115,8 @@ class RestSourceConfig:
     """
 
     auth_type: str
-    api_key_header: str
-    token_url: str | None
+    key_header: str
+    oauth2_url: str | None
     scope: str | None
     client_auth: str
     kind: SignalKind
@@ -143,15 +143,15 @@ class RestSourceConfig:
         if not settings.base_url:
             raise SourceConfigError("the connection has no Host (the API's base URL)", source=settings.conn_id)
         auth_type = _choice(settings, "auth_type", AUTH_TYPES, "none")
-        header = (settings.get_str("api_key_header", "X-API-Key") or "X-API-Key").strip()
+        header = (settings.get_str("key_header", "X-API-Key") or "X-API-Key").strip()
         if not _HEADER_NAME_RE.match(header):
-            raise _config_error(settings, "api_key_header", f"is not a valid HTTP header name: {header!r}")
-        token_url = settings.get_str("token_url")
+            raise _config_error(settings, "key_header", f"is not a valid HTTP header name: {header!r}")
+        token_url = settings.get_str("oauth2_url")
         if auth_type in ("api_key", "bearer"):
             settings.require_password("API key or token")
         if auth_type == "oauth2_client_credentials":
             if not token_url:
-                raise _config_error(settings, "token_url", "is required for auth_type oauth2_client_credentials")
+                raise _config_error(settings, "oauth2_url", "is required for auth_type oauth2_client_credentials")
             if not settings.login:
                 raise SourceConfigError(
                     "oauth2_client_credentials needs the client id in the Login field", source=settings.conn_id
@@ -189,8 +189,8 @@ class RestSourceConfig:
             raise _config_error(settings, "forecast_path", "is not set (nor 'actual_path'): nothing to read")
         return cls(
             auth_type=auth_type,
-            api_key_header=header,
-            token_url=token_url.strip() if token_url else None,
+            key_header=header,
+            oauth2_url=token_url.strip() if token_url else None,
             scope=settings.get_str("scope"),
             client_auth=_choice(settings, "client_auth", CLIENT_AUTH, "basic"),
             kind=kind,
@@ -353,12 +353,12 @@ def access_token_flow(
     """A cached OAuth2 access token, or a client-credentials grant (RFC 6749 4.4) to get a new one.
 
     :param settings: the connection (Login = client id, Password = client secret).
-    :param config: the checked extras (``token_url``, ``scope``, ``client_auth``).
+    :param config: the checked extras (``oauth2_url``, ``scope``, ``client_auth``).
     :param on_secret: called with a new token before it is used, so the transport redacts it.
     """
-    assert config.token_url is not None
+    assert config.oauth2_url is not None
     client_id, secret = settings.login or "", settings.password or ""
-    token_url = config.token_url if "://" in config.token_url else settings.url(config.token_url)
+    token_url = config.oauth2_url if "://" in config.oauth2_url else settings.url(config.oauth2_url)
     fingerprint = _fingerprint(settings, config, token_url)
     cached = TOKEN_CACHE.get(settings.conn_id, fingerprint)
     if cached is not None:
@@ -651,7 +651,7 @@ def _redacted(exc: GridSignalError, secrets: Sequence[str]) -> GridSignalError:
 # -- the exchange ----------------------------------------------------------------------------------
 def _auth_headers(settings: SourceSettings, config: RestSourceConfig, token: str | None) -> dict[str, str]:
     if config.auth_type == "api_key":
-        return {config.api_key_header: settings.password or ""}
+        return {config.key_header: settings.password or ""}
     if config.auth_type == "bearer":
         return {"Authorization": f"Bearer {settings.password or ''}"}
     if config.auth_type == "oauth2_client_credentials" and token:

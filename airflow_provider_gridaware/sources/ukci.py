@@ -36,6 +36,7 @@ SOURCE = "ukci"
 DEFAULT_BASE_URL = "https://api.carbonintensity.org.uk"
 HALF_HOUR = timedelta(minutes=30)
 MAX_RANGE = timedelta(days=14)  # the API refuses longer /intensity/{from}/{to} ranges
+MINUTE = timedelta(minutes=1)
 _REGION_RE = re.compile(r"^GB-(\d{1,2})$", re.IGNORECASE)
 
 
@@ -139,29 +140,44 @@ def parse_regional(payload: Any, *, zone: str, region: int, issued_at: datetime 
     return parse_periods(periods, zone=zone, series_type=SeriesType.FORECAST, issued_at=issued_at)
 
 
+def forecast_from(start: datetime) -> str:
+    """The ``{from}`` that makes ``fw48h`` begin with the half-hour under way at ``start``.
+
+    The API answers with the period that ends at or after ``from``, to the minute: asked from 12:00 it
+    begins with 11:30-12:00, already over. So a ``start`` in the minute of a half-hour boundary (12:00:00,
+    12:00:30) asks from the next minute (12:01); any other minute lies inside the half-hour it names.
+
+    :param start: when the forecast should begin.
+    """
+    minute = floor_time(start, MINUTE)
+    return iso_minute(minute + MINUTE if minute == floor_time(minute, HALF_HOUR) else minute)
+
+
 def signal_flow(settings: SourceSettings, query: SignalQuery, now: datetime | None = None) -> Flow[SignalSeries]:
     """Forecast: ``fw48h`` from the current half-hour. Actuals: ``/intensity/{from}/{to}`` in 14-day chunks."""
     now = now or utcnow()
     region = region_id(query.zone)
     if query.forecast:
         start = query.start or now
-        path = f"intensity/{iso_minute(start)}/fw48h"
+        path = f"intensity/{forecast_from(start)}/fw48h"
         if region is not None:
-            path = f"regional/intensity/{iso_minute(start)}/fw48h/regionid/{region}"
+            path = f"regional/intensity/{forecast_from(start)}/fw48h/regionid/{region}"
         response = yield HttpRequest("GET", settings.url(path), headers={"Accept": "application/json"})
         issued = floor_time(now, HALF_HOUR)  # the API re-issues every half hour and states no issue time
         if region is not None:
             series = parse_regional(response.json(), zone=query.zone, region=region, issued_at=issued)
         else:
             series = parse_national(response.json(), zone=query.zone, series_type=SeriesType.FORECAST, issued_at=issued)
-        if series.end is not None and series.end <= start:
+        last_end = series.end
+        if last_end is None or last_end <= start:
             # A frozen feed: every period it sends is over before the forecast we asked for begins.
             raise StaleSignalError(
-                f"the newest forecast period ends at {iso_minute(series.end)}, before the requested start"
+                f"the newest forecast period ends at {iso_minute(last_end or start)}, before the requested start"
                 f" {iso_minute(start)}: the source is not updating",
                 source=SOURCE,
             )
-        return series.between(start, query.end) if query.end else series
+        # Periods over by ``start`` are not forecast (an API that still sends one must not make it "now").
+        return series.between(start, query.end or last_end)
     if region is not None:
         raise SourceConfigError(
             f"regional GB data are forecast-only; ask for actuals of 'GB', not {query.zone!r}", source=SOURCE

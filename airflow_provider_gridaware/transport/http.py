@@ -56,6 +56,8 @@ SENSITIVE_PARAMS = frozenset(
     }
 )
 REDACTED = "***"
+# A retry is not started with less of the budget left than this: it could not get an answer anyway.
+MIN_ATTEMPT_SECONDS = 0.5
 _ERRNO_RE = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
 BODY_EXCERPT_CHARS = 300
 
@@ -109,7 +111,7 @@ class RetryPolicy:
     :param backoff_max: cap on one backoff sleep.
     :param max_retry_after: the longest ``Retry-After`` we honour by sleeping; a longer one ends the call
         with :class:`RateLimitedError` so the caller (a trigger with a deadline) can decide.
-    :param total_seconds: budget for all attempts and sleeps of one call.
+    :param total_seconds: budget for all attempts and sleeps of one call; no attempt's timeouts reach past it.
     """
 
     max_attempts: int = 4
@@ -162,6 +164,18 @@ def redact_text(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
+@dataclass(frozen=True)
+class AttemptTimeouts:
+    """The timeouts of one attempt, capped so that the attempt ends within the call's retry budget.
+
+    :param connect: seconds to establish the connection.
+    :param read: seconds to wait for each read once connected.
+    """
+
+    connect: float
+    read: float
+
+
 class _Retry(Exception):
     """Internal: a transient failure worth another attempt."""
 
@@ -182,6 +196,9 @@ class HttpTransport:
     :param retry: the retry policy.
     :param breaker: the circuit breaker shared by all calls on this connection, or ``None``.
     :param secrets: strings that must never appear in a message (tokens, passwords).
+    :param sleep: the sync sleep between attempts.
+    :param async_sleep: the async sleep between attempts.
+    :param clock: monotonic seconds, for the retry budget.
     """
 
     def __init__(
@@ -196,6 +213,7 @@ class HttpTransport:
         secrets: Iterable[str] = (),
         sleep: Callable[[float], None] = time.sleep,
         async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.source = source
         self.connect_timeout = connect_timeout
@@ -206,6 +224,7 @@ class HttpTransport:
         self.secrets: set[str] = {s for s in secrets if s}
         self._sleep = sleep
         self._async_sleep = async_sleep
+        self._clock = clock
         self._session: requests.Session | None = None
 
     def add_secret(self, secret: str | None) -> None:
@@ -229,6 +248,18 @@ class HttpTransport:
             raise SourceAuthError(f"{what} (check the connection's credentials)", source=self.source)
         raise SourceRequestError(what, source=self.source, status=status)
 
+    def attempt_timeouts(self, started: float) -> AttemptTimeouts:
+        """The timeouts for an attempt starting now, in a call that started at ``started`` (clock seconds).
+
+        Connecting and then waiting for a read together never reach past the retry budget: with less
+        left than the configured timeouts, both shrink (connect to at most half of what remains).
+
+        :param started: the clock reading when the call began.
+        """
+        remaining = max(0.0, self.retry.total_seconds - (self._clock() - started))
+        connect = min(self.connect_timeout, remaining / 2)
+        return AttemptTimeouts(connect=connect, read=min(self.read_timeout, remaining - connect))
+
     def _next_delay(self, attempt: int, failure: _Retry, started: float) -> float | None:
         """Seconds to sleep before the next attempt, or ``None`` to give up now."""
         if attempt >= self.retry.max_attempts:
@@ -239,7 +270,7 @@ class HttpTransport:
             delay = failure.retry_after
         else:
             delay = self.retry.backoff(attempt)
-        if time.monotonic() - started + delay > self.retry.total_seconds:
+        if self._clock() - started + delay + MIN_ATTEMPT_SECONDS > self.retry.total_seconds:
             return None
         return delay
 
@@ -266,14 +297,14 @@ class HttpTransport:
         lowered = {k.lower(): v for k, v in headers.items()}
         return HttpResponse(status, lowered, body, redact_url(request.url, request.params, self.secrets), self.source)
 
-    def _transport_failure(self, request: HttpRequest, exc: Exception) -> _Retry:
+    def _transport_failure(self, request: HttpRequest, exc: Exception, timeouts: AttemptTimeouts) -> _Retry:
         """A short, secret-free reason for a failure below HTTP (refused, timed out, reset...)."""
         name = type(exc).__name__
         errno = _ERRNO_RE.search(str(exc))
         if "ConnectTimeout" in name:
-            reason = f"connect timed out after {self.connect_timeout:g}s"
+            reason = f"connect timed out after {timeouts.connect:g}s"
         elif "Timeout" in name:
-            reason = f"no response within {self.read_timeout:g}s (read timeout)"
+            reason = f"no response within {timeouts.read:g}s (read timeout)"
         elif "Connect" in name:
             reason = f"could not connect ({errno.group(1) if errno else 'refused or unreachable'})"
         else:
@@ -289,10 +320,11 @@ class HttpTransport:
         self._before()
         if self._session is None:
             self._session = requests.Session()
-        started = time.monotonic()
+        started = self._clock()
         attempt = 0
         while True:
             attempt += 1
+            timeouts = self.attempt_timeouts(started)
             try:
                 raw = self._session.request(
                     request.method,
@@ -302,7 +334,7 @@ class HttpTransport:
                     auth=request.basic_auth,
                     data=request.form,
                     json=request.json_body,
-                    timeout=(self.connect_timeout, self.read_timeout),
+                    timeout=(timeouts.connect, timeouts.read),
                     verify=self.verify,
                 )
                 body = raw.content
@@ -310,7 +342,7 @@ class HttpTransport:
             except _Retry as failure:
                 outcome: _Retry = failure
             except requests.RequestException as exc:
-                outcome = self._transport_failure(request, exc)
+                outcome = self._transport_failure(request, exc, timeouts)
             except GridSignalError:
                 self._after(ok=True)  # the source answered; it is the request that is wrong
                 raise
@@ -330,12 +362,12 @@ class HttpTransport:
         import httpx
 
         self._before()
-        started = time.monotonic()
+        started = self._clock()
         attempt = 0
-        timeout = httpx.Timeout(self.read_timeout, connect=self.connect_timeout)
-        async with httpx.AsyncClient(timeout=timeout, verify=self.verify) as client:
+        async with httpx.AsyncClient(verify=self.verify) as client:
             while True:
                 attempt += 1
+                timeouts = self.attempt_timeouts(started)
                 try:
                     raw: httpx.Response = await client.request(
                         request.method,
@@ -345,13 +377,14 @@ class HttpTransport:
                         auth=request.basic_auth,
                         data=request.form,
                         json=request.json_body,
+                        timeout=httpx.Timeout(timeouts.read, connect=timeouts.connect),
                     )
                     body = raw.content
                     self._classify(request, raw.status_code, raw.headers, body)
                 except _Retry as failure:
                     outcome: _Retry = failure
                 except httpx.HTTPError as exc:
-                    outcome = self._transport_failure(request, exc)
+                    outcome = self._transport_failure(request, exc, timeouts)
                 except GridSignalError:
                     self._after(ok=True)
                     raise

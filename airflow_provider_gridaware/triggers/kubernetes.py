@@ -16,7 +16,10 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 from pydantic import BaseModel, ConfigDict, Field
 
-from airflow_provider_gridaware.hooks.kubernetes import failure_message, job_phase
+from airflow_provider_gridaware.optional_providers import requires_extra
+
+with requires_extra("kubernetes", "KubernetesJobCompletionTrigger"):
+    from airflow_provider_gridaware.hooks.kubernetes import failure_message, job_phase
 from airflow_provider_gridaware.triggers.resume_guard import hold_until
 
 

@@ -20,9 +20,9 @@ from airflow_provider_gridaware.signals import (
     SignalKind,
     SourceConfigError,
 )
-from airflow_provider_gridaware.simulator.timeline import Anchor, ZoneReplay
-from airflow_provider_gridaware.simulator.trace import load_traces
 from airflow_provider_gridaware.sources import replay
+from airflow_provider_gridaware.traces.timeline import Anchor, ZoneReplay
+from airflow_provider_gridaware.traces.trace import load_traces
 
 UTC = timezone.utc
 NOW = datetime(2026, 11, 26, 9, 47, tzinfo=UTC)

@@ -141,7 +141,7 @@ def test_async_side_gives_the_same_series(rest_hook, scripted_server):
         login=CLIENT_ID,
         password=CLIENT_SECRET,
         auth_type="oauth2_client_credentials",
-        token_url="oauth/token",
+        oauth2_url="oauth/token",
         **UKCI_EXTRAS,
     )
     sync = ukci_forecast(hook)
@@ -181,7 +181,7 @@ def test_actuals_are_trimmed_to_the_requested_range(rest_hook, scripted_server):
 # -- auth ------------------------------------------------------------------------------------------
 def test_api_key_goes_in_the_named_header(rest_hook, scripted_server):
     scripted_server.add(FORECAST, api_shape("ukci_intensity_fw48h_response.json"))
-    ukci_forecast(rest_hook(password=API_KEY, auth_type="api_key", api_key_header="X-Utility-Key", **UKCI_EXTRAS))
+    ukci_forecast(rest_hook(password=API_KEY, auth_type="api_key", key_header="X-Utility-Key", **UKCI_EXTRAS))
     request = scripted_server.requests_to(FORECAST)[0]
     assert header(request, "X-Utility-Key") == API_KEY
     assert header(request, "Authorization") is None
@@ -201,7 +201,7 @@ def oauth_hook(rest_hook, conn_id: str = "rest_oauth", **extra: Any) -> GridRest
         **{
             **UKCI_EXTRAS,
             "auth_type": "oauth2_client_credentials",
-            "token_url": "oauth/token",
+            "oauth2_url": "oauth/token",
             "scope": "prices.read",
             **extra,
         },
@@ -513,11 +513,11 @@ def test_records_path_pointing_at_an_object(rest_hook, scripted_server):
         ({"forecast_path": None}, "extra field 'forecast_path' is not set: this connection cannot serve forecasts"),
         ({"timezone": "Mars/Olympus"}, "extra field 'timezone' is not an IANA time zone"),
         ({"period_minutes": "soon"}, "extra field 'period_minutes' must be a number"),
-        ({"auth_type": "oauth2_client_credentials"}, "extra field 'token_url' is required"),
+        ({"auth_type": "oauth2_client_credentials"}, "extra field 'oauth2_url' is required"),
         ({"auth_type": "api_key"}, "no API key or token"),
         (
-            {"auth_type": "api_key", "api_key_header": "X Key"},
-            "extra field 'api_key_header' is not a valid HTTP header",
+            {"auth_type": "api_key", "key_header": "X Key"},
+            "extra field 'key_header' is not a valid HTTP header",
         ),
         ({"currency": "euro"}, "extra field 'currency' must be an ISO 4217 code"),
         ({"client_auth": "mtls"}, "extra field 'client_auth' must be one of"),
@@ -604,7 +604,7 @@ def test_token_endpoint_may_live_on_another_host(rest_hook, scripted_server):
     with ScriptedServer() as idp:
         idp.add("/oauth2/v2.0/token", token_reply("tok-idp"), method="POST")
         scripted_server.add(FORECAST, api_shape("ukci_intensity_fw48h_response.json"))
-        hook = oauth_hook(rest_hook, token_url=f"{idp.url}/oauth2/v2.0/token")
+        hook = oauth_hook(rest_hook, oauth2_url=f"{idp.url}/oauth2/v2.0/token")
         ukci_forecast(hook)
         assert len(idp.requests_to("/oauth2/v2.0/token")) == 1
     assert header(scripted_server.requests_to(FORECAST)[0], "Authorization") == "Bearer tok-idp"

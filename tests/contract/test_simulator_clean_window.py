@@ -14,8 +14,8 @@ import pytest
 
 from airflow_provider_gridaware.signals import SignalSeries
 from airflow_provider_gridaware.simulator import SimulatorHandle, start_simulator
-from airflow_provider_gridaware.simulator.timeline import CleanWindow, resample
-from airflow_provider_gridaware.simulator.trace import parse_trace_time
+from airflow_provider_gridaware.traces.timeline import CleanWindow, resample
+from airflow_provider_gridaware.traces.trace import parse_trace_time
 
 ukci = pytest.importorskip("airflow_provider_gridaware.hooks.ukci")
 watttime = pytest.importorskip("airflow_provider_gridaware.hooks.watttime")

@@ -15,7 +15,7 @@ import requests
 
 from airflow_provider_gridaware.signals.units import LBS_PER_MWH_TO_G_PER_KWH
 from airflow_provider_gridaware.simulator import SimulatorHandle, start_simulator
-from airflow_provider_gridaware.simulator.trace import load_traces
+from airflow_provider_gridaware.traces.trace import load_traces
 from tests.conftest import FIXTURES, api_shape
 
 UTC = timezone.utc

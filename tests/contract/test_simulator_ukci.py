@@ -23,7 +23,7 @@ from airflow_provider_gridaware.signals import (
     StaleSignalError,
 )
 from airflow_provider_gridaware.simulator import SimulatorHandle, start_simulator
-from airflow_provider_gridaware.simulator.trace import load_traces
+from airflow_provider_gridaware.traces.trace import load_traces
 
 UTC = timezone.utc
 HALF_HOUR = timedelta(minutes=30)
@@ -191,3 +191,51 @@ def test_fixed_anchor_serves_the_trace_dates(make_connection):
         # Before the trace begins there is nothing to replay.
         with pytest.raises(NoSignalDataError):
             hook.get_actuals("GB", gb.start - timedelta(days=3), gb.start - timedelta(days=2))
+
+
+# -- the API's period rule: an answer for `from` begins with the period that ends at or after it ---------------
+def _boundary() -> datetime:
+    """A half-hour boundary tomorrow, so the simulator's clock and the asked time agree by construction."""
+    return (datetime.now(UTC) + timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
+
+
+@pytest.mark.parametrize(
+    ("asked_offset", "first_from"),
+    [
+        (timedelta(0), timedelta(minutes=-30)),  # asked from 12:00: 11:30-12:00, the period that ended then
+        (timedelta(minutes=1), timedelta(0)),
+        (timedelta(minutes=29), timedelta(0)),
+        (timedelta(minutes=30), timedelta(0)),  # 12:30 ends 12:00-12:30
+    ],
+    ids=["at_00", "at_01", "at_29", "at_30"],
+)
+@pytest.mark.parametrize("path", ["/ukci/intensity/{from}/fw48h", "/ukci/regional/intensity/{from}/fw48h/regionid/3"])
+def test_simulator_begins_with_the_period_ending_at_or_after_from(sim, path, asked_offset, first_from):
+    import requests
+
+    boundary = _boundary()
+    asked = boundary + asked_offset
+    body = requests.get(sim.url + path.format(**{"from": f"{asked:%Y-%m-%dT%H:%MZ}"}), timeout=10).json()
+    periods = body["data"][0]["data"] if "regional" in path else body["data"]
+    assert len(periods) == 96
+    assert periods[0]["from"] == f"{boundary + first_from:%Y-%m-%dT%H:%MZ}"
+
+
+@pytest.mark.parametrize(
+    "offset",
+    [timedelta(0), timedelta(minutes=30), timedelta(seconds=30), timedelta(minutes=30, seconds=30)],
+    ids=["at_00", "at_30", "at_00_30", "at_30_30"],
+)
+@pytest.mark.parametrize("zone", ["GB", "GB-3"])
+def test_forecast_at_a_half_hour_boundary_starts_with_the_current_half_hour(hook, sim, zone, offset):
+    asked = _boundary() + offset
+    current = asked.replace(second=0) - timedelta(minutes=asked.minute % 30)
+    try:
+        sim.set_clock(now=asked)
+        series = hook.get_forecast(zone, start=asked)
+        async_series = asyncio.run(hook.aget_forecast(zone, start=asked))
+    finally:
+        sim.set_clock(now=datetime.now(UTC))
+    for got in (series, async_series):
+        assert got.start == current, f"asked at {asked:%H:%M:%S}, first period starts {got.start:%H:%M}"
+        assert len(got) == 96 and not got.gaps()

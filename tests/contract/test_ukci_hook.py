@@ -179,7 +179,8 @@ def test_dst_boundary_stays_contiguous_in_utc(hook, scripted_server):
             }
         )
         t += timedelta(minutes=30)
-    scripted_server.add("/ukci/intensity/2023-03-25T23:00Z/fw48h", {"data": periods})
+    # Asked from 23:00 the API would begin with 22:30-23:00: the hook asks from 23:01 for 23:00-23:30 first.
+    scripted_server.add("/ukci/intensity/2023-03-25T23:01Z/fw48h", {"data": periods})
     series = hook.get_forecast("GB", start=datetime(2023, 3, 25, 23, 0, tzinfo=UTC))
     assert len(series) == 8 and not series.gaps()
     assert series.end - series.start == timedelta(hours=4)

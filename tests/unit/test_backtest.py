@@ -219,7 +219,9 @@ def test_oracle_never_worse_and_no_release_after_latest_start(world, forecaster)
             # The oracle starts on grid boundaries; ours may also start at a refresh's (sub-slot) offset, which
             # can beat it by a fraction of one slot's worth.
             slack = 1e-2 if name == "gridaware" else 1e-9
-            assert objective_cost(replay, ideal, settings_) <= objective_cost(replay, mine, settings_) * (1 + slack) + 1e-9
+            assert (
+                objective_cost(replay, ideal, settings_) <= objective_cost(replay, mine, settings_) * (1 + slack) + 1e-9
+            )
             if name == "gridaware" and not job.interruptible:
                 # The product's latest start (deadline - estimate x (1 + margin)), not a grid-floored copy.
                 # (the backtest decides on whole seconds)

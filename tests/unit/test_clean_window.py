@@ -13,14 +13,14 @@ from airflow_provider_gridaware.signals.errors import SourceConfigError
 from airflow_provider_gridaware.simulator.cli import _config, add_parser, main, parse_duration
 from airflow_provider_gridaware.simulator.grid import SimulatedGrid, SimulatorConfig
 from airflow_provider_gridaware.simulator.server import config_to_argv
-from airflow_provider_gridaware.simulator.timeline import (
+from airflow_provider_gridaware.traces.timeline import (
     CLEAN_WINDOW_RAMP,
     Anchor,
     CleanWindow,
     ZoneReplay,
     resample,
 )
-from airflow_provider_gridaware.simulator.trace import load_trace_file
+from airflow_provider_gridaware.traces.trace import load_trace_file
 
 UTC = timezone.utc
 T0 = datetime(2024, 1, 1, tzinfo=UTC)

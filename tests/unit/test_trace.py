@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_gridaware.signals.errors import InvalidSignalError, MalformedPayloadError, SourceConfigError
-from airflow_provider_gridaware.simulator.trace import (
+from airflow_provider_gridaware.traces.trace import (
     BUNDLED_ZONE,
     TraceSpec,
     bundled_trace_path,
@@ -203,7 +203,7 @@ def test_shared_lets_wait_awhile_and_price_files_load():
 
 def test_importing_the_trace_model_and_replay_hook_stays_light():
     code = (
-        "import sys, json; import airflow_provider_gridaware.simulator, airflow_provider_gridaware.simulator.trace,"
+        "import sys, json; import airflow_provider_gridaware.simulator, airflow_provider_gridaware.traces.trace,"
         " airflow_provider_gridaware.sources.replay, airflow_provider_gridaware.hooks.replay;"
         " print(json.dumps(sorted(sys.modules)))"
     )
@@ -215,8 +215,8 @@ def test_importing_the_trace_model_and_replay_hook_stays_light():
 
 def test_trace_model_imports_no_airflow():
     code = (
-        "import sys, json; import airflow_provider_gridaware.simulator.trace,"
-        " airflow_provider_gridaware.simulator.timeline, airflow_provider_gridaware.simulator.forecast,"
+        "import sys, json; import airflow_provider_gridaware.traces.trace,"
+        " airflow_provider_gridaware.traces.timeline, airflow_provider_gridaware.traces.forecast,"
         " airflow_provider_gridaware.sources.replay; print(json.dumps(sorted(sys.modules)))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_gridaware.simulator.clock import SimClock
-from airflow_provider_gridaware.simulator.forecast import ForecastNoise
 from airflow_provider_gridaware.simulator.prices import SyntheticPriceFormula, SyntheticPriceReplay
-from airflow_provider_gridaware.simulator.timeline import Anchor, ZoneReplay, loop_period, resample
-from airflow_provider_gridaware.simulator.trace import load_trace_file, load_traces
+from airflow_provider_gridaware.traces.clock import SimClock
+from airflow_provider_gridaware.traces.forecast import ForecastNoise
+from airflow_provider_gridaware.traces.timeline import Anchor, ZoneReplay, loop_period, resample
+from airflow_provider_gridaware.traces.trace import load_trace_file, load_traces
 
 UTC = timezone.utc
 DAY = timedelta(days=1)

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import threading
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
+from typing import Any
 
 import pytest
 
@@ -15,8 +20,10 @@ from airflow_provider_gridaware.signals.errors import (
     SourceRequestError,
     SourceUnavailableError,
 )
+from airflow_provider_gridaware.transport import http as http_module
 from airflow_provider_gridaware.transport.breaker import CircuitBreaker
 from airflow_provider_gridaware.transport.http import (
+    AttemptTimeouts,
     HttpRequest,
     HttpTransport,
     RetryPolicy,
@@ -153,3 +160,124 @@ def test_final_http_errors_do_not_open_the_breaker(scripted_server):
         with pytest.raises(SourceRequestError):
             transport.request(HttpRequest("GET", f"{scripted_server.url}/x"))
     assert breaker.state == "closed"
+
+
+# -- the retry budget against a source that accepts and never answers --------------------------------------
+class HangingServer:
+    """A loopback socket that accepts connections and never answers (a hung source)."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._held: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):  # the listener closed
+            while True:
+                self._held.append(self._listener.accept()[0])
+
+    def __enter__(self) -> HangingServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # shutdown() wakes the blocked accept(); close() alone would not.
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        self._thread.join()
+        for conn in self._held:
+            conn.close()
+
+
+@dataclass(frozen=True)
+class FixedBackoff(RetryPolicy):
+    def backoff(self, attempt: int) -> float:
+        return self.backoff_base
+
+
+# Binary fractions, so the budget arithmetic is exact: 0.5 s budget, timeouts 0.0625 s + 0.25 s.
+BUDGET = FixedBackoff(max_attempts=10, backoff_base=0.03125, total_seconds=0.5)
+
+
+def _spy_attempts(monkeypatch, clock: FakeClock, side: str) -> list[tuple[float, float, float]]:
+    """Record (clock at start, connect timeout, read timeout) per attempt; a timed-out attempt took its read timeout.
+
+    The clock is virtual: the hung source makes each attempt last exactly its read timeout (connecting to
+    loopback is instant), so the arithmetic, not the machine's speed, decides the attempts.
+    """
+    import httpx
+    import requests
+
+    attempts: list[tuple[float, float, float]] = []
+    if side == "sync":
+        real = requests.Session.request
+
+        def sync_request(session: requests.Session, method: str, url: str, **kwargs: Any) -> Any:
+            connect, read = kwargs["timeout"]
+            attempts.append((clock.now, connect, read))
+            try:
+                return real(session, method, url, **kwargs)
+            except requests.Timeout:
+                clock.now += read
+                raise
+
+        monkeypatch.setattr(requests.Session, "request", sync_request)
+    else:
+        areal = httpx.AsyncClient.request
+
+        async def async_request(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> Any:
+            timeout: httpx.Timeout = kwargs["timeout"]
+            attempts.append((clock.now, timeout.connect, timeout.read))
+            try:
+                return await areal(client, method, url, **kwargs)
+            except httpx.TimeoutException:
+                clock.now += timeout.read
+                raise
+
+        monkeypatch.setattr(httpx.AsyncClient, "request", async_request)
+    return attempts
+
+
+@pytest.mark.parametrize("side", ["sync", "async"])
+def test_no_attempt_reaches_past_the_retry_budget(monkeypatch, side):
+    monkeypatch.setattr(http_module, "MIN_ATTEMPT_SECONDS", 0.125)
+    clock = FakeClock()
+    attempts = _spy_attempts(monkeypatch, clock, side)
+
+    def sleep(seconds: float) -> None:
+        clock.now += seconds
+
+    async def async_sleep(seconds: float) -> None:
+        clock.now += seconds
+
+    transport = HttpTransport(
+        "hung",
+        connect_timeout=0.0625,
+        read_timeout=0.25,
+        retry=BUDGET,
+        sleep=sleep,
+        async_sleep=async_sleep,
+        clock=clock,
+    )
+    with HangingServer() as server, pytest.raises(SourceUnavailableError) as caught:
+        request = HttpRequest("GET", f"{server.url}/forecast")
+        transport.request(request) if side == "sync" else asyncio.run(transport.arequest(request))
+    # 1st: full timeouts, ends at 0.25; backoff to 0.28125. 2nd: 0.21875 left, so read is cut to
+    # 0.15625 (connect 0.0625 + read = what remains), ends at 0.4375. A 3rd could not start with >= 0.125 left.
+    assert attempts == [(0.0, 0.0625, 0.25), (0.28125, 0.0625, 0.15625)]
+    assert all(start + connect + read <= BUDGET.total_seconds for start, connect, read in attempts)
+    assert "no response within 0.15625s (read timeout) (gave up after 2 attempts)" in str(caught.value)
+
+
+def test_attempt_timeouts_shrink_to_what_remains():
+    clock = FakeClock()
+    transport = HttpTransport(
+        "t", connect_timeout=5, read_timeout=30, retry=RetryPolicy(total_seconds=120), clock=clock
+    )
+    assert transport.attempt_timeouts(started=0.0) == AttemptTimeouts(connect=5, read=30)
+    clock.now = 110.0
+    assert transport.attempt_timeouts(started=0.0) == AttemptTimeouts(connect=5, read=5)
+    clock.now = 118.0
+    assert transport.attempt_timeouts(started=0.0) == AttemptTimeouts(connect=1, read=1)

@@ -72,3 +72,21 @@ def test_without_a_checkpoint_dir_nothing_is_written(tmp_path):
     env = {"GRIDAWARE_CHECKPOINT_DIR": str(tmp_path), "GRIDAWARE_ATTEMPT": "3", "GRIDAWARE_ZONE": "FR"}
     read = Checkpointing.from_env(env, handle_sigterm=False)
     assert (read.attempt, read.zone, read.directory) == (3, "FR", tmp_path)
+
+
+def test_workload_imports_only_the_standard_library():
+    # It is vendored into training images without Airflow or pydantic: importing it must load nothing else.
+    code = (
+        "import sys, json; before = set(sys.modules); import airflow_provider_gridaware.workload;"
+        " print(json.dumps(sorted(set(sys.modules) - before)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    loaded = json.loads(out.strip().splitlines()[-1])
+    ours = {m for m in loaded if m.split(".")[0] == "airflow_provider_gridaware"}
+    foreign = [m for m in loaded if m not in ours and m.split(".")[0] not in sys.stdlib_module_names]
+    assert not foreign, f"the workload helper imported {foreign[:8]}"
+    assert ours == {
+        "airflow_provider_gridaware",
+        "airflow_provider_gridaware.workload",
+        "airflow_provider_gridaware.checkpoint_contract",
+    }

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Request, Response
 
 from airflow_provider_gridaware.simulator.faults import FaultMode, FaultSpec
-from airflow_provider_gridaware.simulator.trace import RawPoint, from_epoch, parse_trace_time, to_epoch
+from airflow_provider_gridaware.traces.trace import RawPoint, from_epoch, parse_trace_time, to_epoch
 
 if TYPE_CHECKING:
     from airflow_provider_gridaware.simulator.grid import SimulatedGrid

@@ -26,8 +26,8 @@ from airflow_provider_gridaware.simulator.apis.common import (
 from airflow_provider_gridaware.simulator.apis.watttime import CENTROIDS
 from airflow_provider_gridaware.simulator.faults import FaultMode
 from airflow_provider_gridaware.simulator.grid import SimulatedGrid, UnknownZoneError
-from airflow_provider_gridaware.simulator.timeline import ZoneReplay
-from airflow_provider_gridaware.simulator.trace import RawPoint
+from airflow_provider_gridaware.traces.timeline import ZoneReplay
+from airflow_provider_gridaware.traces.trace import RawPoint
 
 PREFIX = "/electricitymaps"
 HOUR = timedelta(hours=1)

@@ -27,7 +27,7 @@ from airflow_provider_gridaware.simulator.apis.common import (
 )
 from airflow_provider_gridaware.simulator.faults import FaultMode, FaultSpec
 from airflow_provider_gridaware.simulator.grid import EIC_BY_ZONE, SimulatedGrid, UnknownZoneError
-from airflow_provider_gridaware.simulator.trace import RawPoint
+from airflow_provider_gridaware.traces.trace import RawPoint
 
 PREFIX = "/entsoe"
 UTC = timezone.utc

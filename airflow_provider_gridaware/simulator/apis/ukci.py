@@ -27,8 +27,8 @@ from airflow_provider_gridaware.simulator.apis.common import (
 )
 from airflow_provider_gridaware.simulator.faults import FaultMode, FaultSpec
 from airflow_provider_gridaware.simulator.grid import SimulatedGrid, UnknownZoneError
-from airflow_provider_gridaware.simulator.timeline import SignalReplay
-from airflow_provider_gridaware.simulator.trace import RawPoint
+from airflow_provider_gridaware.traces.timeline import SignalReplay
+from airflow_provider_gridaware.traces.trace import RawPoint
 
 PREFIX = "/ukci"
 HALF_HOUR = timedelta(minutes=30)
@@ -77,6 +77,18 @@ def _error(exc: BadRequest) -> Response:
 
 def _iso(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%MZ")
+
+
+def first_period_start(asked: datetime) -> datetime:
+    """Where the API's answer for ``from`` = ``asked`` begins: the half-hour that ends at or after ``asked``.
+
+    The real API treats a period as ``(from, to]``: asked from 12:00 it starts with 11:30-12:00, the period
+    that ended at 12:00; asked from 12:01, with 12:00-12:30.
+
+    :param asked: the ``from`` of the request.
+    """
+    start = floor_to(asked, HALF_HOUR)
+    return start - HALF_HOUR if start == asked else start
 
 
 def index_of(value: float) -> str:
@@ -162,17 +174,22 @@ def current(request: Request) -> Response:
 
 @router.get("/intensity/{start}/{rest}")
 def window(start: str, rest: str, request: Request) -> Response:
-    """``/intensity/{from}/fw24h|fw48h|pt24h`` and ``/intensity/{from}/{to}`` (at most 14 days)."""
+    """``/intensity/{from}/fw24h|fw48h|pt24h`` and ``/intensity/{from}/{to}`` (at most 14 days).
+
+    Forward and ranged answers begin with the period that ends at or after ``from`` (see
+    :func:`first_period_start`); ``pt24h`` is the 24 hours of periods that ended by ``from``.
+    """
     grid = grid_of(request)
     try:
         asked = _time(start, "from")
-        begin = floor_to(asked, HALF_HOUR)
+        begin = first_period_start(asked)
         if rest == "fw24h":
-            begin, finish = begin, begin + timedelta(hours=24)
+            finish = begin + timedelta(hours=24)
         elif rest == "fw48h":
-            begin, finish = begin, begin + timedelta(hours=48)
+            finish = begin + timedelta(hours=48)
         elif rest == "pt24h":
-            begin, finish = begin - timedelta(hours=24), begin
+            ended = floor_to(asked, HALF_HOUR)
+            begin, finish = ended - timedelta(hours=24), ended
         else:
             finish = _time(rest, "to")
             if finish <= begin:
@@ -222,10 +239,11 @@ def _region_id(text: str) -> int:
 
 @router.get("/regional/intensity/{start}/{rest}/regionid/{region}")
 def regional_window(start: str, rest: str, region: str, request: Request) -> Response:
-    """``/regional/intensity/{from}/fw24h|fw48h/regionid/{id}`` -> one region's forecast periods."""
+    """``/regional/intensity/{from}/fw24h|fw48h/regionid/{id}`` -> one region's forecast periods, from the one
+    ending at or after ``from`` (as nationally)."""
     grid = grid_of(request)
     try:
-        begin = floor_to(_time(start, "from"), HALF_HOUR)
+        begin = first_period_start(_time(start, "from"))
         hours = {"fw24h": 24, "fw48h": 48}.get(rest)
         if hours is None:
             raise BadRequest(f"{rest!r} is not fw24h or fw48h")

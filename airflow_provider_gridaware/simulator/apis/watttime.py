@@ -32,8 +32,8 @@ from airflow_provider_gridaware.simulator.apis.common import (
 )
 from airflow_provider_gridaware.simulator.faults import FaultMode
 from airflow_provider_gridaware.simulator.grid import SimulatedGrid, UnknownZoneError
-from airflow_provider_gridaware.simulator.timeline import ZoneReplay
-from airflow_provider_gridaware.simulator.trace import RawPoint
+from airflow_provider_gridaware.traces.timeline import ZoneReplay
+from airflow_provider_gridaware.traces.trace import RawPoint
 
 PREFIX = "/watttime"
 FIVE_MINUTES = timedelta(minutes=5)

@@ -21,7 +21,7 @@ from functools import cached_property
 from typing import Protocol
 
 from airflow_provider_gridaware.signals.errors import SourceConfigError
-from airflow_provider_gridaware.simulator.trace import (
+from airflow_provider_gridaware.traces.trace import (
     SOURCE,
     RawPoint,
     ZoneTrace,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 
-from airflow_provider_gridaware.simulator.trace import RawPoint, to_epoch
+from airflow_provider_gridaware.traces.trace import RawPoint, to_epoch
 
 NOISE_RESOLUTION = timedelta(minutes=5)
 _BLOCK = 288  # walks are generated a day (of 5-minute steps) at a time, so cached prefixes are reused
