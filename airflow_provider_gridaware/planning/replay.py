@@ -311,11 +311,12 @@ class Replay:
 
     def _track_spread(self, track: _Track, t_s: int, c: int, width: int) -> FloatArray:
         spread = self._own_spread(track, t_s, c, width)
-        calibrated = self._calibrated_vintage(track, t_s, c, width)
+        calibrated = self._vintage_calibration(track, t_s, c, width)
         if calibrated is not None:
             # Where the calibrated provider forecast is used, its measured error replaces the own residuals.
-            _, provider_spread = calibrated
-            np.copyto(spread, provider_spread, where=np.isfinite(provider_spread))
+            calibration, lead_s, provider = calibrated
+            provider_spread = calibration.error_at(lead_s)
+            np.copyto(spread, provider_spread, where=np.isfinite(provider) & np.isfinite(provider_spread))
         return spread
 
     def _own_spread(self, track: _Track, t_s: int, c: int, width: int) -> FloatArray:
@@ -362,8 +363,13 @@ class Replay:
         )
 
     def _track_outlook(self, track: _Track, t_s: int, c: int, width: int) -> FloatArray:
-        calibrated = self._calibrated_vintage(track, t_s, c, width)
-        out = self._vintage_values(track, t_s, c, width) if calibrated is None else calibrated[0].copy()
+        calibrated = self._vintage_calibration(track, t_s, c, width)
+        if calibrated is None:
+            out = self._vintage_values(track, t_s, c, width)
+        else:
+            calibration, lead_s, provider = calibrated
+            own = self._own_forecast(track, t_s, c, width) if self.config.forecaster != "none" else None
+            out, _ = calibration.apply(lead_s, provider, own)
         end = min(c + width, self.slots)
         if track.day_ahead:
             day = (t_s - t_s % DAY_S) + DAY_S
@@ -390,11 +396,13 @@ class Replay:
                     out[lo - c : hi - c] = values[lo - first : hi - first]
         return out
 
-    def _calibrated_vintage(self, track: _Track, t_s: int, c: int, width: int) -> tuple[FloatArray, FloatArray] | None:
-        """The vintage in use corrected and blended, with its expected error; ``None`` if not calibrating.
+    def _vintage_calibration(
+        self, track: _Track, t_s: int, c: int, width: int
+    ) -> tuple[ForecastCalibration, FloatArray, FloatArray] | None:
+        """The calibration, each slot's lead from the vintage's issue and the vintage as published.
 
-        ``None`` too when the track has no vintage yet or no past vintage could be checked against actuals
-        (then the vintage is used as published, as without calibration).
+        ``None`` when not calibrating, when the track has no vintage yet, or when no past vintage could be
+        checked against actuals yet (then the vintage is used as published, as without calibration).
         """
         if not self.config.calibrate or not track.vintages:
             return None
@@ -404,11 +412,9 @@ class Replay:
         calibration = self._calibration(track, c)
         if not calibration.has_history:
             return None
-        provider = self._vintage_values(track, t_s, c, width)
         step = self.config.step_s
         lead_s = self.slot_start(c) + step * np.arange(width) + step // 2 - track.vintage_issued[index]
-        own = self._own_forecast(track, t_s, c, width) if self.config.forecaster != "none" else None
-        return calibration.apply(lead_s, provider, own)
+        return calibration, lead_s.astype(np.float64), self._vintage_values(track, t_s, c, width)
 
     def _calibration(self, track: _Track, c: int) -> ForecastCalibration:
         """The track's calibration at the start of slot ``c`` (only what had ended by then), cached.
@@ -458,13 +464,14 @@ class Replay:
         if self.config.forecaster == "repeat-day":
             key = (coarse_cut, -1)
             predicted = track.predictions.get(key)
-            if predicted is None:
+            if predicted is None or predicted.size < leads:
                 predicted = repeat_last_day(track.coarse, coarse_cut, leads, step_s=self.config.forecaster_step_s)
         else:
             refit = (t_s - self.origin_s) // self.config.refit_s
             key = (coarse_cut, refit)
             predicted = track.predictions.get(key)
-            if predicted is None:
+            # A cached forecast made for a shorter width is extended, never padded with unknowns.
+            if predicted is None or predicted.size < leads:
                 model = track.models.get(refit)
                 if model is None:
                     fit_cut = (refit * self.config.refit_s) // self.config.forecaster_step_s
