@@ -20,7 +20,7 @@ over seeds of the share of the oracle's CO2 saving captured, and the deadline mi
 The same figures for one seed come from the CLI, e.g.::
 
     python -m airflow_provider_gridaware.planning.datasets jobs jobs.csv --zones GB --start 2023-05-28T03:31Z \\
-        --end 2023-06-09T03:31Z --count 250 --min-hours 1 --max-hours 24 --min-slack 12 --max-slack 12 --seed 1
+        --end 2023-06-09T21:31Z --count 250 --hours 1,24 --slack-hours 12,12 --seed 1
     gridaware backtest --actual ../shared/data/gb/gb_national_actual_2023-05-26_2023-06-25.csv \\
         --forecasts ../shared/data/gb/gb_national_forecast_vintages_2023-05-26_2023-06-09.csv \\
         --jobs jobs.csv --policy gridaware --policy decide-once [--no-calibration]

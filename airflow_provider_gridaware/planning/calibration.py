@@ -140,6 +140,7 @@ class ForecastCalibration:
     :param settings: how it was learnt.
     :param source: the provider (for the reason text).
     :param zone: the zone.
+    :param unit: the values' unit (for the reason text), e.g. ``gCO2eq/kWh``.
     """
 
     bias: FloatArray
@@ -150,6 +151,7 @@ class ForecastCalibration:
     settings: CalibrationSettings = field(default_factory=CalibrationSettings)
     source: str = "provider"
     zone: str = ""
+    unit: str = ""
 
     @classmethod
     def identity(
@@ -246,8 +248,9 @@ class ForecastCalibration:
             text = f"{self.source} forecast uncorrected: no consistent bias over the last {days} days"
         else:
             direction = "low" if correction > 0 else "high"
+            unit = f" {self.unit}" if self.unit else ""
             text = (
-                f"{self.source} forecast corrected {correction:+.0f} at {lead_h:g} h: "
+                f"{self.source} forecast corrected {correction:+.0f}{unit} at {lead_h:g} h: "
                 f"it ran {direction} over the last {days} days"
             )
         own = 1 - weight
@@ -263,6 +266,7 @@ def calibrate(
     *,
     source: str = "provider",
     zone: str = "",
+    unit: str = "",
 ) -> ForecastCalibration:
     """Learn bias, blend weights and error per lead band from what was known at ``now_s``.
 
@@ -274,6 +278,7 @@ def calibrate(
     :param settings: window, shrinkage and bands.
     :param source: the provider (for the reason text).
     :param zone: the zone.
+    :param unit: the values' unit.
     """
     settings = settings or CalibrationSettings()
     window_s = settings.window_days * DAY_S
@@ -324,7 +329,7 @@ def calibrate(
     empty = count == 0
     bias[empty] = np.nan
     weight[empty] = np.nan
-    return ForecastCalibration(bias, weight, error, evidence, count, settings, source, zone)
+    return ForecastCalibration(bias, weight, error, evidence, count, settings, source, zone, unit)
 
 
 def samples_from_series(
@@ -463,4 +468,4 @@ def calibrate_series(
     known = actuals.model_copy(update={"points": tuple(p for p in actuals.points if to_seconds(p.end) <= now_s)})
     own = own_forecasts_at(kept, known, forecaster, step_s=step_s) if forecaster is not None else None
     samples = samples_from_series(kept, known, step_s=step_s, own=own)
-    return calibrate(samples, now_s, settings, source=source, zone=zone)
+    return calibrate(samples, now_s, settings, source=source, zone=zone, unit=kept[0].unit)

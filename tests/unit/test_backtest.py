@@ -323,3 +323,18 @@ def test_a_biased_provider_forecast_no_longer_makes_gridaware_worse():
         captured[name] = summary.oracle_captured_pct
     assert captured["raw"] < captured["none"] - 3  # the problem is real in this world
     assert captured["calibrated"] >= captured["none"]
+
+
+def test_jobs_helper_takes_duration_and_slack_ranges(tmp_path, capsys):
+    from airflow_provider_gridaware.planning import datasets
+
+    dest = tmp_path / "jobs.csv"
+    argv = ["jobs", str(dest), "--zones", "GB", "--start", "2023-05-28T03:31Z", "--end", "2023-06-09T21:31Z"]
+    assert datasets.main([*argv, "--count", "40", "--hours", "2,3", "--slack-hours", "12,12"]) == 0
+    specs = read_jobs(dest)
+    assert len(specs) == 40
+    assert all(2 * 3600 <= s.duration_s <= 3 * 3600 for s in specs)
+    assert all(s.deadline_s - s.submit_s - s.duration_s == 12 * 3600 for s in specs)
+    with pytest.raises(SystemExit):
+        datasets.main([*argv, "--hours", "24"])
+    assert "--hours must be MIN,MAX in hours, got '24'" in capsys.readouterr().err

@@ -244,5 +244,5 @@ def test_planner_corrects_the_forecast_and_uses_its_error_as_spread():
     assert np.all(calibrated.carbon[0] != 180.0)
     lead = np.arange(calibrated.slots) * calibrated.step_s + calibrated.step_s // 2
     np.testing.assert_allclose(calibrated.carbon_spread[0], calibration.error_at(lead))
-    assert "ukci forecast corrected +" in calibrated.sources["A"]
+    assert "ukci forecast corrected +" in calibrated.sources["A"] and "gCO2eq/kWh at 12 h" in calibrated.sources["A"]
     assert "ran low" in calibrated.sources["A"]
