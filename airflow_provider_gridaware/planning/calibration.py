@@ -88,10 +88,12 @@ class ForecastSamples:
 
     :param issued_s: issue time of the vintage each target belongs to (epoch seconds).
     :param start_s: target interval start.
-    :param end_s: target interval end (the actual is known from then on).
+    :param end_s: target interval end.
     :param provider: the provider's forecast for the target.
     :param actual: the actual value (NaN = unknown).
     :param own: the own forecaster's forecast for the target, issued at the same time (NaN = none).
+    :param known_s: when the actual was complete (default ``end_s``; later when the target is finer than
+        the actuals' own intervals).
     """
 
     issued_s: IntArray
@@ -100,17 +102,24 @@ class ForecastSamples:
     provider: FloatArray
     actual: FloatArray
     own: FloatArray
+    known_s: IntArray | None = None
 
     def __post_init__(self) -> None:
-        sizes = {a.shape for a in (self.issued_s, self.start_s, self.end_s, self.provider, self.actual, self.own)}
+        arrays = (self.issued_s, self.start_s, self.end_s, self.provider, self.actual, self.own, self.known)
+        sizes = {a.shape for a in arrays}
         if len(sizes) != 1 or len(next(iter(sizes))) != 1:
-            raise ValueError(f"forecast samples need six 1-d arrays of one length, got shapes {sorted(sizes)}")
+            raise ValueError(f"forecast samples need 1-d arrays of one length, got shapes {sorted(sizes)}")
+
+    @property
+    def known(self) -> IntArray:
+        """When each target's actual was complete."""
+        return self.end_s if self.known_s is None else self.known_s
 
     @classmethod
     def empty(cls) -> ForecastSamples:
         """No samples."""
         ints, floats = np.zeros(0, np.int64), np.zeros(0)
-        return cls(ints, ints, ints, floats, floats, floats)
+        return cls(ints, ints, ints, floats, floats, floats, ints)
 
     @classmethod
     def concat(cls, parts: Sequence[ForecastSamples]) -> ForecastSamples:
@@ -123,7 +132,7 @@ class ForecastSamples:
         return cls(
             *(
                 np.concatenate([getattr(p, name) for p in parts])
-                for name in ("issued_s", "start_s", "end_s", "provider", "actual", "own")
+                for name in ("issued_s", "start_s", "end_s", "provider", "actual", "own", "known")
             )
         )
 
@@ -271,7 +280,7 @@ def calibrate(
     """Learn bias, blend weights and error per lead band from what was known at ``now_s``.
 
     A sample counts if its vintage was issued at or before ``now_s`` and within the trailing window, and its
-    target interval had ended by ``now_s`` with a finite actual.
+    actual was complete (:attr:`ForecastSamples.known`) by ``now_s`` and finite.
 
     :param samples: past (vintage, target) pairs (any may lie in the future: they are ignored).
     :param now_s: the decision time, epoch seconds.
@@ -285,7 +294,7 @@ def calibrate(
     usable = (
         (samples.issued_s <= now_s)
         & (samples.issued_s > now_s - window_s)
-        & (samples.end_s <= now_s)
+        & (samples.known <= now_s)
         & np.isfinite(samples.actual)
         & np.isfinite(samples.provider)
     )

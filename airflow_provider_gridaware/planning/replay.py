@@ -123,6 +123,7 @@ class _Track:
     vintages: list[tuple[int, FloatArray]]  # (first slot, values on the replay grid)
     day_ahead: bool
     nonnegative: bool
+    known_at: IntArray  # per slot, when its actual was complete (the end of the source point covering it)
     models: dict[int, SeasonalModel] = field(default_factory=dict)
     predictions: OrderedDict[tuple[int, int], FloatArray] = field(default_factory=OrderedDict)
     samples: ForecastSamples | None = None  # every vintage against the actuals, built on first use
@@ -220,7 +221,14 @@ class Replay:
                 slots=max(0, last - first),
             )
             resampled.append((first, values))
-        return _Track(seen, truth, truth_prefix, coarse, [v[0] for v in ordered], resampled, day_ahead, nonnegative)
+        # A slot finer than the data is known only when the whole source point covering it has ended.
+        slot_ends = self.origin_s + step * np.arange(1, slots + 1, dtype=np.int64)
+        covering = np.searchsorted(series.starts, slot_ends, side="left") - 1
+        point_ends = np.where(covering >= 0, series.ends[np.maximum(covering, 0)], 0)
+        known_at = np.maximum(slot_ends, point_ends)
+        return _Track(
+            seen, truth, truth_prefix, coarse, [v[0] for v in ordered], resampled, day_ahead, nonnegative, known_at
+        )
 
     # -- what policies may see -------------------------------------------------------------------
     def slot_of(self, t_s: int) -> int:
@@ -449,10 +457,10 @@ class Replay:
                 lo = max(first, c_issued)
                 own[lo - first :] = predicted[lo - c_issued :]
             starts = self.origin_s + step * slots
+            issued_at = np.full(values.size, issued, np.int64)
+            ends = starts + step
             parts.append(
-                ForecastSamples(
-                    np.full(values.size, issued, np.int64), starts, starts + step, values, track.seen[slots], own
-                )
+                ForecastSamples(issued_at, starts, ends, values, track.seen[slots], own, track.known_at[slots])
             )
         return ForecastSamples.concat(parts)
 

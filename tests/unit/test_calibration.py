@@ -19,6 +19,7 @@ from airflow_provider_gridaware.planning.calibration import (
 )
 from airflow_provider_gridaware.planning.forecaster import SeasonalForecaster
 from airflow_provider_gridaware.planning.planner import ZoneSignals, prepare
+from airflow_provider_gridaware.planning.replay import PointSeries, Replay, ReplayConfig
 from airflow_provider_gridaware.signals import CarbonMetric, SeriesType, SignalKind, build_series
 
 UTC = timezone.utc
@@ -246,3 +247,44 @@ def test_planner_corrects_the_forecast_and_uses_its_error_as_spread():
     np.testing.assert_allclose(calibrated.carbon_spread[0], calibration.error_at(lead))
     assert "ukci forecast corrected +" in calibrated.sources["A"] and "gCO2eq/kWh at 12 h" in calibrated.sources["A"]
     assert "ran low" in calibrated.sources["A"]
+
+
+# -- the backtest's replay: the calibrated outlook and spread at t do not depend on anything after t ---------
+def replay_world(actual: np.ndarray, vintage_values: list[np.ndarray], *, calibrate: bool = True) -> Replay:
+    hours = T0 + H * np.arange(actual.size)
+    vintages = [
+        (int(T0 + 6 * H * k), PointSeries.from_starts(T0 + 6 * H * k + H * np.arange(values.size), values))
+        for k, values in enumerate(vintage_values)
+    ]
+    return Replay(
+        carbon={"A": PointSeries.from_starts(hours, actual)},
+        carbon_vintages={"A": vintages},
+        config=ReplayConfig(step_s=900, forecaster_step_s=3600, horizon_s=40 * H, calibrate=calibrate),
+    )
+
+
+def hourly_world(days: int, seed: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    hours = np.arange(days * 24)
+    actual = 300 + 100 * np.cos(2 * np.pi * (hours % 24 - 15) / 24) + rng.normal(0, 20, hours.size)
+    vintages = []
+    for k in range(4 * (days - 2)):
+        first = 6 * k
+        vintages.append(actual[first : first + 48] - 0.8 * np.arange(48) + rng.normal(0, 10, 48))
+    return actual, vintages
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(hour=st.integers(8 * 24, 11 * 24), seed=st.integers(0, 50))
+def test_replay_outlook_and_spread_ignore_the_future(hour, seed):
+    actual, vintages = hourly_world(14, seed)
+    t = T0 + hour * H + 1200  # inside an hour: the hour in progress is not known either
+    rng = np.random.default_rng(seed + 1)
+    future_actual = np.where(np.arange(actual.size) >= hour, rng.uniform(50, 600, actual.size), actual)
+    future_vintages = [v if T0 + 6 * H * k <= t else rng.uniform(50, 600, v.size) for k, v in enumerate(vintages)]
+    first, second = replay_world(actual, vintages), replay_world(future_actual, future_vintages)
+    np.testing.assert_array_equal(first.outlook("A", t, 120), second.outlook("A", t, 120))
+    np.testing.assert_array_equal(first.spread("A", t, 120), second.spread("A", t, 120))
+    # ... and calibration is really in use: the outlook differs from the vintage as published.
+    plain = replay_world(actual, vintages, calibrate=False)
+    assert not np.allclose(first.outlook("A", t, 120), plain.outlook("A", t, 120))
