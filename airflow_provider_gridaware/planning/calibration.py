@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from airflow_provider_gridaware.planning.forecaster import SeasonalForecaster, SeasonalModel
-from airflow_provider_gridaware.planning.grid import resample, to_seconds
+from airflow_provider_gridaware.planning.grid import resample_series, to_seconds
 from airflow_provider_gridaware.signals.models import SignalSeries
 
 FloatArray = npt.NDArray[np.float64]
@@ -356,6 +356,8 @@ def samples_from_series(
     :param own: per vintage, the own forecaster's values on the vintage's grid (see
         :func:`own_forecasts_at`), or ``None``.
     """
+    actual_starts = np.array([to_seconds(p.start) for p in actuals.points], np.int64)
+    actual_ends = np.array([to_seconds(p.end) for p in actuals.points], np.int64)
     parts = []
     for index, vintage in enumerate(vintages):
         if vintage.issued_at is None:
@@ -365,8 +367,8 @@ def samples_from_series(
         first = to_seconds(vintage.points[0].start)
         first -= first % step_s
         slots = -(-(to_seconds(vintage.points[-1].end) - first) // step_s)
-        provider = _resample_points(vintage, first, step_s, slots)
-        actual = _resample_points(actuals, first, step_s, slots) if len(actuals) else np.full(slots, np.nan)
+        provider = resample_series(vintage, origin_s=first, step_s=step_s, slots=slots)
+        actual = resample_series(actuals, origin_s=first, step_s=step_s, slots=slots)
         starts = first + step_s * np.arange(slots, dtype=np.int64)
         mine = own[index] if own is not None else None
         own_values = np.full(slots, np.nan) if mine is None else np.asarray(mine, np.float64)[:slots]
@@ -380,16 +382,23 @@ def samples_from_series(
                 provider,
                 actual,
                 own_values,
+                known_times(actual_starts, actual_ends, starts + step_s),
             )
         )
     return ForecastSamples.concat(parts)
 
 
-def _resample_points(series: SignalSeries, origin_s: int, step_s: int, slots: int) -> FloatArray:
-    starts = np.array([to_seconds(p.start) for p in series.points], np.int64)
-    ends = np.array([to_seconds(p.end) for p in series.points], np.int64)
-    values = np.array([p.value for p in series.points], np.float64)
-    return resample(starts, ends, values, origin_s=origin_s, step_s=step_s, slots=slots)
+def known_times(point_starts: IntArray, point_ends: IntArray, slot_ends: IntArray) -> IntArray:
+    """When each slot's actual was complete: its end, or later if a longer source point covers it.
+
+    :param point_starts: the actuals' point starts (sorted, non-overlapping).
+    :param point_ends: their ends.
+    :param slot_ends: the slots' ends.
+    """
+    covering = np.searchsorted(point_starts, slot_ends, side="left") - 1
+    covered_until = np.where(covering >= 0, point_ends[np.maximum(covering, 0)], 0)
+    known: IntArray = np.maximum(slot_ends, covered_until)
+    return known
 
 
 def own_forecasts_at(
@@ -414,7 +423,7 @@ def own_forecasts_at(
     first_actual = to_seconds(actuals.points[0].start)
     origin = first_actual - first_actual % DAY_S
     last = max(to_seconds(v.points[-1].end) for v in vintages if len(v)) if any(len(v) for v in vintages) else origin
-    coarse = _resample_points(actuals, origin, fc_step, max(1, -(-(last - origin) // fc_step)))
+    coarse = resample_series(actuals, origin_s=origin, step_s=fc_step, slots=max(1, -(-(last - origin) // fc_step)))
     starts = np.array([to_seconds(p.start) for p in actuals.points], np.int64)
     ends = np.array([to_seconds(p.end) for p in actuals.points], np.int64)
     models: dict[int, SeasonalModel] = {}

@@ -32,6 +32,7 @@ from airflow_provider_gridaware.planning.calibration import (
     ForecastCalibration,
     ForecastSamples,
     calibrate,
+    known_times,
 )
 from airflow_provider_gridaware.planning.forecaster import SeasonalForecaster, SeasonalModel, repeat_last_day
 from airflow_provider_gridaware.planning.grid import ends_from_starts, resample
@@ -222,10 +223,7 @@ class Replay:
             )
             resampled.append((first, values))
         # A slot finer than the data is known only when the whole source point covering it has ended.
-        slot_ends = self.origin_s + step * np.arange(1, slots + 1, dtype=np.int64)
-        covering = np.searchsorted(series.starts, slot_ends, side="left") - 1
-        point_ends = np.where(covering >= 0, series.ends[np.maximum(covering, 0)], 0)
-        known_at = np.maximum(slot_ends, point_ends)
+        known_at = known_times(series.starts, series.ends, self.origin_s + step * np.arange(1, slots + 1))
         return _Track(
             seen, truth, truth_prefix, coarse, [v[0] for v in ordered], resampled, day_ahead, nonnegative, known_at
         )

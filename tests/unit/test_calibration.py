@@ -15,6 +15,7 @@ from airflow_provider_gridaware.planning.calibration import (
     ForecastSamples,
     calibrate,
     calibrate_series,
+    known_times,
     own_forecasts_at,
 )
 from airflow_provider_gridaware.planning.forecaster import SeasonalForecaster
@@ -288,3 +289,14 @@ def test_replay_outlook_and_spread_ignore_the_future(hour, seed):
     # ... and calibration is really in use: the outlook differs from the vintage as published.
     plain = replay_world(actual, vintages, calibrate=False)
     assert not np.allclose(first.outlook("A", t, 120), plain.outlook("A", t, 120))
+
+
+def test_an_actual_is_known_once_its_whole_source_interval_has_ended():
+    hourly_starts = np.array([0, 3600, 10_800], np.int64)  # a gap from 2 h to 3 h
+    hourly_ends = hourly_starts + 3600
+    slot_ends = 900 * np.arange(1, 17, dtype=np.int64)
+    known = known_times(hourly_starts, hourly_ends, slot_ends)
+    np.testing.assert_array_equal(known[:4], 3600)
+    np.testing.assert_array_equal(known[4:8], 7200)
+    np.testing.assert_array_equal(known[8:12], slot_ends[8:12])  # the gap: nothing later to wait for
+    np.testing.assert_array_equal(known[12:], 14_400)
