@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -109,6 +110,31 @@ class ForecastSamples:
         sizes = {a.shape for a in arrays}
         if len(sizes) != 1 or len(next(iter(sizes))) != 1:
             raise ValueError(f"forecast samples need 1-d arrays of one length, got shapes {sorted(sizes)}")
+
+    @cached_property
+    def issue_sorted(self) -> bool:
+        """Whether the samples are in issue order (then a window is found by bisection)."""
+        return bool(np.all(self.issued_s[1:] >= self.issued_s[:-1]))
+
+    def issued_within(self, after_s: float, until_s: float) -> ForecastSamples:
+        """The samples of vintages issued in ``(after_s, until_s]``.
+
+        :param after_s: exclusive lower bound (epoch seconds).
+        :param until_s: inclusive upper bound.
+        """
+        if self.issue_sorted:
+            # Integer bounds: a float query would convert the whole array on every call.
+            bounds = np.array([np.floor(after_s), np.floor(until_s)], np.int64)
+            lo, hi = np.searchsorted(self.issued_s, bounds, side="right")
+            index: slice | npt.NDArray[np.bool_] = slice(int(lo), int(hi))
+        else:
+            index = (self.issued_s > after_s) & (self.issued_s <= until_s)
+        return ForecastSamples(
+            *(
+                getattr(self, name)[index]
+                for name in ("issued_s", "start_s", "end_s", "provider", "actual", "own", "known")
+            )
+        )
 
     @property
     def known(self) -> IntArray:
@@ -290,14 +316,8 @@ def calibrate(
     :param unit: the values' unit.
     """
     settings = settings or CalibrationSettings()
-    window_s = settings.window_days * DAY_S
-    usable = (
-        (samples.issued_s <= now_s)
-        & (samples.issued_s > now_s - window_s)
-        & (samples.known <= now_s)
-        & np.isfinite(samples.actual)
-        & np.isfinite(samples.provider)
-    )
+    samples = samples.issued_within(now_s - settings.window_days * DAY_S, now_s)
+    usable = (samples.known <= now_s) & np.isfinite(samples.actual) & np.isfinite(samples.provider)
     if not usable.any():
         return ForecastCalibration.identity(settings, source=source, zone=zone)
     issued = samples.issued_s[usable]
