@@ -90,6 +90,12 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--min-gain", type=float, help="minimum relative gain for waiting (default 0.005)")
     parser.add_argument(
+        "--no-calibration",
+        action="store_true",
+        help="use forecast vintages as published (default: corrected by their recent bias and blended with "
+        "the own forecaster, learnt only from what was known at each decision)",
+    )
+    parser.add_argument(
         "--forecaster", choices=FORECASTERS, default="seasonal", help="own forecaster beyond provider forecasts"
     )
     parser.add_argument("--step-minutes", type=int, help="planning grid step (default: the data's, at most 15)")
@@ -149,7 +155,11 @@ def run(args: argparse.Namespace) -> int:
     step_s, forecaster_step_s = _steps(carbon, price, args.step_minutes)
     horizon_s = max((s.deadline_s - s.submit_s for s in specs), default=86_400) + 4 * 3600
     config = ReplayConfig(
-        step_s=step_s, forecaster_step_s=forecaster_step_s, forecaster=args.forecaster, horizon_s=horizon_s
+        step_s=step_s,
+        forecaster_step_s=forecaster_step_s,
+        forecaster=args.forecaster,
+        horizon_s=horizon_s,
+        calibrate=not args.no_calibration,
     )
     try:
         replay = Replay(carbon=carbon, price=price, carbon_vintages=vintages, objective=objective, config=config)
@@ -176,9 +186,11 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
         return 0
     zones = sorted({z for j in result.jobs for z in j.zones})
+    provider = "none" if not vintages else "as published" if args.no_calibration else "calibrated"
     title = (
         f"{len(result.jobs)} jobs in {', '.join(zones)} ({len(result.skipped)} outside the data skipped); "
         f"runtime error +/-{args.runtime_error:.0%}, our margin {margin:.0%}, forecaster {args.forecaster}, "
+        f"provider forecasts {provider}, "
         f"step {step_s // 60} min"
     )
     print(format_summaries(result.summaries, title=title))

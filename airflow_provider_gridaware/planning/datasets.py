@@ -17,11 +17,14 @@ import io
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
 from airflow_provider_gridaware.planning.backtest import JobSpec
+
+if TYPE_CHECKING:
+    import argparse
 from airflow_provider_gridaware.signals.models import format_time
 
 UTC = timezone.utc
@@ -206,6 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     jobs.add_argument("--end", required=True, help="end of submissions, ISO 8601")
     jobs.add_argument("--count", type=int, default=500)
     jobs.add_argument("--pai", type=Path, help="pai_1k.csv: tile its arrival pattern")
+    jobs.add_argument("--hours", default="1,24", help="run-time range in hours, MIN,MAX (default 1,24)")
+    jobs.add_argument("--slack-hours", default="2,24", help="slack range in hours, MIN,MAX (default 2,24)")
     jobs.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.what == "actual":
@@ -217,6 +222,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         end_s=_utc_seconds(args.end),
         count=args.count,
         zones=[z for z in args.zones.split("|") if z],
+        duration_hours=_hour_range(args.hours, "--hours", parser),
+        slack_hours=_hour_range(args.slack_hours, "--slack-hours", parser),
         extra_zones=[z for z in args.extra_zones.split("|") if z],
         extra_zone_share=args.extra_zone_share,
         interruptible_share=args.interruptible_share,
@@ -229,6 +236,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_jobs(specs, out)
     print(f"{args.dest}: {len(specs)} jobs")
     return 0
+
+
+def _hour_range(text: str, option: str, parser: argparse.ArgumentParser) -> tuple[float, float]:
+    """``MIN,MAX`` hours, or a usage error naming the option."""
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        parser.error(f"{option} must be MIN,MAX in hours, got {text!r}")
+    if not 0 <= low <= high:
+        parser.error(f"{option} must have 0 <= MIN <= MAX, got {text!r}")
+    return low, high
 
 
 if __name__ == "__main__":

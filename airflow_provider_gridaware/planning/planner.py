@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from airflow_provider_gridaware.planning import core
+from airflow_provider_gridaware.planning.calibration import ForecastCalibration
 from airflow_provider_gridaware.planning.core import INVALID, QUANTUM, ObjectiveGrid
 from airflow_provider_gridaware.planning.decision import Window, fixed_plan
 from airflow_provider_gridaware.planning.forecaster import SeasonalForecaster, SeasonalModel
@@ -53,6 +54,10 @@ class ZoneSignals:
     :param price: price forecast or published day-ahead prices, or ``None``.
     :param carbon_history: recent carbon actuals, for the own forecaster (a few weeks is best).
     :param price_history: recent price actuals.
+    :param carbon_calibration: the carbon forecast source's track record (see
+        :func:`~airflow_provider_gridaware.planning.calibration.calibrate_series`): the forecast is corrected
+        and blended with the own forecaster, and its measured error becomes the slots' spread.
+    :param price_calibration: the same for the price forecast.
     """
 
     zone: str
@@ -60,6 +65,8 @@ class ZoneSignals:
     price: SignalSeries | None = None
     carbon_history: SignalSeries | None = None
     price_history: SignalSeries | None = None
+    carbon_calibration: ForecastCalibration | None = None
+    price_calibration: ForecastCalibration | None = None
 
 
 @dataclass(frozen=True)
@@ -175,9 +182,9 @@ def prepare(
     rows: dict[str, list[tuple[FloatArray, FloatArray]]] = {"carbon": [], "price": []}
     for zone_signals in signals:
         notes = []
-        for kind, forecast, history in (
-            ("carbon", zone_signals.carbon, zone_signals.carbon_history),
-            ("price", zone_signals.price, zone_signals.price_history),
+        for kind, forecast, history, calibration in (
+            ("carbon", zone_signals.carbon, zone_signals.carbon_history, zone_signals.carbon_calibration),
+            ("price", zone_signals.price, zone_signals.price_history, zone_signals.price_calibration),
         ):
             values, spread, note = _zone_row(
                 forecast,
@@ -188,6 +195,7 @@ def prepare(
                 slots=slots,
                 settings=settings,
                 kind=kind,
+                calibration=calibration,
             )
             rows[kind].append((values, spread))
             if note:
@@ -226,8 +234,13 @@ def _zone_row(
     slots: int,
     settings: PlannerSettings,
     kind: str,
+    calibration: ForecastCalibration | None = None,
 ) -> tuple[FloatArray, FloatArray, str]:
-    """One zone's values and spreads for one signal, and a note on their sources."""
+    """One zone's values and spreads for one signal, and a note on their sources.
+
+    With a ``calibration`` that has history, the provider's slots are corrected and blended with the own
+    forecast, and get the blend's measured error as spread instead of the own forecaster's residuals.
+    """
     values = np.full(slots, np.nan)
     notes = []
     if forecast is not None and len(forecast):
@@ -239,6 +252,13 @@ def _zone_row(
     model, predicted, level = _own_forecast(
         history, now_s=now_s, origin_s=origin_s, step_s=step_s, slots=slots, settings=settings, kind=kind
     )
+    calibrated_spread = None
+    if calibration is not None and forecast is not None and len(forecast):
+        if calibration.has_history:
+            issued_s = to_seconds(forecast.issued_at) if forecast.issued_at is not None else now_s
+            lead_s = origin_s + step_s * np.arange(slots) + step_s // 2 - issued_s
+            values, calibrated_spread = calibration.apply(lead_s, values, predicted)
+        notes.append(calibration.reason())
     missing = ~np.isfinite(values)
     if predicted is not None and missing.any():
         values = np.where(missing, predicted, values)
@@ -251,6 +271,8 @@ def _zone_row(
         lead_s = origin_s + step_s * np.arange(slots) - now_s + step_s // 2
         coarse = np.maximum(lead_s // fc.step_s, 0)
         spread = fc.uncertainty(model, int(coarse.max()) + 1)[coarse] * level
+    if calibrated_spread is not None:
+        spread = np.where(np.isfinite(calibrated_spread), calibrated_spread, spread)
     return values, spread, ", ".join(notes)
 
 

@@ -8,6 +8,11 @@ optional forecast vintages. At decision time ``t`` a policy may see:
 * for day-ahead prices, the prices published by ``t`` (12:00 UTC for the next day);
 * beyond that, its own forecaster, fitted only on the actuals it could see.
 
+Forecast vintages are calibrated by default (:mod:`~airflow_provider_gridaware.planning.calibration`): at
+decision time the provider's past vintages are compared with the actuals that had ended by then, and the
+vintage in use is corrected by its recent bias, blended with the own forecaster by recent skill, and given
+the blend's measured error as its spread. ``ReplayConfig(calibrate=False)`` uses vintages as published.
+
 Only the accounting (:meth:`Replay.integral`) and the oracle read the future. Gaps in the actuals stay
 gaps for the policies, and are interpolated for accounting only.
 """
@@ -23,6 +28,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from airflow_provider_gridaware.planning.calibration import (
+    CalibrationSettings,
+    ForecastCalibration,
+    ForecastSamples,
+    calibrate,
+    known_times,
+)
 from airflow_provider_gridaware.planning.forecaster import SeasonalForecaster, SeasonalModel, repeat_last_day
 from airflow_provider_gridaware.planning.grid import ends_from_starts, resample
 from airflow_provider_gridaware.planning.objective import Objective, typical_level
@@ -53,6 +65,9 @@ class ReplayConfig:
     :param refit_s: how often the forecaster is refitted.
     :param horizon_s: longest lead a policy may ask for.
     :param cache_size: outlooks kept in memory (jobs re-planned at the same time share them).
+    :param calibrate: correct forecast vintages by their recent track record and blend them with the own
+        forecaster (``False``: use them as published, with the own forecaster's spread).
+    :param calibration: how the track record is learnt.
     """
 
     step_s: int = 300
@@ -62,6 +77,8 @@ class ReplayConfig:
     refit_s: int = DAY_S
     horizon_s: int = 56 * 3600
     cache_size: int = 4096
+    calibrate: bool = True
+    calibration: CalibrationSettings = field(default_factory=CalibrationSettings)
 
     def __post_init__(self) -> None:
         if self.step_s <= 0 or self.forecaster_step_s % self.step_s or DAY_S % self.forecaster_step_s:
@@ -114,8 +131,11 @@ class _Track:
     vintages: list[tuple[int, FloatArray]]  # (first slot, values on the replay grid)
     day_ahead: bool
     nonnegative: bool
+    known_at: IntArray  # per slot, when its actual was complete (the end of the source point covering it)
     models: dict[int, SeasonalModel] = field(default_factory=dict)
     predictions: OrderedDict[tuple[int, int], FloatArray] = field(default_factory=OrderedDict)
+    samples: ForecastSamples | None = None  # every vintage against the actuals, built on first use
+    calibrations: OrderedDict[int, ForecastCalibration] = field(default_factory=OrderedDict)  # by hour
 
 
 class Replay:
@@ -209,7 +229,11 @@ class Replay:
                 slots=max(0, last - first),
             )
             resampled.append((first, values))
-        return _Track(seen, truth, truth_prefix, coarse, [v[0] for v in ordered], resampled, day_ahead, nonnegative)
+        # A slot finer than the data is known only when the whole source point covering it has ended.
+        known_at = known_times(series.starts, series.ends, self.origin_s + step * np.arange(1, slots + 1))
+        return _Track(
+            seen, truth, truth_prefix, coarse, [v[0] for v in ordered], resampled, day_ahead, nonnegative, known_at
+        )
 
     # -- what policies may see -------------------------------------------------------------------
     def slot_of(self, t_s: int) -> int:
@@ -299,6 +323,16 @@ class Replay:
         return self._combine(zone, lambda track: self._track_spread(track, t_s, c, slots), absolute=True)
 
     def _track_spread(self, track: _Track, t_s: int, c: int, width: int) -> FloatArray:
+        spread = self._own_spread(track, t_s, c, width)
+        calibrated = self._vintage_calibration(track, t_s, c, width)
+        if calibrated is not None:
+            # Where the calibrated provider forecast is used, its measured error replaces the own residuals.
+            calibration, lead_s, provider = calibrated
+            provider_spread = calibration.error_at(lead_s)
+            np.copyto(spread, provider_spread, where=np.isfinite(provider) & np.isfinite(provider_spread))
+        return spread
+
+    def _own_spread(self, track: _Track, t_s: int, c: int, width: int) -> FloatArray:
         step = self.config.step_s
         leads_s = self.slot_start(c) + step * np.arange(width) - t_s + step // 2
         coarse_leads = np.maximum(leads_s // self.config.forecaster_step_s, 0)
@@ -383,15 +417,14 @@ class Replay:
         )
 
     def _track_outlook(self, track: _Track, t_s: int, c: int, width: int) -> FloatArray:
-        out = np.full(width, np.nan)
+        calibrated = self._vintage_calibration(track, t_s, c, width)
+        if calibrated is None:
+            out = self._vintage_values(track, t_s, c, width)
+        else:
+            calibration, lead_s, provider = calibrated
+            own = self._own_forecast(track, t_s, c, width) if self.config.forecaster != "none" else None
+            out, _ = calibration.apply(lead_s, provider, own)
         end = min(c + width, self.slots)
-        if track.vintages:
-            index = bisect_right(track.vintage_issued, t_s) - 1
-            if index >= 0:
-                first, values = track.vintages[index]
-                lo, hi = max(first, c), min(first + values.size, end)
-                if hi > lo:
-                    out[lo - c : hi - c] = values[lo - first : hi - first]
         if track.day_ahead:
             day = (t_s - t_s % DAY_S) + DAY_S
             published_until = day + DAY_S if t_s % DAY_S >= DAY_AHEAD_PUBLISHED_S else day
@@ -404,6 +437,83 @@ class Replay:
             np.copyto(out, forecast, where=np.isnan(out))
         return out
 
+    def _vintage_values(self, track: _Track, t_s: int, c: int, width: int) -> FloatArray:
+        """The newest vintage issued by ``t_s`` as published, on slots ``c .. c + width`` (NaN = not covered)."""
+        out = np.full(width, np.nan)
+        end = min(c + width, self.slots)
+        if track.vintages:
+            index = bisect_right(track.vintage_issued, t_s) - 1
+            if index >= 0:
+                first, values = track.vintages[index]
+                lo, hi = max(first, c), min(first + values.size, end)
+                if hi > lo:
+                    out[lo - c : hi - c] = values[lo - first : hi - first]
+        return out
+
+    def _vintage_calibration(
+        self, track: _Track, t_s: int, c: int, width: int
+    ) -> tuple[ForecastCalibration, FloatArray, FloatArray] | None:
+        """The calibration, each slot's lead from the vintage's issue and the vintage as published.
+
+        ``None`` when not calibrating, when the track has no vintage yet, or when no past vintage could be
+        checked against actuals yet (then the vintage is used as published, as without calibration).
+        """
+        if not self.config.calibrate or not track.vintages:
+            return None
+        index = bisect_right(track.vintage_issued, t_s) - 1
+        if index < 0:
+            return None
+        calibration = self._calibration(track, c)
+        if not calibration.has_history:
+            return None
+        step = self.config.step_s
+        lead_s = self.slot_start(c) + step * np.arange(width) + step // 2 - track.vintage_issued[index]
+        return calibration, lead_s.astype(np.float64), self._vintage_values(track, t_s, c, width)
+
+    def _calibration(self, track: _Track, c: int) -> ForecastCalibration:
+        """The track's calibration as of the whole hour at or before slot ``c``'s start, cached.
+
+        A track record changes slowly; learning it once an hour (from what had ended by then, never later
+        than the decision) costs a quarter of learning it per 15-minute slot.
+
+        :param track: a track with vintages.
+        :param c: the decision's slot.
+        """
+        hour = (self.slot_start(c) - self.origin_s) // 3600
+        cached = track.calibrations.get(hour)
+        if cached is None:
+            if track.samples is None:
+                track.samples = self._vintage_samples(track)
+            cached = calibrate(track.samples, self.origin_s + hour * 3600, self.config.calibration)
+            track.calibrations[hour] = cached
+            if len(track.calibrations) > 256:
+                track.calibrations.popitem(last=False)
+        else:
+            track.calibrations.move_to_end(hour)
+        return cached
+
+    def _vintage_samples(self, track: _Track) -> ForecastSamples:
+        """Every vintage's targets with the actuals and what the own forecaster said at the vintage's issue."""
+        step = self.config.step_s
+        parts = []
+        for issued, (first, values) in zip(track.vintage_issued, track.vintages, strict=True):
+            if values.size == 0:
+                continue
+            slots = np.arange(first, first + values.size, dtype=np.int64)
+            own = np.full(values.size, np.nan)
+            c_issued = self.slot_of(issued)
+            if self.config.forecaster != "none" and 0 <= c_issued < first + values.size:
+                predicted = self._own_forecast(track, issued, c_issued, first + values.size - c_issued)
+                lo = max(first, c_issued)
+                own[lo - first :] = predicted[lo - c_issued :]
+            starts = self.origin_s + step * slots
+            issued_at = np.full(values.size, issued, np.int64)
+            ends = starts + step
+            parts.append(
+                ForecastSamples(issued_at, starts, ends, values, track.seen[slots], own, track.known_at[slots])
+            )
+        return ForecastSamples.concat(parts)
+
     def _own_forecast(self, track: _Track, t_s: int, c: int, width: int) -> FloatArray:
         ratio = self.config.forecaster_step_s // self.config.step_s
         coarse_cut = (t_s - self.origin_s) // self.config.forecaster_step_s
@@ -412,13 +522,14 @@ class Replay:
         if self.config.forecaster == "repeat-day":
             key = (coarse_cut, -1)
             predicted = track.predictions.get(key)
-            if predicted is None:
+            if predicted is None or predicted.size < leads:
                 predicted = repeat_last_day(track.coarse, coarse_cut, leads, step_s=self.config.forecaster_step_s)
         else:
             refit = (t_s - self.origin_s) // self.config.refit_s
             key = (coarse_cut, refit)
             predicted = track.predictions.get(key)
-            if predicted is None:
+            # A cached forecast made for a shorter width is extended, never padded with unknowns.
+            if predicted is None or predicted.size < leads:
                 model = track.models.get(refit)
                 if model is None:
                     fit_cut = (refit * self.config.refit_s) // self.config.forecaster_step_s
