@@ -387,7 +387,15 @@ def decide_now(
             else:
                 (carbon if source.kind == "carbon_intensity" else price)[source.zone] = outcome
         if carbon or price:
-            grid = grid_for(job, carbon=carbon, price=price, now=now, history=history)
+            from airflow_provider_gridaware.hooks.forecast_calibration import calibration_for
+
+            calibrations = {}
+            for kind, by_zone in (("carbon", carbon), ("price", price)):
+                for zone, series in by_zone.items():
+                    calibration = calibration_for(series, now=now)
+                    if calibration is not None:
+                        calibrations[(zone, kind)] = calibration
+            grid = grid_for(job, carbon=carbon, price=price, now=now, history=history, calibrations=calibrations)
     refresh = args.refresh_interval
     decision = decide(job, grid, now, None, refresh=refresh, problems=problems)
     counterfactual = None

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_gridaware.times import from_epoch
 
 if TYPE_CHECKING:
+    from airflow_provider_gridaware.planning.calibration import ForecastCalibration
     from airflow_provider_gridaware.planning.job import Job
     from airflow_provider_gridaware.planning.planner import PlanningGrid
     from airflow_provider_gridaware.signals.models import SignalSeries
@@ -34,6 +35,7 @@ def grid_for(
     price: Mapping[str, SignalSeries],
     now: datetime,
     history: Mapping[str, SignalSeries] | None = None,
+    calibrations: Mapping[tuple[str, str], ForecastCalibration] | None = None,
 ) -> PlanningGrid:
     """The planning grid of ``job``'s zones at ``now``, from the series at hand (cached, see the module).
 
@@ -42,19 +44,30 @@ def grid_for(
     :param price: price series per zone.
     :param now: the planning time.
     :param history: recent carbon actuals per zone, for the own forecaster.
+    :param calibrations: per ``(zone, "carbon" | "price")``, the forecast source's track record.
     """
     from airflow_provider_gridaware.planning import planner
 
     history = history or {}
+    calibrations = calibrations or {}
     signals = [
-        planner.ZoneSignals(zone=zone, carbon=carbon.get(zone), price=price.get(zone), carbon_history=history.get(zone))
+        planner.ZoneSignals(
+            zone=zone,
+            carbon=carbon.get(zone),
+            price=price.get(zone),
+            carbon_history=history.get(zone),
+            carbon_calibration=calibrations.get((zone, "carbon")),
+            price_calibration=calibrations.get((zone, "price")),
+        )
         for zone in job.zones
     ]
     step = planner.PlannerSettings().step
     slot = int(now.timestamp()) // int(step.total_seconds())
     bucket = int(_GRID_UNTIL_BUCKET.total_seconds())
     until_bucket = -(-int(max(job.deadline, now).timestamp()) // bucket)
-    held = tuple(x for s in signals for x in (s.carbon, s.price, s.carbon_history))
+    held = tuple(
+        x for s in signals for x in (s.carbon, s.price, s.carbon_history, s.carbon_calibration, s.price_calibration)
+    )
     key = (tuple(job.zones), tuple(id(x) for x in held), slot, until_bucket)
     cached = _GRID_CACHE.get(key)
     # Identity check: the key holds ids, the value refers to the objects, so a recycled id can never match.

@@ -33,9 +33,11 @@ from airflow_provider_gridaware.planning.job import Job, PriorityClass
 from airflow_provider_gridaware.signals.errors import GridSignalError
 from airflow_provider_gridaware.times import current_clock, format_duration, format_time, from_epoch, parse_time
 from airflow_provider_gridaware.triggers.resume_guard import hold_until
+from airflow_provider_gridaware.triggers.shared_calibrations import shared_calibrations
 from airflow_provider_gridaware.triggers.shared_signals import SharedSignalCache, SignalKey, shared_cache
 
 if TYPE_CHECKING:
+    from airflow_provider_gridaware.planning.calibration import ForecastCalibration
     from airflow_provider_gridaware.planning.planner import PlanningGrid
     from airflow_provider_gridaware.signals.models import SignalSeries
     from airflow_provider_gridaware.times import Clock
@@ -280,8 +282,24 @@ class GridWindowTrigger(BaseTrigger):
         if not carbon and not price:
             return None, problems, ""
         history = self._history(history_keys, outcomes[len(keys) :])
-        grid = contextvars.copy_context().run(grid_for, self.job, carbon=carbon, price=price, now=now, history=history)
+        calibrations = await self._calibrations(carbon, price, now, clock)
+        grid = contextvars.copy_context().run(
+            grid_for, self.job, carbon=carbon, price=price, now=now, history=history, calibrations=calibrations
+        )
         return grid, problems, fresh
+
+    async def _calibrations(
+        self, carbon: dict[str, SignalSeries], price: dict[str, SignalSeries], now: datetime, clock: Clock
+    ) -> dict[tuple[str, str], ForecastCalibration]:
+        """Each forecast's track record from the store, shared by every trigger of the triggerer (learnt in a
+        thread, at most hourly; only a triggerer's first read of a source waits for it, as with history)."""
+        found: dict[tuple[str, str], ForecastCalibration] = {}
+        for kind, forecasts in (("carbon", carbon), ("price", price)):
+            for zone, forecast in forecasts.items():
+                calibration = await shared_calibrations().get(forecast, now, clock)
+                if calibration is not None:
+                    found[(zone, kind)] = calibration
+        return found
 
     def _forecasts(
         self, cache: SharedSignalCache, keys: list[SignalKey], results: list[Outcome]

@@ -361,7 +361,7 @@ def test_a_slow_history_refresh_never_holds_up_planning(clock, monkeypatch):
 
     real_grid_for = signal_grid.grid_for
 
-    def grid_for(job_, *, carbon, price, now, history=None):
+    def grid_for(job_, *, carbon, price, now, history=None, calibrations=None):
         seen.append(sorted(history or {}))
         return real_grid_for(job_, carbon=carbon, price=price, now=now, history=None)
 
@@ -390,7 +390,7 @@ def test_first_plan_waits_for_the_first_actuals_and_later_plans_get_the_previous
     histories = []
     real_grid_for = signal_grid.grid_for
 
-    def grid_for(job_, *, carbon, price, now, history=None):
+    def grid_for(job_, *, carbon, price, now, history=None, calibrations=None):
         histories.append(sorted(history or {}))
         return real_grid_for(job_, carbon=carbon, price=price, now=now, history=None)
 
