@@ -1,8 +1,9 @@
 """``gridaware demo``: the main job on the embedded defaults, with no keys and no network.
 
 Starts the local grid simulator (bundled real GB data), points one Airflow connection of each type at
-it, reads a forecast through every hook exactly as a DAG would, and prints the next clean (or cheap)
-window for a job against starting it now.
+it, reads a forecast through every hook exactly as a DAG would, and prints what ``decide()`` (the release
+rule every grid-aware task runs) does with a job on each: start now, or wait for a cleaner (or cheaper)
+window, against starting it now.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
                 f"Local grid simulator at {sim.url} (bundled GB carbon data, Carbon Intensity API, National Grid"
                 " ESO, CC BY 4.0; prices are synthetic)\n"
                 f"Job: {args.hours:g} h, must finish within {args.within:g} h of {now:%Y-%m-%d %H:%M}Z\n\n"
-                f"{'source':<18} {'signal':<36} {'points':>6}  {'best start (UTC)':<17} {'best':>8} "
+                f"{'source':<18} {'signal':<36} {'points':>6}  {'decision: start (UTC)':<23} {'expected':>8} "
                 f"{'now':>8} {'saving':>7}\n"
             )
         failures = 0
@@ -129,31 +130,54 @@ def run(args: argparse.Namespace) -> int:
         if not args.json:
             out.write(
                 "\nEach row is a real hook reading the simulator over HTTP through an Airflow connection"
-                " (AIRFLOW_CONN_*).\nThe simulator serves the GB average trace as WattTime's marginal signal"
-                " too; real WattTime values are marginal (MOER) and never compared with averages.\n"
+                " (AIRFLOW_CONN_*),\nthen decide(), the release rule every grid-aware task runs (latest start,"
+                " runtime margin, min_gain): 'wait' = it would defer until that start.\n"
+                "Sources differ on the same GB trace, as real ones do: each forecast carries its own error"
+                " (5 % at 24 h, drawn\nindependently per source) at its own resolution and horizon (UKCI and"
+                " the replay half-hourly for 48 h,\nWattTime 5-minute, Electricity Maps hourly for 24 h);"
+                " ENTSO-E prices are synthetic here.\n"
+                "The simulator serves the GB average trace as WattTime's marginal signal too; real WattTime values"
+                " are marginal (MOER) and never compared with averages.\n"
             )
     return 1 if failures else 0
 
 
 def summarise(series: SignalSeries, duration: timedelta, now: datetime, deadline: datetime) -> dict[str, Any]:
-    """Best window vs starting now, for one series."""
-    from airflow_provider_gridaware.planning.windows import window_means
+    """What ``decide()`` (the release rule every grid-aware task runs) does with a job on this series."""
+    from airflow_provider_gridaware.planning.decision import decide
+    from airflow_provider_gridaware.planning.job import Job
+    from airflow_provider_gridaware.planning.signal_grid import grid_for
+    from airflow_provider_gridaware.signals.units import SignalKind
 
-    # Windows still ahead: the first one is "start now" (or as soon as the forecast begins).
-    windows = [w for w in window_means(series, duration, not_after=deadline) if w.start + duration > now]
-    windows = [w for w in windows if w.start >= windows[0].start] if windows else []
-    current = windows[0] if windows else None
-    best = min(windows, key=lambda w: (w.mean, w.start)) if windows else None
+    is_price = series.kind is SignalKind.PRICE
+    job = Job(
+        duration=duration,
+        earliest_start=now,
+        deadline=deadline,
+        zones=(series.zone,),
+        carbon_weight=0.0 if is_price else 1.0,
+        price_weight=1.0 if is_price else 0.0,
+        job_id="demo",
+    )
+    grid = grid_for(
+        job, carbon={} if is_price else {series.zone: series}, price={series.zone: series} if is_price else {}, now=now
+    )
+    decision = decide(job, grid, now)
+    plan = decision.plan
+    unit = series.unit
+    best, at_once = plan.expected_signals.get(unit), plan.now_signals.get(unit)
+    saving = (1 - best / at_once) * 100 if best is not None and at_once else None
     signal = f"{series.kind.value}{'/' + series.metric.value if series.metric else ''} {series.unit}"
-    saving = (1 - best.mean / current.mean) * 100 if best and current and current.mean > 0 else None
     return {
         "signal": signal,
         "points": len(series),
         "issued_at": series.issued_at.isoformat() if series.issued_at else None,
-        "best_start": best.start.astimezone(timezone.utc).isoformat() if best else None,
-        "best_mean": round(best.mean, 2) if best else None,
-        "now_mean": round(current.mean, 2) if current else None,
+        "decision": decision.action.value,
+        "best_start": plan.start.astimezone(timezone.utc).isoformat(),
+        "best_mean": round(best, 2) if best is not None else None,
+        "now_mean": round(at_once, 2) if at_once is not None else None,
         "saving_percent": round(saving, 1) if saving is not None else None,
+        "reason": decision.reason,
     }
 
 
@@ -161,9 +185,10 @@ def format_row(source: str, report: dict[str, Any]) -> str:
     def number(value: float | None) -> str:
         return f"{value:8.1f}" if value is not None else f"{'-':>8}"
 
-    start = report["best_start"][:16].replace("T", " ") if report["best_start"] else "no window fits"
+    start = report["best_start"][:16].replace("T", " ")
+    verb = "now" if report["decision"] == "release" else "wait"
     saving = f"{report['saving_percent']:6.1f}%" if report["saving_percent"] is not None else f"{'-':>7}"
     return (
-        f"{source:<18} {report['signal']:<36} {report['points']:>6}  {start:<17} {number(report['best_mean'])} "
-        f"{number(report['now_mean'])} {saving}\n"
+        f"{source:<18} {report['signal']:<36} {report['points']:>6}  {verb:<5} {start:<17} "
+        f"{number(report['best_mean'])} {number(report['now_mean'])} {saving}\n"
     )
