@@ -291,10 +291,7 @@ class GridWindowMixin:
                 if again.decision.release:
                     return again.payload(waiting_since=decision.decided_at, counterfactual=first.counterfactual)
         operator.log.info(
-            "deferring until the job's grid window: %s (deadline %s, latest start %s)",
-            decision.reason,
-            format_time(first.job.deadline),
-            format_time(first.job.latest_start),
+            "deferring until the job's grid window: %s (deadline %s)", decision.reason, format_time(first.job.deadline)
         )
         request = self.window_args().request(
             run_start=run_start_from_context(context),

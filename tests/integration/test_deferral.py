@@ -61,6 +61,7 @@ LEAD = timedelta(seconds=75)
 #: The steady runs must have been waiting in the new triggerer at least this long before the dip.
 MIN_WAIT_SEEN = timedelta(seconds=10)
 FLAT, DIP_VALUE = 300.0, 40.0
+JOB_MINUTES = 5  # the DAGs' duration
 
 # Kept in step with tests/integration/dags/gridaware_deferral.py (which the test process does not import).
 DIP_CONN, DEAD_CONN, ZONE = "gridaware_watttime_dip", "gridaware_watttime_dead", "DIP"
@@ -490,13 +491,25 @@ def _check_decision(sc: Scenario, decision: dict[str, Any], dag_id: str, run_id:
     assert sc.dip.start <= released < sc.dip.end, f"released at {released}, outside the dip{why}"
     assert released < latest, why
     assert decision["replans"] >= 1 and decision["problems"] == [], why
-    # The saving is against starting when the wait began (the flat level), not against the release (the dip).
+    # The saving is against starting when the wait began, not against the release (which would be 0):
+    # checked against the trace itself, the mean over the 5 minutes from when the wait began.
+    began = _utc(decision["counterfactual"]["planned_at"])
+    assert began <= _utc(decision["waiting_since"]) + timedelta(seconds=1) and began < sc.dip.start, why
+    at_once = _trace_mean(sc, began, JOB_MINUTES * 60)
     counterfactual = decision["counterfactual"]["signals"]["gCO2eq/kWh"]
     expected = plan["expected_signals"]["gCO2eq/kWh"]
-    assert counterfactual == pytest.approx(FLAT, rel=0.02) and expected == pytest.approx(DIP_VALUE, rel=0.05), why
-    assert decision["expected_saving"]["gCO2eq/kWh"] == pytest.approx((FLAT - DIP_VALUE) / FLAT, rel=0.02), why
+    assert counterfactual == pytest.approx(at_once, rel=0.03) and expected == pytest.approx(DIP_VALUE, rel=0.05), why
+    saving = decision["expected_saving"]["gCO2eq/kWh"]
+    assert saving == pytest.approx((at_once - DIP_VALUE) / at_once, rel=0.05) and saving > 0.1, why
     assert "runs at once" not in decision["reason"] and "released after waiting" in decision["reason"], why
     return released
+
+
+def _trace_mean(sc: Scenario, start: datetime, seconds: float) -> float:
+    """The DIP trace's mean over ``[start, start + seconds)``: flat, with the dip."""
+    end = start + timedelta(seconds=seconds)
+    overlap = max(0.0, (min(end, sc.dip.end) - max(start, sc.dip.start)).total_seconds())
+    return (DIP_VALUE * overlap + FLAT * (seconds - overlap)) / seconds
 
 
 def _check_planned_the_dip(sc: Scenario, dag_id: str, run_id: str, task_id: str) -> None:
