@@ -357,9 +357,12 @@ def decide_now(
     :param context: the task context (DAG run start, task instance).
     :param log: where to log what went wrong reading signals.
     :param job: the job, if already built.
+    :raises SourceConfigError: a source is configured wrongly (a missing connection, a wrong type or zone):
+        the task fails at once with the message, rather than waiting out an "outage" that will not end.
     """
     from airflow_provider_gridaware.planning.decision import Counterfactual, decide, needs_signals
     from airflow_provider_gridaware.planning.signal_grid import grid_for
+    from airflow_provider_gridaware.signals.errors import SourceConfigError
     from airflow_provider_gridaware.times import current_clock
 
     job = job or args.job(run_start=run_start_from_context(context), job_id=job_id_from_context(context))
@@ -373,6 +376,8 @@ def decide_now(
         budget = min(FIRST_DECISION_BUDGET.total_seconds(), max((job.latest_start - now).total_seconds(), 0.0))
         fetched = _fetch_all(args.signal_sources(), budget)
         for (source, forecast), outcome in fetched.items():
+            if isinstance(outcome, SourceConfigError):
+                raise outcome  # a missing or wrong connection is a mistake to fix now, not an outage to wait out
             if isinstance(outcome, Exception):
                 if forecast:
                     problems.append(f"{source.conn_id}/{source.zone}: {outcome}")

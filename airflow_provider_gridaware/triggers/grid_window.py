@@ -30,7 +30,7 @@ from airflow_provider_gridaware.planning.decision import (
     release_payload,
 )
 from airflow_provider_gridaware.planning.job import Job, PriorityClass
-from airflow_provider_gridaware.signals.errors import GridSignalError
+from airflow_provider_gridaware.signals.errors import GridSignalError, SourceConfigError
 from airflow_provider_gridaware.times import current_clock, format_duration, format_time, from_epoch, parse_time
 from airflow_provider_gridaware.triggers.resume_guard import hold_until
 from airflow_provider_gridaware.triggers.shared_calibrations import shared_calibrations
@@ -314,6 +314,8 @@ class GridWindowTrigger(BaseTrigger):
         for source, key, result in zip(self.sources, keys, results, strict=True):
             series: SignalSeries | None
             cached = cache.last_good(key)
+            if isinstance(result, SourceConfigError):
+                raise result  # a configuration mistake fails this task, with its message (not a fallback)
             if isinstance(result, GridSignalError):
                 problems.append(f"{source.conn_id}/{source.zone}: {result}")
                 series = None

@@ -4,7 +4,9 @@ on retry, clear failures, and nothing duplicated or orphaned in AWS."""
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +29,7 @@ from airflow_provider_gridaware.triggers.batch import GridAwareBatchJobTrigger
 from airflow_provider_gridaware.triggers.grid_window import GridWindowTrigger
 from tests.contract.conftest import CONN, REGIONS
 from tests.support.moto_server import ENV_OUTCOME, MotoServer, StateStore, aws_connection, fake_context
+from tests.support.traces import write_flat_trace
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
 LOGICAL_ID = "train_dag/manual__2026-11-26T12:00:00+00:00/train"
@@ -98,9 +101,16 @@ def env_of(job: dict[str, Any]) -> dict[str, str]:
     return {e["name"]: e["value"] for e in job["container"]["environment"]}
 
 
-def test_start_checks_queues_then_waits_for_the_window(aws: MotoServer) -> None:
-    operator = make_operator(queues=queues(SE=0.3), zone_penalty={"GB": 0.1})
-    # Submitted now; its carbon connection is missing, so the first decision is the no-signal fallback.
+def test_start_checks_queues_then_waits_for_the_window(
+    aws: MotoServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    trace = write_flat_trace(tmp_path / "trace.csv", {"GB": 300, "SE": 200})
+    extra = {"anchor": "fixed", "forecast_error": 0}
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CARBON", json.dumps({"conn_type": "gridaware_replay", "host": str(trace), "extra": extra})
+    )
+    # Submitted now, not before 11 minutes from now: the first decision waits.
+    operator = make_operator(queues=queues(SE=0.3), zone_penalty={"GB": 0.1}, earliest_start=timedelta(minutes=11))
     context = fake_context(run_start=datetime.now(timezone.utc))
     with pytest.raises(TaskDeferred) as deferred:
         operator.execute(context)
@@ -111,6 +121,14 @@ def test_start_checks_queues_then_waits_for_the_window(aws: MotoServer) -> None:
     assert trigger.job.zones == ("GB", "SE")  # queue order: home zone first
     assert dict(trigger.job.zone_penalty) == {"GB": 0.1, "SE": 0.3}
     assert trigger.job.job_id == LOGICAL_ID
+    assert aws.jobs("eu-west-2") == [] and aws.jobs("eu-north-1") == []
+
+
+def test_a_missing_signal_connection_fails_at_once_naming_it(aws: MotoServer) -> None:
+    from airflow_provider_gridaware.signals.errors import SourceConfigError
+
+    with pytest.raises(SourceConfigError, match="connection 'carbon' does not exist"):
+        make_operator().execute(fake_context(run_start=datetime.now(timezone.utc)))
     assert aws.jobs("eu-west-2") == [] and aws.jobs("eu-north-1") == []
 
 

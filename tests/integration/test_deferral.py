@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import re
 import threading
 import time
 import uuid
@@ -62,6 +63,8 @@ LEAD = timedelta(seconds=75)
 MIN_WAIT_SEEN = timedelta(seconds=10)
 FLAT, DIP_VALUE = 300.0, 40.0
 JOB_MINUTES = 5  # the DAGs' duration
+REFRESH = timedelta(seconds=60)  # the DAGs' refresh_interval
+FETCH_ALLOWANCE = timedelta(seconds=10)
 
 # Kept in step with tests/integration/dags/gridaware_deferral.py (which the test process does not import).
 DIP_CONN, DEAD_CONN, ZONE = "gridaware_watttime_dip", "gridaware_watttime_dead", "DIP"
@@ -512,6 +515,18 @@ def _trace_mean(sc: Scenario, start: datetime, seconds: float) -> float:
     return (DIP_VALUE * overlap + FLAT * (seconds - overlap)) / seconds
 
 
+def _check_fresh_decisions(log: str, why: str) -> None:
+    """Every decision the trigger logged names its forecast's issue time and age, and the age is within one
+    refresh period (plus the fetch): no re-plan ran on data from an earlier period."""
+    decisions = [line for line in log.splitlines() if re.search(r"decision \d+ \(", line)]
+    assert decisions, f"the trigger logged no decision{why}"
+    for line in decisions:
+        found = re.search(r"issued (\S+), fetched (\d+) (s|min) ago", line)
+        assert found, f"a decision line without its forecast's issue time and age: {line}{why}"
+        age_s = int(found.group(2)) * (60 if found.group(3) == "min" else 1)
+        assert age_s <= REFRESH.total_seconds() + FETCH_ALLOWANCE.total_seconds(), f"stale data: {line}{why}"
+
+
 def _check_planned_the_dip(sc: Scenario, dag_id: str, run_id: str, task_id: str) -> None:
     """The trigger's first plan, made minutes before the dip, already chose it (the trigger logs each plan)."""
     log = sc.stack.task_log(dag_id, run_id, task_id)
@@ -519,6 +534,14 @@ def _check_planned_the_dip(sc: Scenario, dag_id: str, run_id: str, task_id: str)
     deferring = [line for line in log.splitlines() if "deferring until the job's grid window" in line]
     first = f"starts {_iso(sc.dip.start)}"
     assert deferring and first in deferring[0], f"no {first!r} in the deferral line\n{sc.explain(dag_id, run_id)}"
+    _check_fresh_decisions(log, f"\n{sc.explain(dag_id, run_id)}")
+    _check_no_foreign_errors(log, f"\n{sc.explain(dag_id, run_id)}")
+
+
+def _check_no_foreign_errors(log: str, why: str) -> None:
+    """Another task's failure (the mistyped connection of ``gridaware_deferral_bad_conn``) never shows here."""
+    for foreign in ("never retrieved", "gridaware_watttime_dipp", "AirflowNotFoundException"):
+        assert foreign not in log, f"{foreign!r} in a healthy task's log{why}"
 
 
 def _check_ran_in_window(sc: Scenario, ran_at: datetime, latest_start: datetime, what: str, why: str) -> None:
@@ -530,6 +553,15 @@ def _check_ran_in_window(sc: Scenario, ran_at: datetime, latest_start: datetime,
 
 
 # -- the tests -------------------------------------------------------------------------------------------
+def test_a_mistyped_connection_fails_at_once_naming_it(airflow_stack: AirflowStack, scenario: Scenario) -> None:
+    """Triggered while the scenario's tasks wait (their logs are checked for its traces when they end)."""
+    run_id = airflow_stack.trigger_dag("gridaware_deferral_bad_conn")
+    assert airflow_stack.wait_for_run("gridaware_deferral_bad_conn", run_id, timeout=120) == "failed"
+    log = airflow_stack.task_log("gridaware_deferral_bad_conn", run_id, "work")
+    assert "SourceConfigError" in log and "connection 'gridaware_watttime_dipp' does not exist" in log, log[-2000:]
+    assert "Pausing task as DEFERRED" not in log  # failed on the worker's first decision, never waited
+
+
 def test_example_dags_parse_and_defer(airflow_stack: AirflowStack, scenario: Scenario) -> None:
     """The two examples parse cleanly and, triggered, wait in the triggerer (realistic hours: not run to the end)."""
     stack = airflow_stack

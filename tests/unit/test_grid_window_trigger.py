@@ -419,3 +419,13 @@ def test_cached_planning_grids_go_with_their_series(monkeypatch):
     del forecast
     gc.collect()
     assert len(signal_grid._GRID_CACHE) == 0  # a refreshed (dropped) series takes its grids with it
+
+
+def test_a_missing_connection_fails_its_trigger_with_the_reason_instead_of_waiting(clock, monkeypatch):
+    async def fetch(key):
+        raise SourceConfigError("connection 'typo' does not exist", source="typo")
+
+    install_fetch(monkeypatch, fetch)
+    with pytest.raises(SourceConfigError, match="connection 'typo' does not exist"):
+        asyncio.run(first_event(make_trigger(make_job())))
+    assert clock.at == T0  # at once, not at the latest start

@@ -111,7 +111,19 @@ def gridaware_deferral_fallback() -> None:
     )
 
 
+@dag(dag_id="gridaware_deferral_bad_conn", **COMMON)
+def gridaware_deferral_bad_conn() -> None:
+    """A mistyped connection id: must fail at once, naming it, and leave no trace in other tasks' logs."""
+
+    @task.gridaware(duration=DURATION, deadline=DEADLINE, conn_id="gridaware_watttime_dipp", zones=[ZONE])
+    def work(grid_decision: dict[str, Any] | None = None) -> None:
+        raise AssertionError("a task whose signal connection does not exist must not run")
+
+    work()
+
+
 gridaware_deferral_task()
+gridaware_deferral_bad_conn()
 gridaware_deferral_sensor()
 gridaware_deferral_sensor_from_trigger()
 gridaware_deferral_fallback()
