@@ -133,10 +133,11 @@ def next_refresh(now: datetime, refresh: timedelta, job_id: str | None) -> datet
 
     :param now: the time.
     :param refresh: the refresh interval.
-    :param job_id: spreads jobs over :data:`REFRESH_SPREAD` (or a tenth of the interval if shorter).
+    :param job_id: spreads jobs over :data:`REFRESH_SPREAD` (or half the interval if shorter); every offset
+        stays inside the period, so each re-plan still uses that period's data.
     """
     period = refresh.total_seconds()
-    spread = min(REFRESH_SPREAD.total_seconds(), period / 10)
+    spread = min(REFRESH_SPREAD.total_seconds(), period / 2)
     offset = zlib.crc32((job_id or "").encode()) % 10_000 / 10_000 * spread
     boundary = now.timestamp() // period * period
     at = boundary + offset

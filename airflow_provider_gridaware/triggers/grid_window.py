@@ -248,6 +248,7 @@ class GridWindowTrigger(BaseTrigger):
                 self.log.info("decision %d%s: %s", replans, freshness, decision.reason)
                 problems = []  # planned: a later release at the latest start is no no-signal fallback
             wake = decision.wake_at or now
+            del decision, freshness  # nothing of the decision is kept while waiting (memory per trigger)
             while (remaining := (wake - clock.now()).total_seconds()) > 0:
                 await clock.sleep(min(remaining, MAX_SLEEP_STEP_S / clock.wall_seconds(1.0)))
 
