@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 
 # Subcommand modules register themselves here: name -> (module, function adding the parser).
 # Each module exposes ``add_parser(subparsers) -> None`` and sets ``func`` on its parser; imports are
@@ -35,15 +35,12 @@ class CommandError(Exception):
 
 def time_argument(text: str, *, naive_is_utc: bool = False) -> datetime:
     """An argparse ``type=`` for ISO 8601 times, returned in UTC; naive times are refused unless ``naive_is_utc``."""
+    from airflow_provider_gridaware.times import parse_time
+
     try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time, e.g. 2026-12-01T06:00Z") from None
-    if value.tzinfo is None:
-        if not naive_is_utc:
-            raise argparse.ArgumentTypeError(f"{text!r} has no timezone; add Z or an offset")
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+        return parse_time(text, what="time", naive="utc" if naive_is_utc else "refuse")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,6 +6,7 @@ the same arguments with the same meaning.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from airflow_provider_gridaware.dispatch import DispatchTarget
     from airflow_provider_gridaware.planning.decision import Counterfactual, Decision
     from airflow_provider_gridaware.planning.job import Job
+    from airflow_provider_gridaware.planning.planner import PlanningGrid
     from airflow_provider_gridaware.signals.models import SignalSeries
     from airflow_provider_gridaware.triggers.grid_window import GridWindowRequest, SignalSource
 
@@ -287,9 +289,19 @@ class GridWindowMixin:
             if 0 < clock.wall_seconds(ahead) <= RESUME_GUARD_SECONDS and decision.plan.start <= first.job.latest_start:
                 operator.log.info("the window opens in %.0f s: waiting for it on the worker", clock.wall_seconds(ahead))
                 _sleep_until(decision.plan.start)
-                again = decide_now(self.window_args(), context, log=operator.log, job=first.job)
-                if again.decision.release:
-                    return again.payload(waiting_since=decision.decided_at, counterfactual=first.counterfactual)
+                from airflow_provider_gridaware.planning.decision import decide
+
+                # Seconds later: the same signals, decided again (no second round of requests).
+                again = decide(
+                    first.job,
+                    first.grid,
+                    clock.now(),
+                    decision.window,
+                    refresh=self.window_args().refresh_interval,
+                    problems=first.problems,
+                )
+                if again.release:
+                    return dataclasses.replace(first, decision=again).payload(waiting_since=decision.decided_at)
         operator.log.info(
             "deferring until the job's grid window: %s (deadline %s)", decision.reason, format_time(first.job.deadline)
         )
@@ -325,22 +337,22 @@ class FirstDecision:
     :param decision: the decision.
     :param problems: what went wrong reading signals.
     :param counterfactual: start at once in the home zone now, if the signals allowed a plan.
+    :param grid: the signals it was made on (``None``: none usable).
     """
 
     job: Job
     decision: Decision
     problems: list[str]
     counterfactual: Counterfactual | None
+    grid: PlanningGrid | None = None
 
-    def payload(
-        self, *, waiting_since: datetime | None = None, counterfactual: Counterfactual | None = None
-    ) -> dict[str, Any]:
+    def payload(self, *, waiting_since: datetime | None = None) -> dict[str, Any]:
         """The release payload (what the trigger's event would carry)."""
         from airflow_provider_gridaware.planning.decision import release_payload
 
         return release_payload(
             self.decision,
-            counterfactual=counterfactual or self.counterfactual,
+            counterfactual=self.counterfactual,
             waiting_since=waiting_since or self.decision.decided_at,
             problems=self.problems,
             replans=1,
@@ -398,12 +410,11 @@ def decide_now(
                     if calibration is not None:
                         calibrations[(zone, kind)] = calibration
             grid = grid_for(job, carbon=carbon, price=price, now=now, history=history, calibrations=calibrations)
-    refresh = args.refresh_interval
-    decision = decide(job, grid, now, None, refresh=refresh, problems=problems)
+    decision = decide(job, grid, now, None, refresh=args.refresh_interval, problems=problems)
     counterfactual = None
     if not decision.fallback and decision.plan.now_signals:
         counterfactual = Counterfactual.of(decision.plan, job.home_zone)
-    return FirstDecision(job, decision, problems, counterfactual)
+    return FirstDecision(job, decision, problems, counterfactual, grid)
 
 
 def _fetch_all(sources: Sequence[SignalSource], budget_s: float) -> dict[tuple[SignalSource, bool], Any]:

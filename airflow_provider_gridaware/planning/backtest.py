@@ -34,6 +34,7 @@ from airflow_provider_gridaware.planning.policies import (
 )
 from airflow_provider_gridaware.planning.replay import PointSeries, Replay
 from airflow_provider_gridaware.signals.models import format_time
+from airflow_provider_gridaware.times import parse_time
 
 if TYPE_CHECKING:
     from airflow_provider_gridaware.signals.models import SignalPoint
@@ -55,11 +56,9 @@ def parse_utc(text: str, *, where: str) -> int:
     :param where: file and line, for the error message.
     """
     try:
-        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        value = parse_time(text, what=where, naive="utc")
     except ValueError:
         raise BacktestInputError(f"{where}: {text!r} is not an ISO 8601 time") from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
     return int(value.timestamp())
 
 

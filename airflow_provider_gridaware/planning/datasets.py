@@ -26,6 +26,7 @@ from airflow_provider_gridaware.planning.backtest import JobSpec
 if TYPE_CHECKING:
     import argparse
 from airflow_provider_gridaware.signals.models import format_time
+from airflow_provider_gridaware.times import parse_time
 
 UTC = timezone.utc
 PAI_TICK_S = 5  # the PAI trace counts in ticks of 5 s
@@ -38,10 +39,7 @@ def _open_text(path: Path) -> IO[str]:
 
 
 def _utc_seconds(text: str) -> int:
-    value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)  # the traces are documented as UTC
-    return int(value.timestamp())
+    return int(parse_time(text, what="trace time", naive="utc").timestamp())  # the traces are documented as UTC
 
 
 def read_lets_wait_awhile(path: Path) -> tuple[list[int], list[float]]:

@@ -30,6 +30,7 @@ from airflow_provider_gridaware.store.schema import (
     store_meta,
 )
 from airflow_provider_gridaware.store.url import resolve_store_url
+from airflow_provider_gridaware.times import parse_time
 
 #: how long vintages and actuals are kept unless the archive is opened with another retention.
 DEFAULT_RETENTION = timedelta(days=90)
@@ -333,7 +334,7 @@ class ForecastArchive:
         """When retention was last applied to this store (by any process), or ``None``."""
         with self._engine.connect() as connection:
             text = connection.execute(select(store_meta.c.value).where(store_meta.c.key == LAST_PRUNED_KEY)).scalar()
-        return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+        return parse_time(text, what=LAST_PRUNED_KEY) if text else None
 
     def _maybe_prune(self, now: datetime) -> None:
         if self.retention is None or (self._next_prune_check is not None and now < self._next_prune_check):

@@ -33,6 +33,7 @@ from airflow_provider_gridaware.signals.errors import (
     MalformedPayloadError,
     SourceConfigError,
 )
+from airflow_provider_gridaware.times import parse_time
 
 UTC = timezone.utc
 SOURCE = "replay"
@@ -67,13 +68,7 @@ def parse_trace_time(text: str) -> datetime:
     :param text: e.g. ``2023-05-26T03:30:00Z`` or ``2019-12-20 00:00:00``.
     :raises ValueError: when ``text`` is not an ISO 8601 date and time.
     """
-    value = text.strip()
-    if value.endswith(("Z", "z")):
-        value = value[:-1] + "+00:00"
-    parsed = datetime.fromisoformat(value)
-    if parsed.tzinfo is None or parsed.utcoffset() is None:
-        return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    return parse_time(text, what="trace time", naive="utc")
 
 
 @dataclass(frozen=True)
