@@ -68,6 +68,11 @@ def _str_field(
     return field
 
 
+#: demand-response connection types (their hooks are GridEventHooks, registered in hooks/grid_event_base.py).
+EVENT_CONNECTION_TYPES = frozenset(
+    {"gridaware_openadr2b", "gridaware_openadr3", "gridaware_ieee2030_5", "gridaware_webhook"}
+)
+
 CONNECTION_TYPES = [
     _connection_type(
         "gridaware_watttime",

@@ -5,13 +5,21 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from airflow_provider_gridaware.get_provider_info import CONNECTION_TYPES
+from airflow_provider_gridaware.get_provider_info import CONNECTION_TYPES, EVENT_CONNECTION_TYPES
 from airflow_provider_gridaware.signals.errors import SourceConfigError
 
 if TYPE_CHECKING:
     from airflow_provider_gridaware.hooks.base import GridSignalHook
 
-HOOK_CLASS_PATHS: dict[str, str] = {c["connection-type"]: c["hook-class-name"] for c in CONNECTION_TYPES}
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
+
+#: signal connection types only: demand-response connections have hooks of another kind (grid_event_base).
+HOOK_CLASS_PATHS: dict[str, str] = {
+    c["connection-type"]: c["hook-class-name"]
+    for c in CONNECTION_TYPES
+    if c["connection-type"] not in EVENT_CONNECTION_TYPES
+}
 
 
 def hook_class_for(conn_type: str | None, *, conn_id: str = "") -> type[GridSignalHook]:
@@ -28,18 +36,23 @@ def hook_class_for(conn_type: str | None, *, conn_id: str = "") -> type[GridSign
     return hook_class
 
 
+def get_connection_checked(conn_id: str) -> Connection:
+    """The connection ``conn_id`` (blocking look-up); a missing one is a :class:`SourceConfigError` naming it."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        return BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException as exc:
+        raise _missing(conn_id, exc) from None
+
+
 def hook_for_connection(conn_id: str) -> GridSignalHook:
     """A hook instance for ``conn_id``, chosen by the connection's type (blocking look-up).
 
     :raises SourceConfigError: no such connection, or not a grid signal connection type.
     """
-    from airflow.sdk import BaseHook
-    from airflow.sdk.exceptions import AirflowNotFoundException
-
-    try:
-        conn = BaseHook.get_connection(conn_id)
-    except AirflowNotFoundException as exc:
-        raise _missing(conn_id, exc) from None
+    conn = get_connection_checked(conn_id)
     return hook_class_for(conn.conn_type, conn_id=conn_id)(conn_id)
 
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from airflow_provider_gridaware.signals.models import SignalSeries
     from airflow_provider_gridaware.store.archive import ForecastArchive
+    from airflow_provider_gridaware.store.events import EventStore
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,10 @@ class GridStoreHook(BaseHook):
         """The forecast archive in this store, opened (and migrated) once per process."""
         return shared_archive(self.get_url())
 
+    def get_event_store(self) -> EventStore:
+        """The grid-event log in this store, opened (and migrated) once per process."""
+        return shared_event_store(self.get_url())
+
     def get_conn(self) -> ForecastArchive:
         return self.get_archive()
 
@@ -158,12 +163,35 @@ def shared_archive(url: str) -> ForecastArchive:
         return archive
 
 
+_event_stores: dict[str, EventStore] = {}
+
+
+def shared_event_store(url: str) -> EventStore:
+    """One :class:`EventStore` per store URL and process.
+
+    Unlike the archive, recording an event is never best effort: its errors reach the caller, which must
+    not acknowledge an event the store does not have.
+
+    :param url: the store's SQLAlchemy URL.
+    """
+    with _archives_lock:
+        store = _event_stores.get(url)
+        if store is None:
+            from airflow_provider_gridaware.store.events import EventStore
+
+            store = _event_stores[url] = EventStore(url)
+        return store
+
+
 def close_shared_archives() -> None:
-    """Close every archive :func:`shared_archive` opened (tests, and processes that switch stores)."""
+    """Close every archive and event store opened here (tests, and processes that switch stores)."""
     with _archives_lock:
         for archive in _archives.values():
             archive.close()
         _archives.clear()
+        for store in _event_stores.values():
+            store.close()
+        _event_stores.clear()
     GridStoreHook._urls.clear()
     _failed_until.clear()
 

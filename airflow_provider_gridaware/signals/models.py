@@ -202,12 +202,12 @@ def build_series(
             points=tuple(converted),
         )
     except ValidationError as exc:
-        raise InvalidSignalError(_describe_validation_error(exc), source=source) from None
+        raise InvalidSignalError(describe_validation_error(exc), source=source) from None
     except InvalidSignalError as exc:
         raise InvalidSignalError(str(exc), source=source) from None
 
 
-def _describe_validation_error(exc: ValidationError) -> str:
+def describe_validation_error(exc: ValidationError) -> str:
     parts = []
     for error in exc.errors():
         location = ".".join(str(p) for p in error["loc"])

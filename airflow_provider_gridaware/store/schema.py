@@ -13,6 +13,9 @@ Layout of the forecast archive:
 * ``gridaware_forecast_point``: the values of a vintage, one row per target interval.
 * ``gridaware_actual_point``: measured values of a signal; a revision overwrites (latest wins).
 * ``gridaware_store_meta``: small key/value facts about the store (when it was last pruned).
+
+Grid events: ``gridaware_grid_event``, one row per accepted state of a demand-response event, in the order
+stored (``seq``), with the normalised event as JSON.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.types import TypeDecorator
@@ -140,4 +144,26 @@ store_meta = Table(
     Column("value", String(256), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     comment="Small facts about the store (last_pruned_at)",
+)
+
+grid_event = Table(
+    "gridaware_grid_event",
+    metadata,
+    # The order events were stored in: consumers (the event trigger, the CLI's --follow) tail by it.
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(128), nullable=False, comment="<protocol>:<connection id>"),
+    Column("event_id", String(256), nullable=False),
+    Column("modification_number", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("program", String(256), nullable=True),
+    Column("start_at", UTCDateTime(), nullable=True),
+    Column("end_at", UTCDateTime(), nullable=True),
+    Column("test_event", Boolean(create_constraint=True, name="ck_gridaware_grid_event_test_event"), nullable=False),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Column("stored_at", UTCDateTime(), nullable=False),
+    Column("payload", Text(), nullable=False, comment="the normalised GridEvent as JSON"),
+    # One row per state of an event: a re-sent state is a duplicate and stores nothing.
+    # Named by hand: the convention's name would pass PostgreSQL's 63-character limit.
+    UniqueConstraint("source", "event_id", "modification_number", "status", name="uq_gridaware_grid_event_state"),
+    comment="Every accepted state of a grid (demand-response) event, in the order stored",
 )

@@ -42,7 +42,7 @@ def url(postgres_database: str) -> Iterator[str]:
         connection.execute(
             text(
                 "DROP TABLE IF EXISTS gridaware_forecast_point, gridaware_forecast_vintage, gridaware_actual_point,"
-                " gridaware_store_meta, gridaware_signal, gridaware_alembic_version CASCADE"
+                " gridaware_store_meta, gridaware_signal, gridaware_grid_event, gridaware_alembic_version CASCADE"
             )
         )
     engine.dispose()
@@ -86,3 +86,23 @@ def test_dedupe_revision_and_queries(url):
 
 def test_two_processes_open_and_record_at_once(url):
     open_and_record_from_two_processes(url)
+
+
+def test_grid_events_on_postgres_record_dedupe_and_tail(url):
+    from airflow_provider_gridaware.signals.grid_event import EventStatus
+    from airflow_provider_gridaware.store.events import EventStore, RecordOutcome
+    from tests.support.grid_events import make_event
+
+    with EventStore(url) as events:
+        assert events.record(make_event()).outcome is RecordOutcome.NEW
+        assert events.record(make_event()).outcome is RecordOutcome.DUPLICATE
+        assert events.record(make_event(status=EventStatus.ACTIVE)).outcome is RecordOutcome.STATUS
+        assert events.record(make_event(modification_number=3)).outcome is RecordOutcome.MODIFIED
+        stored = events.since(0)
+        assert [(s.event.modification_number, s.event.status) for s in stored] == [
+            (0, EventStatus.FAR),
+            (0, EventStatus.ACTIVE),
+            (3, EventStatus.FAR),
+        ]
+        assert stored[0].event.received_at.tzinfo is not None
+        assert events.since(stored[1].seq) == stored[2:]
