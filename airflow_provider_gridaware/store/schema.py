@@ -13,6 +13,11 @@ Layout of the forecast archive:
 * ``gridaware_forecast_point``: the values of a vintage, one row per target interval.
 * ``gridaware_actual_point``: measured values of a signal; a revision overwrites (latest wins).
 * ``gridaware_store_meta``: small key/value facts about the store (when it was last pruned).
+
+Task runs (the ledger's family: later tables key on the same dag/run/task/map index/try):
+
+* ``gridaware_task_runtime``: the measured run time of each successful try of a grid-aware task, what
+  ``duration="auto"`` estimates from.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from sqlalchemy import (
     Dialect,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -140,4 +146,33 @@ store_meta = Table(
     Column("value", String(256), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     comment="Small facts about the store (last_pruned_at)",
+)
+
+# Airflow's own limit for dag, task and run ids (ID_LEN).
+AIRFLOW_ID_LEN = 250
+
+task_runtime = Table(
+    "gridaware_task_runtime",
+    metadata,
+    # One row per task try, the key the ledger's tables share: recording a try again overwrites it.
+    Column("dag_id", String(AIRFLOW_ID_LEN), primary_key=True),
+    Column("task_id", String(AIRFLOW_ID_LEN), primary_key=True),
+    Column("run_id", String(AIRFLOW_ID_LEN), primary_key=True),
+    Column("map_index", Integer, primary_key=True),
+    Column("try_number", Integer, primary_key=True),
+    Column("started_at", UTCDateTime(), nullable=False, comment="when the work first ran (not the grid-window wait)"),
+    Column("ended_at", UTCDateTime(), nullable=False),
+    Column(
+        "run_seconds",
+        Float(precision=53),
+        nullable=False,
+        comment="the work's own run time: the sum of its chunks when paused and resumed",
+    ),
+    Column("chunks", Integer, nullable=False, comment="how many pieces the work ran in (1 unless paused)"),
+    Column("kind", String(32), nullable=False, comment="what ran: python, kubernetes_job, batch_job"),
+    Column("zone", String(64), nullable=True),
+    Column("recorded_at", UTCDateTime(), nullable=False),
+    # Serves "the last N successes of this task" (duration="auto").
+    Index(None, "dag_id", "task_id", "ended_at"),
+    comment="Measured run time of each successful try of a grid-aware task",
 )
