@@ -20,7 +20,7 @@ import logging
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
 from airflow.sdk import BaseHook
 
@@ -29,8 +29,11 @@ if TYPE_CHECKING:
 
     from airflow_provider_gridaware.signals.models import SignalSeries
     from airflow_provider_gridaware.store.archive import ForecastArchive
+    from airflow_provider_gridaware.store.migrate import OpenedStore
+    from airflow_provider_gridaware.store.runtime import TaskRuntimeHistory
 
 log = logging.getLogger(__name__)
+_Store = TypeVar("_Store", bound="OpenedStore")
 
 CONFIG_SECTION = "gridaware"
 #: environment switch: ``0``/``false``/``no``/``off`` disables archiving (beats the config flag).
@@ -136,12 +139,17 @@ class GridStoreHook(BaseHook):
         """The forecast archive in this store, opened (and migrated) once per process."""
         return shared_archive(self.get_url())
 
+    def get_runtime_history(self) -> TaskRuntimeHistory:
+        """The task run-time history in this store (``duration="auto"``), opened once per process."""
+        return shared_runtime_history(self.get_url())
+
     def get_conn(self) -> ForecastArchive:
         return self.get_archive()
 
 
-_archives: dict[str, ForecastArchive] = {}
-_archives_lock = threading.Lock()
+# One opened store object per (kind, URL) and process: opening migrates and builds an engine.
+_opened: dict[tuple[type[OpenedStore], str], OpenedStore] = {}
+_opened_lock = threading.Lock()
 
 
 def shared_archive(url: str) -> ForecastArchive:
@@ -149,21 +157,35 @@ def shared_archive(url: str) -> ForecastArchive:
 
     :param url: the store's SQLAlchemy URL.
     """
-    with _archives_lock:
-        archive = _archives.get(url)
-        if archive is None:
-            from airflow_provider_gridaware.store.archive import ForecastArchive
+    from airflow_provider_gridaware.store.archive import ForecastArchive
 
-            archive = _archives[url] = ForecastArchive(url)
-        return archive
+    return _shared(ForecastArchive, url)
+
+
+def shared_runtime_history(url: str) -> TaskRuntimeHistory:
+    """One :class:`~airflow_provider_gridaware.store.runtime.TaskRuntimeHistory` per store URL and process.
+
+    :param url: the store's SQLAlchemy URL.
+    """
+    from airflow_provider_gridaware.store.runtime import TaskRuntimeHistory
+
+    return _shared(TaskRuntimeHistory, url)
+
+
+def _shared(kind: type[_Store], url: str) -> _Store:
+    with _opened_lock:
+        opened = _opened.get((kind, url))
+        if opened is None:
+            opened = _opened[(kind, url)] = kind(url)
+        return cast("_Store", opened)
 
 
 def close_shared_archives() -> None:
-    """Close every archive :func:`shared_archive` opened (tests, and processes that switch stores)."""
-    with _archives_lock:
-        for archive in _archives.values():
-            archive.close()
-        _archives.clear()
+    """Close every store object opened here (tests, and processes that switch stores)."""
+    with _opened_lock:
+        for opened in _opened.values():
+            opened.close()
+        _opened.clear()
     GridStoreHook._urls.clear()
     _failed_until.clear()
 
