@@ -12,8 +12,9 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
+from airflow_provider_gridaware.planning.runtime import DEFAULT_HISTORY_RUNS, DEFAULT_MIN_RUNS
 from airflow_provider_gridaware.times import UTC, format_time
 
 if TYPE_CHECKING:
@@ -23,18 +24,24 @@ if TYPE_CHECKING:
     from airflow_provider_gridaware.planning.decision import Counterfactual, Decision
     from airflow_provider_gridaware.planning.job import Job
     from airflow_provider_gridaware.planning.planner import PlanningGrid
+    from airflow_provider_gridaware.planning.runtime import RuntimeEstimate
     from airflow_provider_gridaware.signals.models import SignalSeries
     from airflow_provider_gridaware.triggers.grid_window import GridWindowRequest, SignalSource
 
 #: The worker's first decision reads signals for at most this long (then the trigger takes over).
 FIRST_DECISION_BUDGET = timedelta(seconds=30)
+#: ``duration=AUTO``: estimate the run time (and margin) from the task's past successful runs.
+AUTO = "auto"
+Duration = timedelta | Literal["auto"]
 
 
 @dataclass
 class GridWindowArgs:
     """Where and by when a task may run, and what to optimise.
 
-    :param duration: expected run time of the work.
+    :param duration: expected run time of the work, or ``"auto"``: the median of the task's recent successful
+        runs, with ``runtime_margin`` from their spread (see :mod:`~airflow_provider_gridaware.planning.runtime`),
+        estimated on the worker before the first decision.
     :param deadline: when the work must be finished: a datetime (or ISO 8601 string, templated), or a
         timedelta counted from the start of the DAG run.
     :param conn_id: the carbon connection used for every zone in ``zones``.
@@ -50,12 +57,16 @@ class GridWindowArgs:
     :param price_weight: weight of price in the objective.
     :param min_gain: relative gain below which the work starts now.
     :param priority_class: ``critical`` (never waits), ``flexible`` or ``batch``.
-    :param runtime_margin: relative allowance for a longer run than ``duration``.
+    :param runtime_margin: relative allowance for a longer run than ``duration`` (with ``duration="auto"``,
+        given here it wins over the estimated margin).
     :param zone_penalty: per zone, a penalty in typical-signal units (egress, queue depth).
     :param refresh_interval: how often the waiting trigger re-fetches forecasts and re-plans.
+    :param duration_runs: with ``duration="auto"``, how many of the most recent successful runs to use.
+    :param duration_min_runs: with ``duration="auto"``, fewer recorded runs than this fail the task, naming it
+        and the count found.
     """
 
-    duration: timedelta
+    duration: Duration
     deadline: datetime | timedelta | str
     conn_id: str | None = None
     zones: Sequence[str] = ()
@@ -72,6 +83,46 @@ class GridWindowArgs:
     runtime_margin: float | None = None
     zone_penalty: Mapping[str, float] = field(default_factory=dict)
     refresh_interval: timedelta = timedelta(minutes=15)
+    duration_runs: int = DEFAULT_HISTORY_RUNS
+    duration_min_runs: int = DEFAULT_MIN_RUNS
+
+    def __post_init__(self) -> None:
+        # Checked at DAG parse time: a typo in "auto" must not wait until the task runs.
+        if isinstance(self.duration, str) and self.duration != AUTO:
+            raise ValueError(f'grid window: duration must be a timedelta or "auto", not {self.duration!r}')
+        if not isinstance(self.duration, (timedelta, str)):
+            raise TypeError(f'grid window: duration must be a timedelta or "auto", not {type(self.duration).__name__}')
+        if self.duration_min_runs < 1 or self.duration_runs < self.duration_min_runs:
+            raise ValueError(
+                f"grid window: need 1 <= duration_min_runs <= duration_runs, got {self.duration_min_runs} and "
+                f"{self.duration_runs}"
+            )
+
+    @property
+    def auto_duration(self) -> bool:
+        """Whether the run time is estimated from the task's past runs."""
+        return self.duration == AUTO
+
+    def resolved(self, context: Mapping[str, Any], *, log: Any = None) -> tuple[GridWindowArgs, RuntimeEstimate | None]:
+        """These arguments with ``duration="auto"`` replaced by the estimate from the task's past runs.
+
+        Called once per try, on the worker, before the first decision: the trigger and every later
+        decision get the concrete duration and margin in the Job.
+
+        :param context: the task context (names the task whose runs are looked up).
+        :param log: where to log the estimate.
+        :raises NotEnoughRunHistoryError: too few recorded runs (the message names the task and the count).
+        """
+        if not self.auto_duration:
+            return self, None
+        from airflow_provider_gridaware.runtime_history import estimate_task_duration
+
+        estimate = estimate_task_duration(context, runs=self.duration_runs, min_runs=self.duration_min_runs)
+        margin = estimate.runtime_margin if self.runtime_margin is None else self.runtime_margin
+        if log is not None:
+            kept = "" if self.runtime_margin is None else f"; runtime_margin {margin:g} as given"
+            log.info('duration="auto": %s%s', estimate.describe(), kept)
+        return dataclasses.replace(self, duration=estimate.duration, runtime_margin=margin), estimate
 
     def signal_sources(self) -> list[SignalSource]:
         """Every (connection, zone, signal) the planner reads, validated."""
@@ -104,6 +155,8 @@ class GridWindowArgs:
         from airflow_provider_gridaware.planning.job import Job
         from airflow_provider_gridaware.times import parse_time
 
+        if not isinstance(self.duration, timedelta):
+            raise ValueError('grid window: duration="auto" is estimated on the worker first (GridWindowArgs.resolved)')
         deadline = (
             run_start + self.deadline
             if isinstance(self.deadline, timedelta)
@@ -187,7 +240,7 @@ def pop_window_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
 class GridWindowMixin:
     """Shared by grid-aware operators: the named window arguments and :meth:`window_args`."""
 
-    duration: timedelta
+    duration: Duration
     deadline: datetime | timedelta | str
     conn_id: str | None
     zones: list[str]
@@ -197,7 +250,7 @@ class GridWindowMixin:
     def set_window(
         self,
         *,
-        duration: timedelta,
+        duration: Duration,
         deadline: datetime | timedelta | str,
         conn_id: str | None,
         zones: Sequence[str],
@@ -216,7 +269,7 @@ class GridWindowMixin:
         self,
         *,
         targets: Sequence[DispatchTarget],
-        duration: timedelta,
+        duration: Duration,
         deadline: datetime | timedelta | str,
         conn_id: str | None,
         earliest_start: datetime | timedelta | str | None,
@@ -377,7 +430,10 @@ def decide_now(
     from airflow_provider_gridaware.signals.errors import SourceConfigError
     from airflow_provider_gridaware.times import current_clock
 
-    job = job or args.job(run_start=run_start_from_context(context), job_id=job_id_from_context(context))
+    estimate = None
+    if job is None:
+        args, estimate = args.resolved(context, log=log)
+        job = args.job(run_start=run_start_from_context(context), job_id=job_id_from_context(context))
     now = current_clock().now()
     carbon: dict[str, SignalSeries] = {}
     price: dict[str, SignalSeries] = {}
@@ -411,6 +467,9 @@ def decide_now(
                         calibrations[(zone, kind)] = calibration
             grid = grid_for(job, carbon=carbon, price=price, now=now, history=history, calibrations=calibrations)
     decision = decide(job, grid, now, None, refresh=args.refresh_interval, problems=problems)
+    if estimate is not None:
+        # The first decision's reason (log, and the payload when released at once) says where the duration came from.
+        decision = dataclasses.replace(decision, reason=f"{decision.reason} ({estimate.describe()})")
     counterfactual = None
     if not decision.fallback and decision.plan.now_signals:
         counterfactual = Counterfactual.of(decision.plan, job.home_zone)

@@ -13,6 +13,7 @@ expected gCO2/kWh and price, the counterfactual "start when the wait began", the
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,7 @@ from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk.bases.decorator import DecoratedOperator, task_decorator_factory
 
 from airflow_provider_gridaware.window import (
+    Duration,
     GridWindowMixin,
     pop_window_kwargs,
 )
@@ -35,7 +37,8 @@ DECISION_KEY = "grid_decision"
 class _GridAwareDecoratedOperator(GridWindowMixin, DecoratedOperator, PythonOperator):
     """Runs the decorated callable once its grid window opens.
 
-    :param duration: expected run time of the callable.
+    :param duration: expected run time of the callable, or ``"auto"`` (estimated from its recorded past runs:
+        each successful try records how long the callable ran).
     :param deadline: when it must be finished (datetime/ISO string, templated, or timedelta from the run start).
     :param conn_id: carbon connection for ``zones``.
     :param zones: candidate zones, home zone first.
@@ -51,7 +54,7 @@ class _GridAwareDecoratedOperator(GridWindowMixin, DecoratedOperator, PythonOper
         python_callable: Callable[..., Any],
         op_args: Sequence[Any] | None = None,
         op_kwargs: dict[str, Any] | None = None,
-        duration: timedelta,
+        duration: Duration,
         deadline: datetime | timedelta | str,
         conn_id: str | None = None,
         zones: Sequence[str] = (),
@@ -86,7 +89,22 @@ class _GridAwareDecoratedOperator(GridWindowMixin, DecoratedOperator, PythonOper
             raise RuntimeError(f"grid window trigger returned an unexpected event: {event!r}")
         self.log.info("grid window open: %s", event.get("reason") or event["plan"].get("reason"))
         context[DECISION_KEY] = event  # type: ignore[literal-required]  # offered to the callable by name
-        return super().execute(context)
+        from airflow_provider_gridaware.runtime_history import record_task_run
+        from airflow_provider_gridaware.times import current_clock
+
+        # The callable's own run time (not the wait before it) is what duration="auto" estimates from.
+        started_at, started = current_clock().now(), time.monotonic()
+        result = super().execute(context)
+        record_task_run(
+            context,
+            started_at=started_at,
+            ended_at=current_clock().now(),
+            wall_seconds=time.monotonic() - started,
+            kind="python",
+            zone=(event.get("plan") or {}).get("zone"),
+            logger=self.log,
+        )
+        return result
 
 
 def gridaware_task(

@@ -14,6 +14,7 @@ event loop, the completion trigger: one parser for both sides.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from airflow.providers.common.compat.sdk import AirflowException
@@ -28,6 +29,7 @@ from airflow_provider_gridaware.dispatch import (
     DispatchTarget,
 )
 from airflow_provider_gridaware.optional_providers import requires_extra
+from airflow_provider_gridaware.times import from_epoch
 
 with requires_extra("aws", "GridAwareBatchHook"):
     from airflow.providers.amazon.aws.hooks.batch_client import BatchClientHook
@@ -91,6 +93,23 @@ def failure_reason(job: Mapping[str, Any]) -> str:
     reason = job.get("statusReason") or "no status reason given"
     exit_code = (job.get("container") or {}).get("exitCode")
     return f"{reason} (exit code {exit_code})" if exit_code is not None else reason
+
+
+def run_time(jobs: Sequence[Mapping[str, Any]]) -> tuple[datetime, datetime, float, int] | None:
+    """The logical job's own run time over its AWS jobs (a pause ends one, a resume starts the next): first
+    start, last stop, the sum of each job's ``stoppedAt - startedAt`` and how many ran; ``None`` if none ran.
+
+    :param jobs: the AWS job descriptions of one logical job.
+    """
+    spans = [
+        (int(job["startedAt"]) / 1000, int(job["stoppedAt"]) / 1000)
+        for job in jobs
+        if job.get("startedAt") and job.get("stoppedAt")
+    ]
+    if not spans:
+        return None
+    seconds = sum(max(0.0, stop - start) for start, stop in spans)
+    return from_epoch(min(s for s, _ in spans)), from_epoch(max(e for _, e in spans)), seconds, len(spans)
 
 
 def resubmission_request(job: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from enum import Enum
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ConfigDict
 
 from airflow_provider_gridaware.dispatch import LABEL_PREFIX, label_selector
 from airflow_provider_gridaware.optional_providers import requires_extra
+from airflow_provider_gridaware.times import UTC, parse_time
 
 with requires_extra("kubernetes", "GridKubernetesHook"):
     from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
@@ -34,6 +36,10 @@ KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 # Set by the suspend operator; the resume operator resumes only Jobs carrying it, never a Job that is
 # suspended because its grid window has not opened yet.
 ANNOTATION_SUSPENDED_BY = LABEL_PREFIX + "suspended-by"
+# Kubernetes resets ``status.startTime`` when a suspended Job resumes: the suspend operator keeps the run
+# time and count of the chunks before the suspension here, so the Job's own run time is their sum.
+ANNOTATION_RUN_SECONDS = LABEL_PREFIX + "run-seconds"
+ANNOTATION_CHUNKS = LABEL_PREFIX + "chunks"
 # RFC 7386: the python client would otherwise send a dict body as ``application/json-patch+json``,
 # which a real API server rejects.
 MERGE_PATCH = "application/merge-patch+json"
@@ -96,6 +102,23 @@ def job_phase(job: Mapping[str, Any]) -> JobPhase:
     if (job.get("spec") or {}).get("suspend"):
         return JobPhase.SUSPENDED
     return JobPhase.RUNNING
+
+
+def earlier_chunks(job: Mapping[str, Any]) -> tuple[float, int]:
+    """Run seconds and count of the Job's chunks before its last resume (from the suspend operator's annotations)."""
+    annotations = (job.get("metadata") or {}).get("annotations") or {}
+    try:
+        return float(annotations.get(ANNOTATION_RUN_SECONDS) or 0.0), int(annotations.get(ANNOTATION_CHUNKS) or 0)
+    except ValueError:
+        return 0.0, 0
+
+
+def running_chunk_seconds(job: Mapping[str, Any], now: datetime) -> float | None:
+    """How long the Job's current chunk has run (since ``status.startTime``), or ``None`` if it has not started."""
+    start = (job.get("status") or {}).get("startTime")
+    if not start or job_phase(job) is not JobPhase.RUNNING:
+        return None
+    return max(0.0, (now - parse_time(start, what="Job startTime")).total_seconds())
 
 
 def failure_message(job: Mapping[str, Any]) -> str:
@@ -319,11 +342,12 @@ class GridKubernetesHook(KubernetesHook):
             elif not suspend and ANNOTATION_SUSPENDED_BY not in annotations:
                 why = "suspended but not by a grid event (waiting for its grid window): left alone"
             elif suspend:
-                self.patch_job(
-                    ns,
-                    name,
-                    {"metadata": {"annotations": {ANNOTATION_SUSPENDED_BY: reason}}, "spec": {"suspend": True}},
-                )
+                marks = {ANNOTATION_SUSPENDED_BY: reason}
+                ran = running_chunk_seconds(job, datetime.now(UTC))
+                if ran is not None:
+                    seconds, chunks = earlier_chunks(job)
+                    marks.update({ANNOTATION_RUN_SECONDS: f"{seconds + ran:.3f}", ANNOTATION_CHUNKS: str(chunks + 1)})
+                self.patch_job(ns, name, {"metadata": {"annotations": marks}, "spec": {"suspend": True}})
                 action, why = "suspended", reason
             else:
                 self.patch_job(

@@ -20,7 +20,7 @@ import logging
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
 from airflow.sdk import BaseHook
 
@@ -30,8 +30,11 @@ if TYPE_CHECKING:
     from airflow_provider_gridaware.signals.models import SignalSeries
     from airflow_provider_gridaware.store.archive import ForecastArchive
     from airflow_provider_gridaware.store.events import EventStore
+    from airflow_provider_gridaware.store.migrate import OpenedStore
+    from airflow_provider_gridaware.store.runtime import TaskRuntimeHistory
 
 log = logging.getLogger(__name__)
+_Store = TypeVar("_Store", bound="OpenedStore")
 
 CONFIG_SECTION = "gridaware"
 #: environment switch: ``0``/``false``/``no``/``off`` disables archiving (beats the config flag).
@@ -137,6 +140,10 @@ class GridStoreHook(BaseHook):
         """The forecast archive in this store, opened (and migrated) once per process."""
         return shared_archive(self.get_url())
 
+    def get_runtime_history(self) -> TaskRuntimeHistory:
+        """The task run-time history in this store (``duration="auto"``), opened once per process."""
+        return shared_runtime_history(self.get_url())
+
     def get_event_store(self) -> EventStore:
         """The grid-event log in this store, opened (and migrated) once per process."""
         return shared_event_store(self.get_url())
@@ -145,8 +152,9 @@ class GridStoreHook(BaseHook):
         return self.get_archive()
 
 
-_archives: dict[str, ForecastArchive] = {}
-_archives_lock = threading.Lock()
+# One opened store object per (kind, URL) and process: opening migrates and builds an engine.
+_opened: dict[tuple[type[OpenedStore], str], OpenedStore] = {}
+_opened_lock = threading.Lock()
 
 
 def shared_archive(url: str) -> ForecastArchive:
@@ -154,44 +162,48 @@ def shared_archive(url: str) -> ForecastArchive:
 
     :param url: the store's SQLAlchemy URL.
     """
-    with _archives_lock:
-        archive = _archives.get(url)
-        if archive is None:
-            from airflow_provider_gridaware.store.archive import ForecastArchive
+    from airflow_provider_gridaware.store.archive import ForecastArchive
 
-            archive = _archives[url] = ForecastArchive(url)
-        return archive
+    return _shared(ForecastArchive, url)
 
 
-_event_stores: dict[str, EventStore] = {}
+def shared_runtime_history(url: str) -> TaskRuntimeHistory:
+    """One :class:`~airflow_provider_gridaware.store.runtime.TaskRuntimeHistory` per store URL and process.
+
+    :param url: the store's SQLAlchemy URL.
+    """
+    from airflow_provider_gridaware.store.runtime import TaskRuntimeHistory
+
+    return _shared(TaskRuntimeHistory, url)
 
 
 def shared_event_store(url: str) -> EventStore:
-    """One :class:`EventStore` per store URL and process.
+    """One :class:`~airflow_provider_gridaware.store.events.EventStore` per store URL and process.
 
     Unlike the archive, recording an event is never best effort: its errors reach the caller, which must
     not acknowledge an event the store does not have.
 
     :param url: the store's SQLAlchemy URL.
     """
-    with _archives_lock:
-        store = _event_stores.get(url)
-        if store is None:
-            from airflow_provider_gridaware.store.events import EventStore
+    from airflow_provider_gridaware.store.events import EventStore
 
-            store = _event_stores[url] = EventStore(url)
-        return store
+    return _shared(EventStore, url)
+
+
+def _shared(kind: type[_Store], url: str) -> _Store:
+    with _opened_lock:
+        opened = _opened.get((kind, url))
+        if opened is None:
+            opened = _opened[(kind, url)] = kind(url)
+        return cast("_Store", opened)
 
 
 def close_shared_archives() -> None:
-    """Close every archive and event store opened here (tests, and processes that switch stores)."""
-    with _archives_lock:
-        for archive in _archives.values():
-            archive.close()
-        _archives.clear()
-        for store in _event_stores.values():
-            store.close()
-        _event_stores.clear()
+    """Close every store object opened here (tests, and processes that switch stores)."""
+    with _opened_lock:
+        for opened in _opened.values():
+            opened.close()
+        _opened.clear()
     GridStoreHook._urls.clear()
     _failed_until.clear()
 

@@ -31,6 +31,7 @@ from airflow_provider_gridaware.dispatch import (
 )
 from airflow_provider_gridaware.optional_providers import requires_extra
 from airflow_provider_gridaware.window import (
+    Duration,
     GridWindowMixin,
     job_id_from_context,
     pop_window_kwargs,
@@ -49,6 +50,7 @@ with requires_extra("aws", "GridAwareBatchOperator"):
         GridAwareBatchHook,
         is_paused,
         job_attempt,
+        run_time,
     )
 
 if TYPE_CHECKING:
@@ -102,7 +104,8 @@ class GridAwareBatchOperator(GridWindowMixin, BaseOperator):
         zone, home zone first.
     :param job_name: the AWS Batch job name (templated).
     :param job_definition: the job definition name or ARN, the same in every region (templated).
-    :param duration: expected run time of the job.
+    :param duration: expected run time of the job, or ``"auto"``: estimated from the AWS jobs' own run times
+        (``startedAt`` to ``stoppedAt``, summed over pauses) recorded when this task succeeded before.
     :param deadline: when the job must be finished (datetime/ISO string, templated, or timedelta from the
         DAG run's start).
     :param conn_id: the carbon connection read for every queue's zone; ``sources`` for anything else.
@@ -144,7 +147,7 @@ class GridAwareBatchOperator(GridWindowMixin, BaseOperator):
         queues: Sequence[BatchQueue | Mapping[str, Any]],
         job_name: str,
         job_definition: str,
-        duration: timedelta,
+        duration: Duration,
         deadline: datetime | timedelta | str,
         conn_id: str | None = None,
         earliest_start: datetime | timedelta | str | None = None,
@@ -244,6 +247,7 @@ class GridAwareBatchOperator(GridWindowMixin, BaseOperator):
         status = job["status"]
         if status == SUCCEEDED:
             self.log.info("AWS Batch job %s already succeeded: not submitting again", job["jobId"])
+            self._record_run_time(context, queue, record)
             return self.result(record)
         if status in ACTIVE_STATES or is_paused(job):
             self.log.info("reattaching to AWS Batch job %s (%s) in %s", job["jobId"], status, queue.where)
@@ -350,7 +354,34 @@ class GridAwareBatchOperator(GridWindowMixin, BaseOperator):
                 f"{event.get('message')} ({where}; AWS jobs of this task: {', '.join(record['job_ids'])})"
             )
         self.log.info("AWS Batch job %s succeeded", event["job_id"])
+        if "queue" in record:
+            self._record_run_time(context, BatchQueue.model_validate(record["queue"]), record)
         return self.result(record)
+
+    def _record_run_time(self, context: Context, queue: BatchQueue, record: Mapping[str, Any]) -> None:
+        """The logical job's own run time from AWS's times (not the grid-window wait), summed over the AWS
+        jobs a pause and resume made of it, recorded for ``duration="auto"``."""
+        from airflow_provider_gridaware.runtime_history import record_task_run
+
+        try:
+            measured = run_time(self.hook_for(queue).describe(list(record.get("job_ids") or [record["job_id"]])))
+        except BatchDispatchError as exc:
+            self.log.warning("could not read the AWS Batch jobs' times (%s): run time not recorded", exc)
+            return
+        if measured is None:
+            self.log.warning("AWS Batch jobs %s have no start and stop times: run time not recorded", record["job_ids"])
+            return
+        started, ended, seconds, chunks = measured
+        record_task_run(
+            context,
+            started_at=started,
+            ended_at=ended,
+            wall_seconds=seconds,
+            kind="batch_job",
+            chunks=chunks,
+            zone=queue.zone,
+            logger=self.log,
+        )
 
     @staticmethod
     def result(record: Mapping[str, Any]) -> dict[str, Any]:

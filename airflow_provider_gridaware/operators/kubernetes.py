@@ -45,6 +45,7 @@ from airflow_provider_gridaware.dispatch import (
 )
 from airflow_provider_gridaware.optional_providers import requires_extra
 from airflow_provider_gridaware.window import (
+    Duration,
     GridWindowMixin,
     job_id_from_context,
     pop_window_kwargs,
@@ -60,6 +61,7 @@ with requires_extra("kubernetes", "GridAwareKubernetesJobOperator"):
         JobPhase,
         JobRef,
         KubernetesDispatchError,
+        earlier_chunks,
         job_phase,
     )
 
@@ -94,7 +96,8 @@ class GridAwareKubernetesJobOperator(GridWindowMixin, KubernetesJobOperator):
     Takes every ``KubernetesJobOperator`` argument for the Job itself, plus:
 
     :param clusters: candidate clusters, home first (its zone is the "start now here" counterfactual).
-    :param duration: expected run time of the Job.
+    :param duration: expected run time of the Job, or ``"auto"``: estimated from the Job's own run times
+        (Kubernetes' start to completion, summed over chunks) recorded when this task succeeded before.
     :param deadline: when the Job must be finished: a datetime/ISO string (templated) or a timedelta from the
         DAG run's start.
     :param conn_id: the carbon signal connection read for every cluster's zone (or give ``sources``).
@@ -122,7 +125,7 @@ class GridAwareKubernetesJobOperator(GridWindowMixin, KubernetesJobOperator):
         self,
         *,
         clusters: Sequence[KubernetesCluster | Mapping[str, Any]],
-        duration: timedelta,
+        duration: Duration,
         deadline: datetime | timedelta | str,
         conn_id: str | None = None,
         earliest_start: datetime | timedelta | str | None = None,
@@ -218,7 +221,7 @@ class GridAwareKubernetesJobOperator(GridWindowMixin, KubernetesJobOperator):
             phase = job_phase(job)
             self.log.info("reattaching to %s (%s) instead of creating another Job", ref, phase.value)
             if phase is JobPhase.COMPLETE:
-                return self._result(context, ref, state.get("decision"), job.get("status") or {})
+                return self._result(context, ref, state.get("decision"), job.get("status") or {}, earlier_chunks(job))
             if phase is JobPhase.RUNNING or self._released(job, state):
                 return self._defer_for_completion(ref, state.get("decision"))
             return self.defer_until_window(context, method_name="execute_in_window")
@@ -367,7 +370,9 @@ class GridAwareKubernetesJobOperator(GridWindowMixin, KubernetesJobOperator):
         ref, job, state = found
         phase = job_phase(job)
         if phase is JobPhase.COMPLETE:
-            return self._result(context, ref, state.get("decision") or event, job.get("status") or {})
+            return self._result(
+                context, ref, state.get("decision") or event, job.get("status") or {}, earlier_chunks(job)
+            )
         if phase is JobPhase.RUNNING or self._released(job, state):
             return self._defer_for_completion(ref, state.get("decision") or event)
         target = self.clusters_by_zone.get(zone)
@@ -443,11 +448,19 @@ class GridAwareKubernetesJobOperator(GridWindowMixin, KubernetesJobOperator):
             ref,
             event.get("decision"),
             {"startTime": event.get("start_time"), "completionTime": event.get("completion_time")},
+            _earlier(event.get("earlier_chunks")),
         )
 
     def _result(
-        self, context: Context, ref: JobRef, decision: Mapping[str, Any] | None, status: Mapping[str, Any]
+        self,
+        context: Context,
+        ref: JobRef,
+        decision: Mapping[str, Any] | None,
+        status: Mapping[str, Any],
+        earlier: tuple[float, int] = (0.0, 0),
     ) -> dict[str, Any]:
+        """The completed Job's result (and its run time recorded for ``duration="auto"``)."""
+        self._record_run_time(context, ref, status, earlier)
         return {
             "job_id": job_id_from_context(context),
             "status": "complete",
@@ -461,6 +474,31 @@ class GridAwareKubernetesJobOperator(GridWindowMixin, KubernetesJobOperator):
             "counterfactual": (decision or {}).get("counterfactual"),
         }
 
+    def _record_run_time(
+        self, context: Context, ref: JobRef, status: Mapping[str, Any], earlier: tuple[float, int]
+    ) -> None:
+        """The Job's own run time, from Kubernetes' times (not the grid-window wait): its last chunk
+        (``startTime`` to ``completionTime``) plus the chunks before grid-event suspensions."""
+        from airflow_provider_gridaware.runtime_history import record_task_run
+        from airflow_provider_gridaware.times import parse_time
+
+        if not status.get("startTime") or not status.get("completionTime"):
+            self.log.warning("%s has no start or completion time: its run time is not recorded", ref)
+            return
+        started = parse_time(status["startTime"], what="Job startTime")
+        ended = parse_time(status["completionTime"], what="Job completionTime")
+        earlier_seconds, earlier_count = earlier
+        record_task_run(
+            context,
+            started_at=started - timedelta(seconds=earlier_seconds),  # the work began at least this long before
+            ended_at=ended,
+            wall_seconds=earlier_seconds + (ended - started).total_seconds(),
+            kind="kubernetes_job",
+            chunks=earlier_count + 1,
+            zone=ref.zone,
+            logger=self.log,
+        )
+
     def on_kill(self) -> None:
         ref = self._job_ref
         if ref is None or self.job_on_kill_action == "keep":
@@ -473,6 +511,15 @@ class GridAwareKubernetesJobOperator(GridWindowMixin, KubernetesJobOperator):
         else:
             hook.delete_job(ref.namespace, ref.name)
             self.log.info("on_kill: deleted %s", ref)
+
+
+def _earlier(value: Any) -> tuple[float, int]:
+    """``earlier_chunks`` of a completion event (absent from events of older triggers)."""
+    try:
+        seconds, count = value
+        return float(seconds), int(count)
+    except (TypeError, ValueError):
+        return 0.0, 0
 
 
 class _KubernetesJobsStateOperator(BaseOperator):

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
-from airflow_provider_gridaware.window import GridWindowMixin, decide_now, pop_window_kwargs
+from airflow_provider_gridaware.window import AUTO, GridWindowMixin, decide_now, pop_window_kwargs
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -52,6 +52,13 @@ class GridWindowSensor(GridWindowMixin, BaseSensorOperator):
         poke_interval: float = 300,
         **kwargs: Any,
     ) -> None:
+        if duration == AUTO:
+            # "auto" estimates a task's own run time from its recorded runs; a sensor's work is the next task's.
+            raise ValueError(
+                f"GridWindowSensor {kwargs.get('task_id', '')}: duration='auto' estimates a task's own run time, and "
+                "a sensor's work is the task after it: give the sensor an explicit duration (or use "
+                "@task.gridaware / a dispatch operator with duration='auto')"
+            )
         grid_window_kwargs = pop_window_kwargs(kwargs)
         super().__init__(poke_interval=poke_interval, **kwargs)
         self.deferrable = deferrable

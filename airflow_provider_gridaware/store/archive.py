@@ -19,8 +19,8 @@ from sqlalchemy import Connection, Row, and_, delete, select
 
 from airflow_provider_gridaware.signals.models import UTC, SignalPoint, SignalSeries, ensure_utc, format_time
 from airflow_provider_gridaware.signals.units import CarbonMetric, SeriesType, SignalKind
-from airflow_provider_gridaware.store.engine import WRITE, create_store_engine
-from airflow_provider_gridaware.store.migrate import upgrade_store
+from airflow_provider_gridaware.store.engine import WRITE, dialect_insert
+from airflow_provider_gridaware.store.migrate import OpenedStore
 from airflow_provider_gridaware.store.schema import (
     NO_METRIC,
     actual_point,
@@ -29,7 +29,6 @@ from airflow_provider_gridaware.store.schema import (
     signal,
     store_meta,
 )
-from airflow_provider_gridaware.store.url import resolve_store_url
 from airflow_provider_gridaware.times import parse_time
 
 #: how long vintages and actuals are kept unless the archive is opened with another retention.
@@ -104,7 +103,7 @@ class PruneResult:
 SignalKey = tuple[str, str, str, str, str]
 
 
-class ForecastArchive:
+class ForecastArchive(OpenedStore):
     """Records forecast vintages and actuals in the store, and reads them back by issue or target time.
 
     Opening applies the store's migrations (idempotent, safe with concurrent openers). Thread-safe; one
@@ -126,31 +125,11 @@ class ForecastArchive:
     ) -> None:
         if retention is not None and retention <= timedelta(0):
             raise ValueError(f"retention must be positive, not {retention}")
-        self.url = resolve_store_url(url)
+        super().__init__(url, clock)
         self.retention = retention
-        self._clock = clock
-        self._engine = create_store_engine(self.url)
-        try:
-            upgrade_store(self._engine)
-        except BaseException:
-            self._engine.dispose()
-            raise
         self._signal_ids: dict[SignalKey, int] = {}
         self._prune_lock = threading.Lock()
         self._next_prune_check: datetime | None = None
-
-    def __repr__(self) -> str:
-        return f"ForecastArchive({self._engine.url.render_as_string(hide_password=True)!r})"
-
-    def __enter__(self) -> ForecastArchive:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Release the store's connections."""
-        self._engine.dispose()
 
     # -- writing ---------------------------------------------------------------------------------------
     @contextmanager
@@ -208,7 +187,9 @@ class ForecastArchive:
         source, zone, kind, metric, unit = key
         values = {"source": source, "zone": zone, "kind": kind, "metric": metric, "unit": unit, "currency": currency}
         unique = ["source", "zone", "kind", "metric", "unit"]
-        connection.execute(_insert(connection, signal).values(values).on_conflict_do_nothing(index_elements=unique))
+        connection.execute(
+            dialect_insert(connection, signal).values(values).on_conflict_do_nothing(index_elements=unique)
+        )
         where = and_(*(signal.c[name] == values[name] for name in unique))
         return int(connection.execute(select(signal.c.id).where(where)).scalar_one())
 
@@ -347,7 +328,7 @@ class ForecastArchive:
                 self.prune(now - self.retention)
                 with self._write() as connection:
                     values = {"key": LAST_PRUNED_KEY, "value": format_time(now), "updated_at": now}
-                    statement = _insert(connection, store_meta).values(values)
+                    statement = dialect_insert(connection, store_meta).values(values)
                     connection.execute(
                         statement.on_conflict_do_update(
                             index_elements=["key"],
@@ -359,20 +340,6 @@ class ForecastArchive:
 
 
 # -- statements and rows ---------------------------------------------------------------------------------
-def _insert(connection: Connection, table: Any) -> Any:
-    """The dialect's INSERT, which knows ON CONFLICT (SQLite and PostgreSQL spell it the same way)."""
-    name = connection.dialect.name
-    if name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-
-        return postgresql_insert(table)
-    if name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        return sqlite_insert(table)
-    raise ValueError(f"the gridaware store supports SQLite and PostgreSQL, not {name}")
-
-
 def _insert_forecasts(
     connection: Connection,
     forecasts: Sequence[tuple[int, SignalSeries]],
@@ -388,7 +355,7 @@ def _insert_forecasts(
         {"signal_id": sid, "issued_at": at, "issue_time_stated": issue_time_stated, "first_fetched_at": fetched_at}
         for sid, at in vintages
     ]
-    statement = _insert(connection, forecast_vintage)
+    statement = dialect_insert(connection, forecast_vintage)
     # executemany: the compiled statement is cached, and the drivers batch the rows (engine.py).
     connection.execute(statement.on_conflict_do_nothing(index_elements=["signal_id", "issued_at"]), rows)
     issued = [at for _, at in vintages]
@@ -404,7 +371,7 @@ def _insert_forecasts(
         for key, vintage_points in vintages.items()
         for p in vintage_points
     ]
-    statement = _insert(connection, forecast_point)
+    statement = dialect_insert(connection, forecast_point)
     connection.execute(statement.on_conflict_do_nothing(index_elements=["vintage_id", "target_start"]), points)
 
 
@@ -422,7 +389,7 @@ def _upsert_actual_points(
         }
         for p in points
     ]
-    statement = _insert(connection, actual_point)
+    statement = dialect_insert(connection, actual_point)
     new = statement.excluded
     # Only a changed value or interval is a revision: re-recording the same actuals leaves recorded_at alone.
     changed = (actual_point.c.value != new.value) | (actual_point.c.target_end != new.target_end)

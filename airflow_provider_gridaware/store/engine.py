@@ -44,6 +44,20 @@ def create_store_engine(url: str) -> Engine:
     return create_engine(parsed, pool_size=2, max_overflow=4, **kwargs)
 
 
+def dialect_insert(connection: Connection, table: Any) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT (SQLite and PostgreSQL spell it the same way)."""
+    name = connection.dialect.name
+    if name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert(table)
+    if name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table)
+    raise ValueError(f"the gridaware store supports SQLite and PostgreSQL, not {name}")
+
+
 def _explicit_sqlite_transactions(engine: Engine) -> None:
     # The documented pysqlite recipe: the driver must not open transactions itself (it would not do so for
     # DDL, and always DEFERRED), so SQLAlchemy emits BEGIN, IMMEDIATE for writes.

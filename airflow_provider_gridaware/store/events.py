@@ -9,7 +9,7 @@ reads everything it missed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,17 +19,12 @@ from sqlalchemy import Connection, func, select
 from sqlalchemy.exc import IntegrityError
 
 from airflow_provider_gridaware.signals.grid_event import GridEvent
-from airflow_provider_gridaware.store.engine import WRITE, create_store_engine
-from airflow_provider_gridaware.store.migrate import upgrade_store
+from airflow_provider_gridaware.store.engine import WRITE
+from airflow_provider_gridaware.store.migrate import OpenedStore
 from airflow_provider_gridaware.store.schema import grid_event
-from airflow_provider_gridaware.store.url import resolve_store_url
 from airflow_provider_gridaware.times import UTC
 
 log = logging.getLogger(__name__)
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class RecordOutcome(str, Enum):
@@ -69,7 +64,7 @@ class StoredEvent:
     stored_at: datetime
 
 
-class EventStore:
+class EventStore(OpenedStore):
     """Records grid events and reads them back in the order stored.
 
     Opening applies the store's migrations. Thread-safe; one instance per process and store is enough.
@@ -78,28 +73,6 @@ class EventStore:
         ``AIRFLOW_HOME``).
     :param clock: current UTC time.
     """
-
-    def __init__(self, url: str | None = None, *, clock: Callable[[], datetime] = _utcnow) -> None:
-        self.url = resolve_store_url(url)
-        self._clock = clock
-        self._engine = create_store_engine(self.url)
-        try:
-            upgrade_store(self._engine)
-        except BaseException:
-            self._engine.dispose()
-            raise
-
-    def __repr__(self) -> str:
-        return f"EventStore({self._engine.url.render_as_string(hide_password=True)!r})"
-
-    def __enter__(self) -> EventStore:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._engine.dispose()
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:

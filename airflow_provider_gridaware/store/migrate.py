@@ -7,15 +7,19 @@ after taking it; a store already at the newest revision takes no lock at all.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import TypeVar
 
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, column, inspect, select, table, text
 
-from airflow_provider_gridaware.store.engine import WRITE
+from airflow_provider_gridaware.store.engine import WRITE, create_store_engine
 from airflow_provider_gridaware.store.schema import VERSION_TABLE
+from airflow_provider_gridaware.store.url import resolve_store_url
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Any fixed 63-bit number: the key every process of every version agrees on ("gridawar" in ASCII).
@@ -70,3 +74,51 @@ def upgrade_store(engine: Engine, revision: str = "head") -> None:
             # Released by the commit; a second opener waits here, then finds the tables at head.
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
         command.upgrade(alembic_config(connection), target)
+
+
+def open_store(url: str) -> Engine:
+    """An engine for the store at ``url``, its tables migrated to the newest schema.
+
+    :param url: a SQLAlchemy URL.
+    """
+    engine = create_store_engine(url)
+    try:
+        upgrade_store(engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
+
+
+_Opened = TypeVar("_Opened", bound="OpenedStore")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class OpenedStore:
+    """The life cycle the store's parts share: a URL resolved, an engine opened, the tables migrated.
+
+    :param url: SQLAlchemy URL of the store; default ``$GRIDAWARE_STORE_URL`` or
+        ``sqlite:///$AIRFLOW_HOME/gridaware.db``.
+    :param clock: current UTC time (default: the system clock).
+    """
+
+    def __init__(self, url: str | None = None, clock: Callable[[], datetime] | None = None) -> None:
+        self.url = resolve_store_url(url)
+        self._clock = clock or _utcnow
+        self._engine = open_store(self.url)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._engine.url.render_as_string(hide_password=True)!r})"
+
+    def __enter__(self: _Opened) -> _Opened:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the store's connections."""
+        self._engine.dispose()

@@ -16,6 +16,11 @@ Layout of the forecast archive:
 
 Grid events: ``gridaware_grid_event``, one row per accepted state of a demand-response event, in the order
 stored (``seq``), with the normalised event as JSON.
+
+Task runs (the ledger's family: later tables key on the same dag/run/task/map index/try):
+
+* ``gridaware_task_runtime``: the measured run time of each successful try of a grid-aware task, what
+  ``duration="auto"`` estimates from.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from sqlalchemy import (
     Dialect,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -166,4 +172,33 @@ grid_event = Table(
     # Named by hand: the convention's name would pass PostgreSQL's 63-character limit.
     UniqueConstraint("source", "event_id", "modification_number", "status", name="uq_gridaware_grid_event_state"),
     comment="Every accepted state of a grid (demand-response) event, in the order stored",
+)
+
+# Airflow's own limit for dag, task and run ids (ID_LEN).
+AIRFLOW_ID_LEN = 250
+
+task_runtime = Table(
+    "gridaware_task_runtime",
+    metadata,
+    # One row per task try, the key the ledger's tables share: recording a try again overwrites it.
+    Column("dag_id", String(AIRFLOW_ID_LEN), primary_key=True),
+    Column("task_id", String(AIRFLOW_ID_LEN), primary_key=True),
+    Column("run_id", String(AIRFLOW_ID_LEN), primary_key=True),
+    Column("map_index", Integer, primary_key=True),
+    Column("try_number", Integer, primary_key=True),
+    Column("started_at", UTCDateTime(), nullable=False, comment="when the work first ran (not the grid-window wait)"),
+    Column("ended_at", UTCDateTime(), nullable=False),
+    Column(
+        "run_seconds",
+        Float(precision=53),
+        nullable=False,
+        comment="the work's own run time: the sum of its chunks when paused and resumed",
+    ),
+    Column("chunks", Integer, nullable=False, comment="how many pieces the work ran in (1 unless paused)"),
+    Column("kind", String(32), nullable=False, comment="what ran: python, kubernetes_job, batch_job"),
+    Column("zone", String(64), nullable=True),
+    Column("recorded_at", UTCDateTime(), nullable=False),
+    # Serves "the last N successes of this task" (duration="auto").
+    Index(None, "dag_id", "task_id", "ended_at"),
+    comment="Measured run time of each successful try of a grid-aware task",
 )

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from airflow_provider_gridaware.optional_providers import requires_extra
 
 with requires_extra("kubernetes", "KubernetesJobCompletionTrigger"):
-    from airflow_provider_gridaware.hooks.kubernetes import failure_message, job_phase
+    from airflow_provider_gridaware.hooks.kubernetes import earlier_chunks, failure_message, job_phase
 from airflow_provider_gridaware.triggers.resume_guard import hold_until
 
 
@@ -53,7 +53,8 @@ class KubernetesJobCompletionTrigger(BaseTrigger):
     """Fires once the Job is complete, failed, or gone.
 
     The event: ``{"status": "complete"|"failed"|"missing"|"error", "message", "conn_id", "namespace",
-    "name", "zone", "decision", "start_time", "completion_time"}``.
+    "name", "zone", "decision", "start_time", "completion_time", "earlier_chunks"}`` (``earlier_chunks``: run
+    seconds and count of the chunks before the last resume).
 
     :param request: the :class:`JobWatchRequest` (or its JSON form).
     """
@@ -119,6 +120,8 @@ class KubernetesJobCompletionTrigger(BaseTrigger):
                 "decision": req.decision,
                 "start_time": job_status.get("startTime"),
                 "completion_time": job_status.get("completionTime"),
+                # Chunks run before grid-event suspensions (Kubernetes resets startTime on resume).
+                "earlier_chunks": list(earlier_chunks(job or {})),
             }
         )
 

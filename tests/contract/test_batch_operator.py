@@ -173,6 +173,13 @@ def test_submits_in_the_released_zone_with_tags_and_checkpoint_contract(aws: Mot
     assert result["zone"] == "SE" and result["region_name"] == "eu-north-1" and result["job_queue"] == "gridaware-se"
     assert result["job_id"] == LOGICAL_ID and result["aws_job_ids"] == [job["jobId"]]
     assert result["decision"]["counterfactual"]["zone"] == "GB"
+    # The AWS job's own run time (startedAt..stoppedAt) is recorded for duration="auto".
+    from airflow_provider_gridaware.hooks.store import GridStoreHook
+
+    [described] = [j for j in aws.jobs("eu-north-1") if j["jobId"] == job["jobId"]]
+    runs = GridStoreHook().get_runtime_history().recent("train_dag", "train", limit=50)
+    expected = (described["stoppedAt"] - described["startedAt"]) / 1000
+    assert any(r.kind == "batch_job" and r.zone == "SE" and r.run_seconds == expected for r in runs), runs
 
 
 def test_retry_reattaches_to_an_active_job(aws: MotoServer) -> None:

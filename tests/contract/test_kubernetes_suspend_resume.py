@@ -18,6 +18,7 @@ from airflow_provider_gridaware.hooks.kubernetes import (
     ANNOTATION_SUSPENDED_BY,
     GridKubernetesHook,
     KubernetesDispatchError,
+    earlier_chunks,
 )
 from airflow_provider_gridaware.operators.kubernetes import (
     KubernetesResumeJobsOperator,
@@ -226,6 +227,9 @@ def test_suspend_sends_sigterm_the_workload_checkpoints_and_resume_continues(mon
 
         status = wait_for(suspended_status, "the Job runner to report the Job suspended")
         assert status["active"] == 0 and not done.exists()
+        # The chunk before the suspension is kept: Kubernetes resets startTime when the Job resumes.
+        first_chunk, chunks = earlier_chunks(emu.jobs()[("ml", "work")])
+        assert first_chunk > 0 and chunks == 1
         paused_at = json.loads(checkpoint.read_text())["step"]
         assert 0 < paused_at < 30
 
@@ -240,3 +244,4 @@ def test_suspend_sends_sigterm_the_workload_checkpoints_and_resume_continues(mon
         assert status["succeeded"] == 1 and status["completionTime"]
         result = json.loads(done.read_text())
         assert result["step"] == 30 and result["resumed_at"] == [0, paused_at]  # continued from the checkpoint
+        assert earlier_chunks(emu.jobs()[("ml", "work")]) == (first_chunk, 1)  # the last chunk is startTime..end

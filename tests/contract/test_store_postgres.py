@@ -1,4 +1,4 @@
-"""The forecast archive on the loopback PostgreSQL: a throw-away database per test session."""
+"""The store on the loopback PostgreSQL (forecast archive, task run times): a throw-away database per session."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from tests.unit.test_store_archive import (
     open_and_record_from_two_processes,
     open_twice_and_compare,
 )
+from tests.unit.test_task_runtime_store import round_trip as task_runtime_round_trip
 
 CI = SignalKind.CARBON_INTENSITY
 
@@ -42,7 +43,8 @@ def url(postgres_database: str) -> Iterator[str]:
         connection.execute(
             text(
                 "DROP TABLE IF EXISTS gridaware_forecast_point, gridaware_forecast_vintage, gridaware_actual_point,"
-                " gridaware_store_meta, gridaware_signal, gridaware_grid_event, gridaware_alembic_version CASCADE"
+                " gridaware_store_meta, gridaware_signal, gridaware_grid_event, gridaware_task_runtime,"
+                " gridaware_alembic_version CASCADE"
             )
         )
     engine.dispose()
@@ -50,7 +52,7 @@ def url(postgres_database: str) -> Iterator[str]:
 
 def test_migrations_from_empty_and_reopen(url):
     tables, differences = open_twice_and_compare(url)
-    assert differences == [] and "gridaware_forecast_point" in tables
+    assert differences == [] and {"gridaware_forecast_point", "gridaware_task_runtime"} <= tables
     engine = create_engine(url)
     with engine.connect() as connection:
         kind = connection.execute(
@@ -106,3 +108,7 @@ def test_grid_events_on_postgres_record_dedupe_and_tail(url):
         ]
         assert stored[0].event.received_at.tzinfo is not None
         assert events.since(stored[1].seq) == stored[2:]
+
+
+def test_task_runtimes_round_trip(url):
+    task_runtime_round_trip(url)

@@ -315,8 +315,8 @@ class JobRunner:
             log.close()
         grace = float(pod.get("terminationGracePeriodSeconds", 30))
         self.runs[key] = _Run(job["metadata"]["uid"], proc, asyncio.ensure_future(proc.wait()), grace)
-        status = job.get("status") or {}
-        await self._write(key, {"startTime": status.get("startTime") or _now(), "active": 1, "conditions": []})
+        # Kubernetes sets startTime when a Job starts and resets it when a suspended Job resumes.
+        await self._write(key, {"startTime": _now(), "active": 1, "conditions": []})
 
     async def _finished(self, key: tuple[str, str], code: int, suspended: bool) -> None:
         if suspended:
