@@ -191,6 +191,12 @@ def _client_class() -> type[Any]:
             if settings.vtn_fingerprint:
                 _verify_signature(tree, settings.vtn_fingerprint, source)
             message_type, payload = parse_message(content)
+            answered_as = payload.get("vtn_id")
+            if settings.vtn_id and answered_as not in (None, "", settings.vtn_id):
+                raise SourceConfigError(
+                    f"the VTN answered as vtnID {answered_as!r}, the connection expects {settings.vtn_id!r}",
+                    source=source,
+                )
             if message_type == "oadrRequestReregistration":
                 raise VenNotRegisteredError(
                     f"the VTN does not know venID {self.ven_id!r} (oadrRequestReregistration): register again "
