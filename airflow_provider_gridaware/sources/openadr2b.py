@@ -131,7 +131,8 @@ def events_from_distribution(
     :param expected_vtn_id: refuse a message from another VTN (``SourceConfigError``).
     """
     vtn_id = payload.get("vtn_id")
-    if expected_vtn_id and vtn_id != expected_vtn_id:
+    # An openleadr VTN with nothing queued answers a bare oadrResponse, which carries no vtnID.
+    if expected_vtn_id and payload.get("events") and vtn_id != expected_vtn_id:
         raise SourceConfigError(
             f"the VTN answered as vtnID {vtn_id!r}, the connection expects {expected_vtn_id!r}", source=source
         )

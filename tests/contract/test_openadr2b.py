@@ -87,6 +87,7 @@ def _lifecycle(vtn: VtnProcess, hook: OpenADR2bHook, store: EventStore) -> None:
     assert registration.poll_interval == 1.0
     assert hook.stored_registration(store.url) == (VEN_ID, f"reg-{VEN_NAME}")
 
+    assert hook.receive(store) == []  # nothing queued yet: the VTN answers a bare oadrResponse
     vtn.command("add_event", ven_id=VEN_ID, event_id="ev-simple", values=[1, 2, 3], priority=2)
     vtn.command("add_event", ven_id=VEN_ID, event_id="ev-price", signal="PRICE", values=[0.31, 0.45])
     received = {r.event.event_id: r for r in hook.receive(store)}

@@ -7,6 +7,7 @@
   "start_in_s", "step_s", "response_required", "test_event", "priority"}`` -> ``{"queued_at": <unix time>}``;
 - ``{"cmd": "modify_event", "ven_id", "event_id", "values": [...]}``: new payloads, modification number + 1;
 - ``{"cmd": "cancel_event", "ven_id", "event_id"}``: openleadr's ``cancel_event`` (status cancelled, mod + 1);
+- ``{"cmd": "remove_event", "ven_id", "event_id"}``: drop it from the VTN's queue (benchmarks keep it short);
 - ``{"cmd": "responses"}`` -> every ``oadrCreatedEvent`` answer received: ``[[ven_id, event_id, mod, opt]]``;
 - ``{"cmd": "registrations"}`` -> ``{ven_name: [ven_id, registration_id]}``;
 - ``{"cmd": "tamper", "on": true}``: alter a value in every signed answer *after* signing;
@@ -25,6 +26,7 @@ import json
 import re
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -43,6 +45,7 @@ class VtnProcess:
         self.poll_s = poll_s
         self.process: subprocess.Popen[str] | None = None
         self.port = 0
+        self._lock = threading.Lock()  # one command at a time on the pipe (benchmarks call from two threads)
 
     @property
     def url(self) -> str:
@@ -73,9 +76,10 @@ class VtnProcess:
 
     def command(self, cmd: str, **fields: Any) -> Any:
         assert self.process is not None and self.process.stdin and self.process.stdout
-        self.process.stdin.write(json.dumps({"cmd": cmd, **fields}) + "\n")
-        self.process.stdin.flush()
-        answer = json.loads(self.process.stdout.readline())
+        with self._lock:
+            self.process.stdin.write(json.dumps({"cmd": cmd, **fields}) + "\n")
+            self.process.stdin.flush()
+            answer = json.loads(self.process.stdout.readline())
         if "error" in answer:
             raise RuntimeError(f"VTN command {cmd}: {answer['error']}")
         return answer["result"]
@@ -235,6 +239,9 @@ async def _serve(args: argparse.Namespace) -> None:
                 result = {"modification_number": event.event_descriptor.modification_number}
             elif cmd == "cancel_event":
                 server.cancel_event(request["ven_id"], request["event_id"])
+                result = None
+            elif cmd == "remove_event":
+                utils.pop_by(server.events.get(request["ven_id"], []), "event_descriptor.event_id", request["event_id"])
                 result = None
             elif cmd == "responses":
                 result = responses
