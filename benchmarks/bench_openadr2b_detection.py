@@ -9,7 +9,7 @@ expected figure is uniform(0, P) plus one round trip and the store write, so p99
 ``--tls`` runs the VTN with mutual TLS and XML signatures (a throwaway CA), the VEN verifying every
 signature against the VTN's fingerprint.
 
-Run: .venv/bin/python benchmarks/bench_openadr2b_detection.py [--events 100] [--poll 1.0] [--tls]
+Run: .venv/bin/python benchmarks/bench_openadr2b_detection.py [--events 100] [--poll 1.0] [--tls [--key rsa|ec]]
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ def main() -> None:
     parser.add_argument("--poll", type=float, default=1.0)
     parser.add_argument("--tls", action="store_true")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--key", choices=["rsa", "ec"], default="rsa", help="key type of the TLS/signing certificates")
     args = parser.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="bench-openadr2b-"))
@@ -74,7 +75,7 @@ def main() -> None:
     extra: dict[str, object] = {"vtn_id": "BENCH_VTN", "poll_interval": args.poll}
     tls: dict[str, str] = {}
     if args.tls:
-        ca = ThrowawayCA(folder, "bench-ca")
+        ca = ThrowawayCA(folder, "bench-ca", key_kind=args.key)
         vtn_cert, ven_cert = ca.issue("vtn", server=True), ca.issue("ven", server=False)
         tls = {
             "cert": str(vtn_cert.cert_path),
@@ -124,7 +125,7 @@ def main() -> None:
 
     latencies = [stored[k] - queued[k] for k in queued if k in stored]
     missing = len(queued) - len(latencies)
-    mode = "mutual TLS + XML signatures" if args.tls else "plain HTTP"
+    mode = f"mutual TLS + XML signatures ({args.key} keys)" if args.tls else "plain HTTP"
     print(f"OpenADR 2.0b detection, openleadr VTN on loopback, {mode}, poll {args.poll:g} s, {len(queued)} events")
     print(
         f"  queued -> stored: p50 {statistics.median(latencies):.3f} s  p99 {_percentile(latencies, 0.99):.3f} s  "
