@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, str] = {
     "simulate": "airflow_provider_gridaware.simulator.cli",
     "demo": "airflow_provider_gridaware.commands.demo",
     "backtest": "airflow_provider_gridaware.commands.backtest",
+    "openadr2b": "airflow_provider_gridaware.commands.openadr2b",
 }
 
 EXIT_USAGE = 2

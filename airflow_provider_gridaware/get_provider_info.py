@@ -204,6 +204,46 @@ CONNECTION_TYPES = [
         placeholders={"host": "/data/traces/gb_ci.csv"},
         http=False,
     ),
+    _connection_type(
+        "gridaware_openadr2b",
+        "openadr2b",
+        "OpenADR2bHook",
+        "Grid: OpenADR 2.0b VTN (VEN client)",
+        fields={
+            "vtn_id": _str_field("VTN ID", "the VTN's vtnID; answers from another VTN are refused"),
+            "vtn_fingerprint": _str_field(
+                "VTN certificate fingerprint",
+                "AB:CD:.. (last 10 bytes of the SHA-256) of the VTN's signing certificate; every message must "
+                "then be signed by it",
+            ),
+            "ven_id": _str_field(
+                "venID", "only if the VTN assigned one out of band; else `gridaware openadr2b register`"
+            ),
+            "cert_file": _str_field("VEN certificate file", "PEM; for mutual TLS and message signing"),
+            "key_file": _str_field(
+                "VEN private key file",
+                "PEM; or paste the key into Password. A passphrase goes in the extra JSON as key_passphrase (masked)",
+            ),
+            "ca_file": _str_field("CA file", "PEM bundle the VTN's TLS certificate must chain to"),
+            "check_hostname": _str_field("Check the VTN's host name", default="true", enum=["true", "false"]),
+            "poll_interval": {
+                "label": "Poll interval (s)",
+                "schema": {"type": ["number", "null"], "default": 10},
+            },
+            "opt_policy": _str_field(
+                "Answer to events",
+                "opt_in (default), opt_out_test_events, or opt_out (observe only)",
+                default="opt_in",
+                enum=["opt_in", "opt_out_test_events", "opt_out"],
+            ),
+            "timeout": {"label": "Read timeout (s)", "schema": {"type": ["number", "null"], "default": 10}},
+            "connect_timeout": {"label": "Connect timeout (s)", "schema": {"type": ["number", "null"], "default": 5}},
+        },
+        hidden=["schema", "port"],
+        relabeling={"host": "VTN URL", "login": "VEN name", "password": "VEN private key (PEM, optional)"},
+        placeholders={"host": "https://vtn.example.com/OpenADR2/Simple/2.0b", "login": "fleet-ven-1"},
+        http=False,
+    ),
 ]
 
 
@@ -242,6 +282,7 @@ def get_provider_info() -> dict[str, Any]:
                     f"{_PKG}.hooks.entsoe",
                     f"{_PKG}.hooks.rest",
                     f"{_PKG}.hooks.replay",
+                    f"{_PKG}.hooks.openadr2b",
                 ],
             },
             {"integration-name": "Kubernetes dispatch", "python-modules": [f"{_PKG}.hooks.kubernetes"]},

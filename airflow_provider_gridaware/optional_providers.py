@@ -51,6 +51,7 @@ EXTRAS: dict[str, OptionalExtra] = {
             "the Amazon provider",
             ("airflow.providers.amazon", "boto3", "botocore", "aiobotocore"),
         ),
+        OptionalExtra("openadr", "openleadr (OpenADR 2.0b)", ("openleadr", "signxml", "apscheduler", "tzlocal")),
     )
 }
 
