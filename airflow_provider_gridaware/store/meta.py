@@ -12,8 +12,8 @@ from datetime import datetime
 
 from sqlalchemy import Engine, delete, select
 
-from airflow_provider_gridaware.store.engine import WRITE, create_store_engine
-from airflow_provider_gridaware.store.migrate import upgrade_store
+from airflow_provider_gridaware.store.engine import WRITE
+from airflow_provider_gridaware.store.migrate import open_store
 from airflow_provider_gridaware.store.schema import store_meta
 from airflow_provider_gridaware.store.url import resolve_store_url
 from airflow_provider_gridaware.times import UTC
@@ -42,9 +42,7 @@ def _engine(url: str | None) -> Engine:
     with _lock:
         engine = _engines.get(resolved)
         if engine is None:
-            engine = create_store_engine(resolved)
-            upgrade_store(engine)
-            _engines[resolved] = engine
+            engine = _engines[resolved] = open_store(resolved)
         return engine
 
 
