@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, str] = {
     "demo": "airflow_provider_gridaware.commands.demo",
     "backtest": "airflow_provider_gridaware.commands.backtest",
     "openadr2b": "airflow_provider_gridaware.commands.openadr2b",
+    "events": "airflow_provider_gridaware.commands.events",
 }
 
 EXIT_USAGE = 2

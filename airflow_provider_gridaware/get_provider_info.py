@@ -41,6 +41,8 @@ def _connection_type(
     placeholders: dict[str, str],
     http: bool = True,
 ) -> dict[str, Any]:
+    if conn_type in EVENT_CONNECTION_TYPES:
+        fields = {**(fields or {}), "zones": _ZONES_FIELD}
     return {
         "connection-type": conn_type,
         "hook-class-name": f"{_PKG}.hooks.{module}.{cls}",
@@ -67,6 +69,12 @@ def _str_field(
         field["description"] = description
     return field
 
+
+_ZONES_FIELD: dict[str, Any] = {
+    "label": "Grid zones",
+    "schema": {"type": ["string", "null"]},
+    "description": "comma list of the grid zones these events apply to (an event price overlays their price series)",
+}
 
 #: demand-response connection types (their hooks are GridEventHooks, registered in hooks/grid_event_base.py).
 EVENT_CONNECTION_TYPES = frozenset(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import import_module
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -69,6 +70,15 @@ class GridEventHook(BaseHook):
         """The ``source`` of this hook's events: ``<protocol>:<connection id>``."""
         return f"{self.protocol}:{self.gridaware_conn_id}"
 
+    def event_zones(self) -> tuple[str, ...]:
+        """The grid zones this party's events apply to: the connection's ``zones`` extra (comma list).
+
+        Stored events carry them as ``zone`` targets, so the planner can overlay an event's price on the
+        zone's price series.
+        """
+        conn = self.get_connection(self.gridaware_conn_id)
+        return parse_zones((conn.extra_dejson if conn.extra else {}).get("zones"))
+
     def poll_interval(self) -> float:
         """Seconds until the next poll (a 2030.5 server's ``pollRate`` overrides the default)."""
         return self.default_poll_interval
@@ -88,12 +98,13 @@ class GridEventHook(BaseHook):
 
         :param store: where to record (default: the provider's store, see ``GridStoreHook``).
         """
-        return record_events(self.poll_events(), store)
+        return record_events(self.poll_events(), store, zones=self.event_zones())
 
     async def areceive(self, store: EventStore | None = None) -> list[ReceivedEvent]:
         """Async twin of :meth:`receive`; the store write runs in a thread."""
         events = await self.apoll_events()
-        return await asyncio.to_thread(record_events, events, store)
+        zones = await asyncio.to_thread(self.event_zones)
+        return await asyncio.to_thread(record_events, events, store, zones=zones)
 
     def test_connection(self) -> tuple[bool, str]:
         """Airflow's "Test connection": poll once, report how many events the party has."""
@@ -104,14 +115,37 @@ class GridEventHook(BaseHook):
         return True, f"{self.source}: connected, {len(events)} event(s) now"
 
 
-def record_events(events: list[GridEvent], store: EventStore | None = None) -> list[ReceivedEvent]:
-    """Record ``events`` in order and log each outcome; a store error propagates (nothing is acknowledged)."""
+def parse_zones(value: object) -> tuple[str, ...]:
+    """Zones from a connection field: a comma list or a JSON list; blanks dropped."""
+    if value is None or value == "":
+        return ()
+    items = value if isinstance(value, list) else str(value).split(",")
+    return tuple(dict.fromkeys(str(z).strip() for z in items if str(z).strip()))
+
+
+def with_zones(event: GridEvent, zones: Sequence[str]) -> GridEvent:
+    """``event`` with a ``zone`` target for each of ``zones``, unless the party named zones itself."""
+    from airflow_provider_gridaware.signals.grid_event import EventTarget
+
+    if not zones or any(t.kind == "zone" for t in event.targets):
+        return event
+    added = tuple(EventTarget(kind="zone", value=z) for z in zones)
+    return event.model_copy(update={"targets": event.targets + added})
+
+
+def record_events(
+    events: list[GridEvent], store: EventStore | None = None, *, zones: Sequence[str] = ()
+) -> list[ReceivedEvent]:
+    """Record ``events`` in order and log each outcome; a store error propagates (nothing is acknowledged).
+
+    :param zones: grid zones the connection's events apply to (added as ``zone`` targets).
+    """
     if store is None:
         from airflow_provider_gridaware.hooks.store import GridStoreHook
 
         store = GridStoreHook().get_event_store()
     received = []
-    for event in events:
+    for event in (with_zones(e, zones) for e in events):
         recorded = store.record(event)
         level = logging.INFO if recorded.outcome.stored else logging.DEBUG
         log.log(level, "%s: %s", recorded.outcome.value, event.describe())
@@ -136,4 +170,18 @@ def event_hook_for(conn_id: str) -> GridEventHook:
     from airflow_provider_gridaware.hooks.registry import get_connection_checked
 
     conn = get_connection_checked(conn_id)
+    return event_hook_class(conn.conn_type or "")(gridaware_conn_id=conn_id)
+
+
+async def aevent_hook_for(conn_id: str) -> GridEventHook:
+    """Async twin of :func:`event_hook_for`, safe inside the triggerer's event loop."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    from airflow_provider_gridaware.hooks.registry import missing_connection
+
+    try:
+        conn = await BaseHook.aget_connection(conn_id)
+    except AirflowNotFoundException as exc:
+        raise missing_connection(conn_id, exc) from None
     return event_hook_class(conn.conn_type or "")(gridaware_conn_id=conn_id)

@@ -295,7 +295,8 @@ class OpenADR2bHook(GridEventHook):
         ven_id = await self._aven_id(settings, store.url if store is not None else None)
         async with VenSession(settings, ven_id=ven_id) as session:
             distribution = await self._arequest(session)
-            received = await asyncio.to_thread(record_events, distribution.events, store)
+            zones = await asyncio.to_thread(self.event_zones)
+            received = await asyncio.to_thread(record_events, distribution.events, store, zones=zones)
             await self._aanswer(session, distribution)
         return received
 

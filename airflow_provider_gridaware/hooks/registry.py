@@ -44,7 +44,7 @@ def get_connection_checked(conn_id: str) -> Connection:
     try:
         return BaseHook.get_connection(conn_id)
     except AirflowNotFoundException as exc:
-        raise _missing(conn_id, exc) from None
+        raise missing_connection(conn_id, exc) from None
 
 
 def hook_for_connection(conn_id: str) -> GridSignalHook:
@@ -64,11 +64,11 @@ async def ahook_for_connection(conn_id: str) -> GridSignalHook:
     try:
         conn = await BaseHook.aget_connection(conn_id)
     except AirflowNotFoundException as exc:
-        raise _missing(conn_id, exc) from None
+        raise missing_connection(conn_id, exc) from None
     return hook_class_for(conn.conn_type, conn_id=conn_id)(conn_id)
 
 
-def _missing(conn_id: str, exc: Exception) -> SourceConfigError:
+def missing_connection(conn_id: str, exc: Exception) -> SourceConfigError:
     return SourceConfigError(
         f"connection {conn_id!r} does not exist ({exc}); create it, or check the conn_id for a typo",
         source=conn_id,

@@ -1,0 +1,198 @@
+"""GridEventTrigger: polls demand-response parties and tails the store's event log, one TriggerEvent per new state.
+
+It is a ``BaseEventTrigger``, so an ``AssetWatcher`` can run it in the triggerer: the grid-event DAG is
+then scheduled by events, within seconds and with no worker slot held. It loops forever (a watcher that
+returns is restarted and fires again) and never fires a state twice: it tails the log by ``seq`` and,
+given a ``cursor_name``, keeps its position in the store, so events stored while the triggerer was down
+(by the relay, or by another poller) fire when it is back.
+
+Polling a party records its events in the store first; events reach the DAG only from the store, so what
+fires is exactly what is recorded, whichever protocol delivered it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.triggers.base import BaseEventTrigger, TriggerEvent
+
+from airflow_provider_gridaware.signals.errors import GridSignalError, SourceConfigError
+
+if TYPE_CHECKING:
+    from airflow_provider_gridaware.hooks.grid_event_base import GridEventHook
+    from airflow_provider_gridaware.store.events import EventStore, StoredEvent
+
+log = logging.getLogger(__name__)
+
+#: how often the store's log is read for states other processes stored (the relay), seconds.
+DEFAULT_TAIL_INTERVAL_S = 1.0
+#: after a failed poll the party is asked again after this long at most (seconds), growing from the interval.
+MAX_POLL_BACKOFF_S = 300.0
+CURSOR_KEY_PREFIX = "grid_event_cursor"
+
+
+class GridEventTrigger(BaseEventTrigger):
+    """Fires once per new grid-event state: polled from ``conn_ids`` and/or stored by the relay.
+
+    :param conn_ids: demand-response connections to poll (OpenADR 2.0b, OpenADR 3, IEEE 2030.5); empty to
+        only tail the store (events pushed to the relay).
+    :param store_conn_id: the store's connection (default: the provider's store, see ``GridStoreHook``).
+    :param cursor_name: keep the position in the log under this name, so a restart resumes where it stopped;
+        ``None`` starts at the end of the log each time it runs.
+    :param from_seq: with no saved cursor, start after this position of the log (``0``: everything stored);
+        default: the end of the log, so only what arrives from now on fires.
+    :param sources: only fire for events from these sources (``<protocol>:<conn id>``); default all.
+    :param include_test_events: fire for events the party marked as tests too.
+    :param poll_interval: seconds between polls of each party (default: the party's own, see the hooks).
+    :param tail_interval: seconds between reads of the store's log.
+    """
+
+    def __init__(
+        self,
+        conn_ids: Sequence[str] = (),
+        *,
+        store_conn_id: str | None = None,
+        cursor_name: str | None = None,
+        from_seq: int | None = None,
+        sources: Sequence[str] | None = None,
+        include_test_events: bool = False,
+        poll_interval: float | None = None,
+        tail_interval: float = DEFAULT_TAIL_INTERVAL_S,
+    ) -> None:
+        super().__init__()
+        if poll_interval is not None and poll_interval <= 0:
+            raise ValueError(f"poll_interval must be positive, not {poll_interval}")
+        if tail_interval <= 0:
+            raise ValueError(f"tail_interval must be positive, not {tail_interval}")
+        self.conn_ids = list(conn_ids)
+        self.store_conn_id = store_conn_id
+        if from_seq is not None and from_seq < 0:
+            raise ValueError(f"from_seq must be 0 or more, not {from_seq}")
+        self.cursor_name = cursor_name
+        self.from_seq = from_seq
+        self.sources = list(sources) if sources is not None else None
+        self.include_test_events = include_test_events
+        self.poll_interval = poll_interval
+        self.tail_interval = tail_interval
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "conn_ids": self.conn_ids,
+                "store_conn_id": self.store_conn_id,
+                "cursor_name": self.cursor_name,
+                "from_seq": self.from_seq,
+                "sources": self.sources,
+                "include_test_events": self.include_test_events,
+                "poll_interval": self.poll_interval,
+                "tail_interval": self.tail_interval,
+            },
+        )
+
+    # -- the loop ---------------------------------------------------------------------------------------
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from airflow_provider_gridaware.hooks.grid_event_base import aevent_hook_for
+        from airflow_provider_gridaware.hooks.store import GridStoreHook, shared_event_store
+
+        url = await GridStoreHook(self.store_conn_id).aget_url()
+        store = await asyncio.to_thread(shared_event_store, url)
+        cursor = await asyncio.to_thread(self._start_cursor, url, store)
+        # A missing connection or unknown type is a configuration error: fail loudly, not poll nothing.
+        hooks = [await aevent_hook_for(conn_id) for conn_id in self.conn_ids]
+        next_poll = {hook.gridaware_conn_id: 0.0 for hook in hooks}
+        failures = {hook.gridaware_conn_id: 0 for hook in hooks}
+        log.info(
+            "Watching grid events: polling %s; tailing %s from position %d",
+            ", ".join(h.source for h in hooks) or "nothing",
+            store,
+            cursor,
+        )
+        while True:
+            now = time.monotonic()
+            due = [hook for hook in hooks if next_poll[hook.gridaware_conn_id] <= now]
+            for hook, outcome in zip(due, await asyncio.gather(*(self._poll(h, store) for h in due)), strict=True):
+                conn_id = hook.gridaware_conn_id
+                interval = self.poll_interval or hook.poll_interval()
+                failures[conn_id] = 0 if outcome else failures[conn_id] + 1
+                wait = min(interval * 2 ** failures[conn_id], max(MAX_POLL_BACKOFF_S, interval))
+                next_poll[conn_id] = time.monotonic() + wait
+            for stored in await asyncio.to_thread(store.since, cursor):
+                cursor = stored.seq
+                if self._wanted(stored):
+                    try:
+                        yield TriggerEvent(self._payload(stored))
+                    except GeneratorExit:
+                        # Closed while the triggerer holds the event: it was delivered, so it must not fire
+                        # again after a restart. (No await is allowed here; one small write.)
+                        self._save_cursor(url, cursor)
+                        raise
+                # Saved only after the triggerer took the event: at least once, never skipped.
+                await asyncio.to_thread(self._save_cursor, url, cursor)
+            wake = min([*next_poll.values(), time.monotonic() + self.tail_interval])
+            await asyncio.sleep(max(0.0, wake - time.monotonic()))
+
+    async def _poll(self, hook: GridEventHook, store: EventStore) -> bool:
+        """Poll one party and record what it has; an outage or a bad answer is logged, never raised."""
+        try:
+            await hook.areceive(store)
+        except SourceConfigError:
+            raise
+        except GridSignalError as exc:
+            log.warning("Polling %s failed, will retry: %s", hook.source, exc)
+            return False
+        except Exception:
+            # The watcher must outlive any one bad answer; the traceback says what it was.
+            log.exception("Polling %s failed unexpectedly, will retry", hook.source)
+            return False
+        return True
+
+    def _wanted(self, stored: StoredEvent) -> bool:
+        event = stored.event
+        if self.sources is not None and event.source not in self.sources:
+            return False
+        if event.test_event and not self.include_test_events:
+            log.info("Not firing for test event: %s", event.describe())
+            return False
+        return True
+
+    @staticmethod
+    def _payload(stored: StoredEvent) -> dict[str, Any]:
+        event = stored.event
+        return {
+            "seq": stored.seq,
+            "source": event.source,
+            "event_id": event.event_id,
+            "modification_number": event.modification_number,
+            "status": event.status.value,
+            "event": event.model_dump(mode="json"),
+        }
+
+    # -- the cursor ---------------------------------------------------------------------------------------
+    def _cursor_key(self) -> str:
+        from airflow_provider_gridaware.store.meta import meta_key
+
+        assert self.cursor_name is not None
+        return meta_key(CURSOR_KEY_PREFIX, self.cursor_name)
+
+    def _start_cursor(self, url: str, store: EventStore) -> int:
+        saved = None
+        if self.cursor_name is not None:
+            from airflow_provider_gridaware.store.meta import read_meta
+
+            saved = read_meta(self._cursor_key(), url=url)
+        if saved is not None:
+            return int(saved)
+        # First start: only what arrives from now on, not the whole history, unless asked.
+        return self.from_seq if self.from_seq is not None else store.last_seq()
+
+    def _save_cursor(self, url: str, cursor: int) -> None:
+        if self.cursor_name is None:
+            return
+        from airflow_provider_gridaware.store.meta import write_meta
+
+        write_meta({self._cursor_key(): str(cursor)}, url=url)
