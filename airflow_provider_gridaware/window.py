@@ -465,6 +465,8 @@ def decide_now(
                     calibration = calibration_for(series, now=now)
                     if calibration is not None:
                         calibrations[(zone, kind)] = calibration
+            if price and job.price_weight > 0:
+                price = _with_event_prices(price, log)
             grid = grid_for(job, carbon=carbon, price=price, now=now, history=history, calibrations=calibrations)
     decision = decide(job, grid, now, None, refresh=args.refresh_interval, problems=problems)
     if estimate is not None:
@@ -543,3 +545,15 @@ def job_id_from_context(context: Mapping[str, Any]) -> str:
     job_id = f"{ti.dag_id}/{ti.run_id}/{ti.task_id}"
     map_index = getattr(ti, "map_index", -1)
     return f"{job_id}/{map_index}" if map_index is not None and map_index >= 0 else job_id
+
+
+def _with_event_prices(price: dict[str, SignalSeries], log: Any) -> dict[str, SignalSeries]:
+    """``price`` with the store's current grid-event prices laid over it; without them if the store fails."""
+    from airflow_provider_gridaware.hooks.grid_event_base import current_event_prices
+
+    try:
+        return current_event_prices().apply(price)
+    except Exception as exc:
+        if log is not None:
+            log.warning("Could not read grid events from the store (%s); planning without event prices", exc)
+        return price

@@ -21,6 +21,7 @@ from airflow.sdk import BaseHook
 from airflow_provider_gridaware.signals.errors import SourceConfigError
 
 if TYPE_CHECKING:
+    from airflow_provider_gridaware.planning.event_prices import EventPriceSnapshot
     from airflow_provider_gridaware.signals.grid_event import GridEvent
     from airflow_provider_gridaware.store.events import EventStore, Recorded
 
@@ -185,3 +186,11 @@ async def aevent_hook_for(conn_id: str) -> GridEventHook:
     except AirflowNotFoundException as exc:
         raise missing_connection(conn_id, exc) from None
     return event_hook_class(conn.conn_type or "")(gridaware_conn_id=conn_id)
+
+
+def current_event_prices(store_conn_id: str | None = None) -> EventPriceSnapshot:
+    """The store's current grid events as a price snapshot for the planner (blocking: one store read)."""
+    from airflow_provider_gridaware.hooks.store import GridStoreHook
+    from airflow_provider_gridaware.planning.event_prices import EventPriceSnapshot
+
+    return EventPriceSnapshot(GridStoreHook(store_conn_id).get_event_store().current())

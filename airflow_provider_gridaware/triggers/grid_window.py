@@ -284,6 +284,12 @@ class GridWindowTrigger(BaseTrigger):
             return None, problems, ""
         history = self._history(history_keys, outcomes[len(keys) :])
         calibrations = await self._calibrations(carbon, price, now, clock)
+        if price and self.job.price_weight > 0:
+            from airflow_provider_gridaware.triggers.shared_events import shared_event_prices
+
+            events = await shared_event_prices().get()
+            if events is not None:
+                price = events.apply(price)  # a called peak's price, before it starts too
         grid = contextvars.copy_context().run(
             grid_for, self.job, carbon=carbon, price=price, now=now, history=history, calibrations=calibrations
         )

@@ -1,0 +1,115 @@
+"""Demand-response event prices laid over a zone's price series, so a window avoids a called peak.
+
+An OpenADR price signal or a 2030.5 tariff interval is the price the site will pay over its intervals:
+over those intervals it replaces the market price (day-ahead or REST) the planner would otherwise use,
+before the event starts as well as during it. Outside them the series is unchanged. Pure: no Airflow.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+
+from airflow_provider_gridaware.signals.grid_event import EventSignalKind, EventStatus, GridEvent
+from airflow_provider_gridaware.signals.models import SignalPoint, SignalSeries
+
+log = logging.getLogger(__name__)
+
+
+def zone_price_events(events: Iterable[GridEvent], zone: str) -> list[GridEvent]:
+    """Events with a price for ``zone`` (a ``zone`` target), not cancelled; later arrivals last."""
+    found = [
+        e
+        for e in events
+        if e.status is not EventStatus.CANCELLED
+        and e.signal(EventSignalKind.PRICE) is not None
+        and any(t.kind == "zone" and t.value == zone for t in e.targets)
+    ]
+    return sorted(found, key=lambda e: (e.received_at, e.modification_number))
+
+
+def overlay_event_prices(base: SignalSeries, events: Iterable[GridEvent]) -> SignalSeries:
+    """``base`` with each event price replacing it over the event's intervals (``base`` itself if none apply).
+
+    An event in another currency than ``base`` is left out with a warning: prices are never mixed. Where
+    events overlap, the one received last wins.
+
+    :param base: the zone's price series (its ``zone`` selects the events).
+    :param events: current grid events, any zones.
+    """
+    overrides: list[SignalPoint] = []
+    for event in zone_price_events(events, base.zone):
+        price = event.signal(EventSignalKind.PRICE)
+        assert price is not None
+        if price.unit != base.unit:
+            log.warning(
+                "Not using the price of %s for %s: it is in %s, the zone's prices are in %s",
+                event.describe(),
+                base.zone,
+                price.unit,
+                base.unit,
+            )
+            continue
+        for interval in price.intervals:
+            overrides = _cut(overrides, interval.start, interval.end)
+            overrides.append(SignalPoint(start=interval.start, end=interval.end, value=interval.value))
+    if not overrides:
+        return base
+    points = list(base.points)
+    for override in overrides:
+        points = _cut(points, override.start, override.end)
+    points.extend(overrides)
+    points.sort(key=lambda p: p.start)
+    return base.model_copy(update={"points": tuple(points), "source": f"{base.source}+events"})
+
+
+def _cut(points: list[SignalPoint], start: datetime, end: datetime) -> list[SignalPoint]:
+    """``points`` without ``[start, end)``: a point across an edge keeps the part outside."""
+    kept: list[SignalPoint] = []
+    for point in points:
+        if point.end <= start or point.start >= end:
+            kept.append(point)
+            continue
+        if point.start < start:
+            kept.append(SignalPoint(start=point.start, end=start, value=point.value))
+        if point.end > end:
+            kept.append(SignalPoint(start=end, end=point.end, value=point.value))
+    return kept
+
+
+class EventPriceSnapshot:
+    """The grid events known at one moment, and the overlaid price series made from them (made once each).
+
+    Thousands of waiting triggers plan on a few zones: each overlaid series is built once per base series
+    and snapshot and then shared, so the planner's grid cache (keyed on the series objects) keeps working.
+
+    :param events: the current events (``EventStore.current()``).
+    """
+
+    def __init__(self, events: Iterable[GridEvent]) -> None:
+        self.events = tuple(events)
+        self._zones_with_prices = {
+            t.value
+            for e in self.events
+            if e.signal(EventSignalKind.PRICE) is not None
+            for t in e.targets
+            if t.kind == "zone"
+        }
+        # By identity, not by value: hashing a frozen series hashes every point.
+        self._made: dict[int, tuple[weakref.ref[SignalSeries], SignalSeries]] = {}
+
+    def apply(self, prices: Mapping[str, SignalSeries]) -> dict[str, SignalSeries]:
+        """``prices`` (per zone) with the event prices laid over them."""
+        return {zone: self.overlay(series) for zone, series in prices.items()}
+
+    def overlay(self, base: SignalSeries) -> SignalSeries:
+        if base.zone not in self._zones_with_prices:
+            return base
+        held = self._made.get(id(base))
+        if held is not None and held[0]() is base:
+            return held[1]
+        made = overlay_event_prices(base, self.events)
+        self._made[id(base)] = (weakref.ref(base), made)
+        return made

@@ -1,0 +1,133 @@
+"""Grid-event prices reach the planner as an ordinary price series: a window avoids a called peak."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from airflow_provider_gridaware.planning.event_prices import EventPriceSnapshot, overlay_event_prices
+from airflow_provider_gridaware.planning.job import Job
+from airflow_provider_gridaware.planning.planner import ZoneSignals, plan_job, prepare
+from airflow_provider_gridaware.signals.grid_event import EventStatus, EventTarget
+from airflow_provider_gridaware.signals.models import SignalSeries, build_series
+from airflow_provider_gridaware.signals.units import SeriesType, SignalKind
+from tests.support.grid_events import T0, make_event, price_signal
+
+HOUR = timedelta(hours=1)
+DE = (EventTarget(kind="zone", value="DE"),)
+
+
+def day_ahead(values: list[float], zone: str = "DE", currency: str = "EUR") -> SignalSeries:
+    return build_series(
+        kind=SignalKind.PRICE,
+        zone=zone,
+        source="entsoe",
+        series_type=SeriesType.FORECAST,
+        unit=f"{currency}/MWh",
+        currency=currency,
+        issued_at=T0 - 12 * HOUR,
+        points=[(T0 + i * HOUR, T0 + (i + 1) * HOUR, v) for i, v in enumerate(values)],
+    )
+
+
+def peak_event(**overrides):
+    fields = {
+        "signals": (price_signal(start=T0 + 2 * HOUR + timedelta(minutes=30), prices=(400.0, 500.0)),),
+        "targets": DE,
+    }
+    return make_event(**{**fields, **overrides})
+
+
+def test_the_event_price_replaces_the_market_price_over_its_intervals_only():
+    base = day_ahead([50.0] * 6)
+    overlaid = overlay_event_prices(base, [peak_event()])
+    assert [(p.start - T0, p.value) for p in overlaid.points] == [
+        (0 * HOUR, 50.0),
+        (1 * HOUR, 50.0),
+        (2 * HOUR, 50.0),  # cut at the event's start
+        (2.5 * HOUR, 400.0),
+        (3.5 * HOUR, 500.0),
+        (4.5 * HOUR, 50.0),  # the rest of the hour the event ends in
+        (5 * HOUR, 50.0),
+    ]
+    assert overlaid.points[2].end == T0 + 2.5 * HOUR
+    assert overlaid.source == "entsoe+events" and overlaid.issued_at == base.issued_at
+
+
+def test_other_zones_cancelled_events_and_other_currencies_leave_the_series_alone(caplog):
+    base = day_ahead([50.0] * 6)
+    assert overlay_event_prices(base, [peak_event(targets=(EventTarget(kind="zone", value="NL"),))]) is base
+    assert overlay_event_prices(base, [peak_event(status=EventStatus.CANCELLED)]) is base
+    assert overlay_event_prices(base, [peak_event(targets=())]) is base  # a party that named no zone
+    with caplog.at_level(logging.WARNING):
+        pounds = peak_event(signals=(price_signal(start=T0, prices=(900.0,), currency="GBP"),))
+        assert overlay_event_prices(base, [pounds]) is base
+    assert "it is in GBP/MWh, the zone's prices are in EUR/MWh" in caplog.text
+
+
+def test_where_events_overlap_the_one_received_last_wins():
+    first = peak_event(event_id="a", signals=(price_signal(start=T0, prices=(100.0, 100.0)),))
+    later = peak_event(
+        event_id="b", received_at=first.received_at + HOUR, signals=(price_signal(start=T0 + HOUR, prices=(300.0,)),)
+    )
+    overlaid = overlay_event_prices(day_ahead([50.0] * 3), [later, first])
+    assert [p.value for p in overlaid.points] == [100.0, 300.0, 50.0]
+
+
+def test_a_snapshot_builds_each_overlay_once_and_passes_unaffected_zones_through():
+    snapshot = EventPriceSnapshot([peak_event()])
+    de, nl = day_ahead([50.0] * 6), day_ahead([50.0] * 6, zone="NL")
+    first = snapshot.apply({"DE": de, "NL": nl})
+    assert first["NL"] is nl and first["DE"] is not de
+    assert snapshot.apply({"DE": de})["DE"] is first["DE"]  # the planner's grid cache keys on identity
+
+
+def test_a_price_job_plans_around_a_called_peak_before_it_starts():
+    # The market is cheapest at hours 2-4; the utility calls a peak there. Without the event the job would
+    # wait for it; with it, the job runs in the next-cheapest hours instead.
+    base = day_ahead([60.0, 60.0, 40.0, 40.0, 40.0, 55.0, 55.0, 60.0])
+    event = peak_event(signals=(price_signal(start=T0 + 2 * HOUR, prices=(400.0, 400.0, 400.0)),))
+    job = Job(
+        duration=2 * HOUR,
+        earliest_start=T0,
+        deadline=T0 + 8 * HOUR,
+        zones=("DE",),
+        carbon_weight=0.0,
+        price_weight=1.0,
+        job_id="train",
+    )
+
+    def planned_start(price: SignalSeries):
+        grid = prepare([ZoneSignals(zone="DE", price=price)], now=T0, until=job.deadline)
+        return plan_job(job, grid, now=T0).chunks[0].start
+
+    assert planned_start(base) == T0 + 2 * HOUR
+    assert planned_start(EventPriceSnapshot([event]).overlay(base)) == T0 + 5 * HOUR
+
+
+async def _read_shared():
+    from airflow_provider_gridaware.triggers.shared_events import shared_event_prices
+
+    return await shared_event_prices().get()
+
+
+def test_the_triggerer_reads_the_stores_events_once_and_goes_on_without_a_store(tmp_path, monkeypatch, caplog):
+    import asyncio
+
+    from airflow_provider_gridaware.hooks.store import close_shared_archives
+    from airflow_provider_gridaware.store.events import EventStore
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    with EventStore(url, clock=lambda: T0) as store:
+        store.record(peak_event(signals=(price_signal(start=T0 + 3650 * 24 * HOUR),)))
+    monkeypatch.setenv("GRIDAWARE_STORE_URL", url)
+    try:
+        snapshot = asyncio.run(_read_shared())
+        assert snapshot is not None and [e.event_id for e in snapshot.events] == ["event-1"]
+        close_shared_archives()
+        monkeypatch.setenv("GRIDAWARE_STORE_URL", "postgresql+psycopg2://nobody@127.0.0.1:1/none")
+        with caplog.at_level(logging.WARNING):
+            assert asyncio.run(_read_shared()) is None
+        assert "planning without event prices" in caplog.text
+    finally:
+        close_shared_archives()
