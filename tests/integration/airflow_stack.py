@@ -526,7 +526,9 @@ class AirflowStack:
         notes += stop_processes(api_server, marker=self.marker)
         return notes
 
-    def restart_component(self, name: str, *, timeout: float = 120.0) -> Restart:
+    def restart_component(
+        self, name: str, *, timeout: float = 120.0, while_down: Callable[[], None] | None = None
+    ) -> Restart:
         """Stop one component the way :meth:`stop` does, start it again with the same environment, wait until healthy.
 
         Runners the old process started in process groups of their own (a triggerer's trigger runner, an
@@ -534,7 +536,8 @@ class AirflowStack:
         to the same log after a marker line. "Healthy" means every component healthy in
         ``/api/v2/monitor/health`` *and*, for a component with a heartbeat there, a heartbeat from after
         the new process started (the old process's last heartbeat stays "healthy" for a while); the
-        api-server counts once it answers again (the client then logs in afresh).
+        api-server counts once it answers again (the client then logs in afresh). ``while_down`` runs
+        between the stop and the start.
         """
         if name not in self.processes:
             raise ValueError(f"no component {name!r}; running: {', '.join(self.processes)}")
@@ -558,6 +561,8 @@ class AirflowStack:
             notes.append(
                 f"{name}: runners {leftovers} outlived it; SIGTERM" + (f", then SIGKILL {killed}" if killed else "")
             )
+        if while_down is not None:
+            while_down()
         stopped = time.monotonic()
         started_at = datetime.now(timezone.utc)
         with old.log_path.open("a") as log:
