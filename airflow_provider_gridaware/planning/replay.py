@@ -73,7 +73,7 @@ class ReplayConfig:
     step_s: int = 300
     forecaster_step_s: int = 900
     forecaster: str = "seasonal"
-    training_days: int = 42
+    training_days: int = SeasonalForecaster.training_days  # the product's default, so the backtest fits what ships
     refit_s: int = DAY_S
     horizon_s: int = 56 * 3600
     cache_size: int = 4096
