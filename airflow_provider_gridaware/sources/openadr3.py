@@ -601,7 +601,7 @@ class OpenADR3Config:
             if o.strip()
         )
         return cls(
-            token_url=(settings.get_str("token_url") or "").strip() or None,
+            token_url=(settings.get_str("oauth2_url") or "").strip() or None,
             scope=settings.get_str("scope"),
             client_auth=client_auth,
             programs=programs,
@@ -616,7 +616,7 @@ _DISCOVERED_TOKEN_URLS: dict[str, str] = {}
 
 
 def token_url_flow(settings: SourceSettings, config: OpenADR3Config) -> Flow[str]:
-    """The token endpoint: the connection's ``token_url``, else the VTN's ``GET /auth/server`` (3.1), else
+    """The token endpoint: the connection's ``oauth2_url``, else the VTN's ``GET /auth/server`` (3.1), else
     ``<base>/auth/token`` (3.0.1 has no discovery)."""
     if config.token_url:
         return config.token_url if "://" in config.token_url else settings.url(config.token_url)
@@ -759,7 +759,10 @@ class Poll:
 
     events: list[GridEvent]
     errors: list[GridSignalError]
-    program_ids: list[str]
+    #: ids of the events that did not parse (not to be taken for deleted).
+    refused_ids: frozenset[str]
+    #: the followed programs, as ids and names (how a stored event names its program).
+    programs: frozenset[str]
     received_at: datetime
 
 
@@ -775,6 +778,7 @@ def poll_flow(settings: SourceSettings, *, received_at: datetime, on_secret: OnS
     program_ids = followed_programs(names, config.programs, source=settings.conn_id)
     events: list[GridEvent] = []
     errors: list[GridSignalError] = []
+    refused: set[str] = set()
     for program_id in program_ids:
         for raw in (yield from session.list_all("events", {"programID": program_id})):
             try:
@@ -783,7 +787,10 @@ def poll_flow(settings: SourceSettings, *, received_at: datetime, on_secret: OnS
                 )
             except GridSignalError as exc:
                 errors.append(exc)
-    return Poll(events, errors, program_ids, received_at)
+                if isinstance(raw, Mapping) and isinstance(raw.get("id"), str):
+                    refused.add(raw["id"])
+    labels = frozenset(program_ids) | frozenset(names[p] for p in program_ids)
+    return Poll(events, errors, frozenset(refused), labels, received_at)
 
 
 # -- subscriptions ---------------------------------------------------------------------------------
