@@ -6,13 +6,13 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_gridaware.hooks.base import transport_from_settings
 from airflow_provider_gridaware.hooks.grid_event_base import GridEventHook, ReceivedEvent, record_events
 from airflow_provider_gridaware.signals.errors import MalformedPayloadError
 from airflow_provider_gridaware.sources import openadr3
 from airflow_provider_gridaware.sources.flow import arun_flow, run_flow
 from airflow_provider_gridaware.sources.settings import SourceSettings, build_base_url
 from airflow_provider_gridaware.times import UTC
-from airflow_provider_gridaware.transport.breaker import get_breaker
 from airflow_provider_gridaware.transport.http import HttpTransport
 
 if TYPE_CHECKING:
@@ -38,8 +38,8 @@ class OpenADR3Hook(GridEventHook):
     :meth:`subscribe` points a subscription per program at the relay's ``/openadr3/<conn_id>`` route.
 
     :param gridaware_conn_id: connection of type ``gridaware_openadr3``: Host is the VTN's base URL (with
-        its path prefix), Login/Password the OAuth2 client id and secret; extras ``oauth2_url`` (the token URL, else asked
-        of the VTN's ``/auth/server``), ``programs`` (names or ids, comma separated; empty = all),
+        its path prefix), Login/Password the OAuth2 client id and secret; extras ``oauth2_url`` (the token
+        URL, else asked of the VTN's ``/auth/server``), ``programs`` (names or ids, comma separated; empty = all),
         ``client_name``, ``scope``, ``client_auth`` (form or basic), ``near_minutes``, ``verify_ssl``.
     """
 
@@ -72,19 +72,7 @@ class OpenADR3Hook(GridEventHook):
     def transport_for(self, settings: SourceSettings) -> HttpTransport:
         """The transport of this connection (timeouts, retries, circuit breaker), built once per hook."""
         if self._transport is None:
-            self._transport = HttpTransport(
-                settings.conn_id,
-                connect_timeout=settings.connect_timeout,
-                read_timeout=settings.read_timeout,
-                verify=settings.verify,
-                retry=settings.retry_policy,
-                breaker=get_breaker(
-                    settings.conn_id,
-                    failure_threshold=settings.circuit_failure_threshold,
-                    reset_seconds=settings.circuit_reset_seconds,
-                ),
-                secrets=[s for s in (settings.password,) if s],
-            )
+            self._transport = transport_from_settings(settings)
         return self._transport
 
     def _on_token(self, settings: SourceSettings) -> openadr3.OnSecret:
