@@ -178,6 +178,34 @@ CONNECTION_TYPES = [
         placeholders={"host": "https://utility.example/api"},
     ),
     _connection_type(
+        "gridaware_openadr3",
+        "openadr3",
+        "OpenADR3Hook",
+        "Grid events: OpenADR 3 VTN",
+        fields={
+            "oauth2_url": _str_field(
+                "OAuth2 token URL", "empty: asked of the VTN (GET /auth/server), else <VTN>/auth/token"
+            ),
+            "programs": _str_field("Programs to follow", "program names or ids, comma separated; empty: all"),
+            "client_name": _str_field("Client name", "clientName of our subscriptions", default="gridaware"),
+            "scope": _str_field("OAuth2 scope"),
+            "client_auth": _str_field(
+                "OAuth2 client authentication",
+                "form (the spec's /auth/token body) or basic (HTTP Basic)",
+                default="form",
+                enum=["form", "basic"],
+            ),
+            "near_minutes": {
+                "label": "Near window (min)",
+                "schema": {"type": ["number", "null"], "default": 60},
+                "description": "an event starting within this is 'near' (OpenADR 3 has no event status)",
+            },
+        },
+        hidden=["schema", "port"],
+        relabeling={"host": "VTN base URL", "login": "OAuth2 client id", "password": "OAuth2 client secret"},
+        placeholders={"host": "https://vtn.example/openadr3/3.1.0"},
+    ),
+    _connection_type(
         "gridaware_replay",
         "replay",
         "GridReplayHook",
@@ -270,6 +298,11 @@ def get_provider_info() -> dict[str, Any]:
                 "tags": ["service"],
             },
             {
+                "integration-name": "Grid events",
+                "external-doc-url": "https://github.com/gridaware/airflow-provider-gridaware/blob/main/docs/events/openadr3.md",
+                "tags": ["protocol"],
+            },
+            {
                 "integration-name": "Kubernetes dispatch",
                 "external-doc-url": "https://github.com/gridaware/airflow-provider-gridaware/blob/main/docs/kubernetes.md",
                 "tags": ["software"],
@@ -293,6 +326,7 @@ def get_provider_info() -> dict[str, Any]:
                     f"{_PKG}.hooks.openadr2b",
                 ],
             },
+            {"integration-name": "Grid events", "python-modules": [f"{_PKG}.hooks.openadr3"]},
             {"integration-name": "Kubernetes dispatch", "python-modules": [f"{_PKG}.hooks.kubernetes"]},
             {"integration-name": "AWS Batch dispatch", "python-modules": [f"{_PKG}.hooks.batch"]},
         ],

@@ -69,19 +69,7 @@ class GridSignalHook(BaseHook):
     def transport_for(self, settings: SourceSettings) -> HttpTransport:
         """The transport for this connection, built once per hook instance."""
         if self._transport is None:
-            self._transport = HttpTransport(
-                settings.conn_id,
-                connect_timeout=settings.connect_timeout,
-                read_timeout=settings.read_timeout,
-                verify=settings.verify,
-                retry=settings.retry_policy,
-                breaker=get_breaker(
-                    settings.conn_id,
-                    failure_threshold=settings.circuit_failure_threshold,
-                    reset_seconds=settings.circuit_reset_seconds,
-                ),
-                secrets=[s for s in (settings.password,) if s],
-            )
+            self._transport = transport_from_settings(settings)
         return self._transport
 
     # -- the one thing a source implements -------------------------------------------------------------
@@ -208,3 +196,23 @@ class GridSignalHook(BaseHook):
 
     def get_conn(self) -> HttpTransport:
         return self.transport_for(self.get_settings())
+
+
+def transport_from_settings(settings: SourceSettings) -> HttpTransport:
+    """A transport with the connection's timeouts, retries, TLS choice, circuit breaker and password masked.
+
+    :param settings: the connection's settings.
+    """
+    return HttpTransport(
+        settings.conn_id,
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.read_timeout,
+        verify=settings.verify,
+        retry=settings.retry_policy,
+        breaker=get_breaker(
+            settings.conn_id,
+            failure_threshold=settings.circuit_failure_threshold,
+            reset_seconds=settings.circuit_reset_seconds,
+        ),
+        secrets=[s for s in (settings.password,) if s],
+    )

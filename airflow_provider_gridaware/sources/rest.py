@@ -334,10 +334,8 @@ def reset_token_cache() -> None:
     TOKEN_CACHE.clear()
 
 
-def _fingerprint(settings: SourceSettings, config: RestSourceConfig, token_url: str) -> str:
-    material = "\0".join(
-        (token_url, settings.login or "", settings.password or "", config.scope or "", config.client_auth)
-    )
+def _fingerprint(settings: SourceSettings, token_url: str, scope: str | None, client_auth: str) -> str:
+    material = "\0".join((token_url, settings.login or "", settings.password or "", scope or "", client_auth))
     return hashlib.sha256(material.encode()).hexdigest()
 
 
@@ -357,17 +355,42 @@ def access_token_flow(
     :param on_secret: called with a new token before it is used, so the transport redacts it.
     """
     assert config.oauth2_url is not None
-    client_id, secret = settings.login or "", settings.password or ""
     token_url = config.oauth2_url if "://" in config.oauth2_url else settings.url(config.oauth2_url)
-    fingerprint = _fingerprint(settings, config, token_url)
+    return (
+        yield from client_credentials_flow(
+            settings, token_url, scope=config.scope, client_auth=config.client_auth, on_secret=on_secret
+        )
+    )
+
+
+def client_credentials_flow(
+    settings: SourceSettings,
+    token_url: str,
+    *,
+    scope: str | None = None,
+    client_auth: str = "basic",
+    on_secret: OnSecret | None = None,
+) -> Flow[str]:
+    """A cached access token for the connection, or a client-credentials grant (RFC 6749 4.4) for a new one.
+
+    Shared by the custom REST source and OpenADR 3, whose ``/auth/token`` is this grant.
+
+    :param settings: the connection (Login = client id, Password = client secret).
+    :param token_url: the absolute token endpoint.
+    :param scope: OAuth2 scope, optional.
+    :param client_auth: ``basic`` (HTTP Basic, RFC 6749 2.3.1) or ``form`` (id and secret in the body).
+    :param on_secret: called with a new token before it is used, so the transport redacts it.
+    """
+    client_id, secret = settings.login or "", settings.password or ""
+    fingerprint = _fingerprint(settings, token_url, scope, client_auth)
     cached = TOKEN_CACHE.get(settings.conn_id, fingerprint)
     if cached is not None:
         return cached
     form = {"grant_type": "client_credentials"}
-    if config.scope:
-        form["scope"] = config.scope
+    if scope:
+        form["scope"] = scope
     basic: tuple[str, str] | None = None
-    if config.client_auth == "basic":
+    if client_auth == "basic":
         # RFC 6749 2.3.1: id and secret are form-urlencoded before they go into the Basic header.
         basic = (quote_plus(client_id), quote_plus(secret))
     else:
