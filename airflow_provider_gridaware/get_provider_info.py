@@ -299,7 +299,7 @@ def get_provider_info() -> dict[str, Any]:
             },
             {
                 "integration-name": "Grid events",
-                "external-doc-url": "https://github.com/gridaware/airflow-provider-gridaware/blob/main/docs/events/openadr3.md",
+                "external-doc-url": "https://github.com/gridaware/airflow-provider-gridaware/blob/main/docs/events.md",
                 "tags": ["protocol"],
             },
             {
@@ -323,16 +323,19 @@ def get_provider_info() -> dict[str, Any]:
                     f"{_PKG}.hooks.entsoe",
                     f"{_PKG}.hooks.rest",
                     f"{_PKG}.hooks.replay",
-                    f"{_PKG}.hooks.openadr2b",
                 ],
             },
-            {"integration-name": "Grid events", "python-modules": [f"{_PKG}.hooks.openadr3"]},
+            {
+                "integration-name": "Grid events",
+                "python-modules": [f"{_PKG}.hooks.openadr2b", f"{_PKG}.hooks.openadr3"],
+            },
             {"integration-name": "Kubernetes dispatch", "python-modules": [f"{_PKG}.hooks.kubernetes"]},
             {"integration-name": "AWS Batch dispatch", "python-modules": [f"{_PKG}.hooks.batch"]},
         ],
         "connection-types": CONNECTION_TYPES,
         "triggers": [
             {"integration-name": "Grid signals", "python-modules": [f"{_PKG}.triggers.grid_window"]},
+            {"integration-name": "Grid events", "python-modules": [f"{_PKG}.triggers.grid_event"]},
             {"integration-name": "Kubernetes dispatch", "python-modules": [f"{_PKG}.triggers.kubernetes"]},
             {"integration-name": "AWS Batch dispatch", "python-modules": [f"{_PKG}.triggers.batch"]},
         ],

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_gridaware.hooks.base import transport_from_settings
-from airflow_provider_gridaware.hooks.grid_event_base import GridEventHook, ReceivedEvent, record_events
+from airflow_provider_gridaware.hooks.grid_event_base import GridEventHook, ReceivedEvent, record_events, with_zones
 from airflow_provider_gridaware.signals.errors import MalformedPayloadError
 from airflow_provider_gridaware.sources import openadr3
 from airflow_provider_gridaware.sources.flow import arun_flow, run_flow
@@ -136,7 +136,10 @@ class OpenADR3Hook(GridEventHook):
             from airflow_provider_gridaware.hooks.store import GridStoreHook
 
             store = GridStoreHook().get_event_store()
-        events = [openadr3.sequence_modification(e, store.latest(e.source, e.event_id)) for e in result.events]
+        # Zones first: the stored state carries them, so an unchanged event must too, or it would look modified.
+        zones = self.event_zones()
+        tagged = [with_zones(e, zones) for e in result.events]
+        events = [openadr3.sequence_modification(e, store.latest(e.source, e.event_id)) for e in tagged]
         received = record_events(events, store)
         # The spec cancels by deleting: a live event of a followed program the VTN no longer lists is cancelled.
         listed = {e.event_id for e in result.events} | result.refused_ids

@@ -269,3 +269,12 @@ def test_webhook_notifications_from_the_vtn_reach_the_store(vtn, hook, store):
     assert states[1].modification_number > states[0].modification_number
     # subscribe() listed the programs in this process, so the notifications name the program as polls do.
     assert json.loads(states[0].to_json())["program"] == "dr-peak"
+
+
+def test_zones_of_the_connection_tag_events_and_an_unchanged_event_stays_a_duplicate(vtn, hook, store):
+    vtn.add_event(vtn.add_program("dr-peak"), start=soon())
+    source = hook(zones="DE,NL")
+    [first] = source.receive(store)
+    [again] = source.receive(store)
+    assert {(t.kind, t.value) for t in first.event.targets} >= {("zone", "DE"), ("zone", "NL")}
+    assert (first.recorded.outcome, again.recorded.outcome) == (RecordOutcome.NEW, RecordOutcome.DUPLICATE)
