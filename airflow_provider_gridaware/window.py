@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from airflow_provider_gridaware.dispatch import DispatchTarget
     from airflow_provider_gridaware.planning.decision import Counterfactual, Decision
+    from airflow_provider_gridaware.planning.event_constraints import GridEventSnapshot
     from airflow_provider_gridaware.planning.job import Job
     from airflow_provider_gridaware.planning.planner import PlanningGrid
     from airflow_provider_gridaware.planning.runtime import RuntimeEstimate
@@ -465,9 +466,12 @@ def decide_now(
                     calibration = calibration_for(series, now=now)
                     if calibration is not None:
                         calibrations[(zone, kind)] = calibration
-            if price and job.price_weight > 0:
-                price = _with_event_prices(price, log)
+            events = _grid_events(log)
+            if events is not None and price and job.price_weight > 0:
+                price = events.apply(price)  # a called peak's price, before it starts too
             grid = grid_for(job, carbon=carbon, price=price, now=now, history=history, calibrations=calibrations)
+            if events is not None:
+                grid = events.block(grid, job)  # flexible work does not start inside a called event
     decision = decide(job, grid, now, None, refresh=args.refresh_interval, problems=problems)
     if estimate is not None:
         # The first decision's reason (log, and the payload when released at once) says where the duration came from.
@@ -547,13 +551,13 @@ def job_id_from_context(context: Mapping[str, Any]) -> str:
     return f"{job_id}/{map_index}" if map_index is not None and map_index >= 0 else job_id
 
 
-def _with_event_prices(price: dict[str, SignalSeries], log: Any) -> dict[str, SignalSeries]:
-    """``price`` with the store's current grid-event prices laid over it; without them if the store fails."""
-    from airflow_provider_gridaware.hooks.grid_event_base import current_event_prices
+def _grid_events(log: Any) -> GridEventSnapshot | None:
+    """The store's current grid events (prices and called events), or ``None`` if the store cannot be read."""
+    from airflow_provider_gridaware.hooks.grid_event_base import current_grid_events
 
     try:
-        return current_event_prices().apply(price)
+        return current_grid_events()
     except Exception as exc:
         if log is not None:
-            log.warning("Could not read grid events from the store (%s); planning without event prices", exc)
-        return price
+            log.warning("Could not read grid events from the store (%s); planning without them", exc)
+        return None

@@ -21,7 +21,7 @@ from airflow.sdk import BaseHook
 from airflow_provider_gridaware.signals.errors import SourceConfigError
 
 if TYPE_CHECKING:
-    from airflow_provider_gridaware.planning.event_prices import EventPriceSnapshot
+    from airflow_provider_gridaware.planning.event_constraints import GridEventSnapshot
     from airflow_provider_gridaware.signals.grid_event import GridEvent
     from airflow_provider_gridaware.store.events import EventStore, Recorded
 
@@ -188,9 +188,9 @@ async def aevent_hook_for(conn_id: str) -> GridEventHook:
     return event_hook_class(conn.conn_type or "")(gridaware_conn_id=conn_id)
 
 
-def current_event_prices(store_conn_id: str | None = None) -> EventPriceSnapshot:
+def current_grid_events(store_conn_id: str | None = None) -> GridEventSnapshot:
     """The store's current grid events as a price snapshot for the planner (blocking: one store read)."""
     from airflow_provider_gridaware.hooks.store import GridStoreHook
-    from airflow_provider_gridaware.planning.event_prices import EventPriceSnapshot
+    from airflow_provider_gridaware.planning.event_constraints import GridEventSnapshot
 
-    return EventPriceSnapshot(GridStoreHook(store_conn_id).get_event_store().current())
+    return GridEventSnapshot(GridStoreHook(store_conn_id).get_event_store().current())

@@ -12,7 +12,8 @@ Two steps, so a trigger refreshing its forecasts can plan many jobs cheaply:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -143,6 +144,36 @@ class PlanningGrid:
             hopeful = ObjectiveGrid.from_values(values - optimism * spread, origin_s=self.origin_s, step_s=self.step_s)
             self._cache[key] = (expected, hopeful)
         return self._cache[key]
+
+    def blocked(self, spans: Mapping[str, Sequence[tuple[int, int]]]) -> PlanningGrid:
+        """A copy with every slot that overlaps a span of its zone unusable (NaN), as if it had no signal.
+
+        Grid events use it: flexible work is not placed inside a called event. A job whose every slot is
+        blocked falls back like one with no signal (it still starts by its latest start).
+
+        :param spans: per zone, ``(start_s, end_s)`` epoch seconds.
+        """
+        mask = np.zeros((len(self.zones), self.slots), dtype=bool)
+        for row, zone in enumerate(self.zones):
+            for start_s, end_s in spans.get(zone, ()):
+                first = max((start_s - self.origin_s) // self.step_s, 0)
+                last = min(-(-(end_s - self.origin_s) // self.step_s), self.slots)
+                if first < last:
+                    mask[row, first:last] = True
+        if not mask.any():
+            return self
+
+        def cut(values: FloatArray | None) -> FloatArray | None:
+            return None if values is None else np.where(mask, np.nan, values)
+
+        return dataclasses.replace(
+            self,
+            carbon=cut(self.carbon),
+            price=cut(self.price),
+            carbon_spread=cut(self.carbon_spread),
+            price_spread=cut(self.price_spread),
+            _cache={},
+        )
 
 
 def _scale(values: FloatArray | None) -> float:

@@ -284,15 +284,16 @@ class GridWindowTrigger(BaseTrigger):
             return None, problems, ""
         history = self._history(history_keys, outcomes[len(keys) :])
         calibrations = await self._calibrations(carbon, price, now, clock)
-        if price and self.job.price_weight > 0:
-            from airflow_provider_gridaware.triggers.shared_events import shared_event_prices
+        from airflow_provider_gridaware.triggers.shared_events import shared_grid_events
 
-            events = await shared_event_prices().get()
-            if events is not None:
-                price = events.apply(price)  # a called peak's price, before it starts too
+        events = await shared_grid_events().get()
+        if events is not None and price and self.job.price_weight > 0:
+            price = events.apply(price)  # a called peak's price, before it starts too
         grid = contextvars.copy_context().run(
             grid_for, self.job, carbon=carbon, price=price, now=now, history=history, calibrations=calibrations
         )
+        if events is not None:
+            grid = events.block(grid, self.job)  # flexible work does not start inside a called event
         return grid, problems, fresh
 
     async def _calibrations(

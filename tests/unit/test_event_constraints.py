@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from airflow_provider_gridaware.planning.event_prices import EventPriceSnapshot, overlay_event_prices
+from airflow_provider_gridaware.planning.event_constraints import GridEventSnapshot, overlay_event_prices
 from airflow_provider_gridaware.planning.job import Job
 from airflow_provider_gridaware.planning.planner import ZoneSignals, plan_job, prepare
 from airflow_provider_gridaware.signals.grid_event import EventStatus, EventTarget
@@ -75,7 +75,7 @@ def test_where_events_overlap_the_one_received_last_wins():
 
 
 def test_a_snapshot_builds_each_overlay_once_and_passes_unaffected_zones_through():
-    snapshot = EventPriceSnapshot([peak_event()])
+    snapshot = GridEventSnapshot([peak_event()])
     de, nl = day_ahead([50.0] * 6), day_ahead([50.0] * 6, zone="NL")
     first = snapshot.apply({"DE": de, "NL": nl})
     assert first["NL"] is nl and first["DE"] is not de
@@ -102,13 +102,13 @@ def test_a_price_job_plans_around_a_called_peak_before_it_starts():
         return plan_job(job, grid, now=T0).chunks[0].start
 
     assert planned_start(base) == T0 + 2 * HOUR
-    assert planned_start(EventPriceSnapshot([event]).overlay(base)) == T0 + 5 * HOUR
+    assert planned_start(GridEventSnapshot([event]).overlay(base)) == T0 + 5 * HOUR
 
 
 async def _read_shared():
-    from airflow_provider_gridaware.triggers.shared_events import shared_event_prices
+    from airflow_provider_gridaware.triggers.shared_events import shared_grid_events
 
-    return await shared_event_prices().get()
+    return await shared_grid_events().get()
 
 
 def test_the_triggerer_reads_the_stores_events_once_and_goes_on_without_a_store(tmp_path, monkeypatch, caplog):
@@ -128,6 +128,85 @@ def test_the_triggerer_reads_the_stores_events_once_and_goes_on_without_a_store(
         monkeypatch.setenv("GRIDAWARE_STORE_URL", "postgresql+psycopg2://nobody@127.0.0.1:1/none")
         with caplog.at_level(logging.WARNING):
             assert asyncio.run(_read_shared()) is None
-        assert "planning without event prices" in caplog.text
+        assert "planning without them" in caplog.text
     finally:
         close_shared_archives()
+
+
+# -- called events are blocked out for flexible and batch work -------------------------------------------------
+def carbon(values: list[float], zone: str = "DE") -> SignalSeries:
+    from airflow_provider_gridaware.signals.units import CarbonMetric
+
+    return build_series(
+        kind=SignalKind.CARBON_INTENSITY,
+        metric=CarbonMetric.AVERAGE,
+        zone=zone,
+        source="t",
+        series_type=SeriesType.FORECAST,
+        unit="gCO2eq/kWh",
+        issued_at=T0,
+        points=[(T0 + i * HOUR, T0 + (i + 1) * HOUR, v) for i, v in enumerate(values)],
+    )
+
+
+def shed_event(levels=(2, 2, 2), start=T0 + 2 * HOUR, **overrides):
+    from tests.support.grid_events import simple_signal
+
+    return make_event(**{"signals": (simple_signal(start=start, levels=levels),), "targets": DE, **overrides})
+
+
+def _decide(job: Job, events: list, values: list[float]):
+    from airflow_provider_gridaware.planning.decision import decide
+
+    grid = prepare([ZoneSignals(zone="DE", carbon=carbon(values))], now=T0, until=job.deadline)
+    grid = GridEventSnapshot([*events]).block(grid, job) if events else grid
+    return decide(job, grid, T0, None, refresh=timedelta(minutes=30), problems=[])
+
+
+def _job(**overrides) -> Job:
+    fields = {"duration": 2 * HOUR, "earliest_start": T0, "deadline": T0 + 10 * HOUR, "zones": ("DE",)}
+    return Job(**{**fields, **overrides})
+
+
+CLEANEST_IN_THE_EVENT = [300.0, 300.0, 50.0, 50.0, 50.0, 200.0, 200.0, 250.0, 300.0, 300.0]
+
+
+def test_flexible_work_is_not_placed_inside_a_called_event():
+    assert _decide(_job(), [], CLEANEST_IN_THE_EVENT).plan.chunks[0].start == T0 + 2 * HOUR
+    decision = _decide(_job(), [shed_event()], CLEANEST_IN_THE_EVENT)
+    assert decision.action == "wait"
+    assert decision.plan.chunks[0].start >= T0 + 5 * HOUR  # after the event, in the next-cleanest hours
+
+
+def test_level_0_test_cancelled_and_other_zone_events_block_nothing():
+    for event in (
+        shed_event(levels=(0, 0, 0)),
+        shed_event(test_event=True),
+        shed_event(status=EventStatus.CANCELLED),
+        shed_event(targets=(EventTarget(kind="zone", value="NL"),)),
+    ):
+        assert _decide(_job(), [event], CLEANEST_IN_THE_EVENT).plan.chunks[0].start == T0 + 2 * HOUR, event
+
+
+def test_critical_work_is_never_held_by_an_event():
+    from airflow_provider_gridaware.planning.job import PriorityClass
+
+    decision = _decide(_job(priority_class=PriorityClass.CRITICAL), [shed_event(start=T0)], CLEANEST_IN_THE_EVENT)
+    assert decision.action == "release"
+
+
+def test_an_event_covering_everything_still_keeps_the_deadline():
+    job = _job()
+    decision = _decide(job, [shed_event(start=T0, levels=(3,) * 10)], CLEANEST_IN_THE_EVENT)
+    assert decision.action == "wait" and decision.wake_at is not None and decision.wake_at <= job.latest_start
+    at_latest = decision_at(job, shed_event(start=T0, levels=(3,) * 10), job.latest_start)
+    assert at_latest.action == "release"
+
+
+def decision_at(job: Job, event, now):
+    from airflow_provider_gridaware.planning.decision import decide
+
+    grid = prepare([ZoneSignals(zone="DE", carbon=carbon(CLEANEST_IN_THE_EVENT))], now=now, until=job.deadline)
+    return decide(
+        job, GridEventSnapshot([event]).block(grid, job), now, None, refresh=timedelta(minutes=30), problems=[]
+    )

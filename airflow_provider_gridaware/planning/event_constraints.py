@@ -1,21 +1,62 @@
-"""Demand-response event prices laid over a zone's price series, so a window avoids a called peak.
+"""Grid events as constraints on planning: event prices over a zone's prices, called events blocked out.
 
-An OpenADR price signal or a 2030.5 tariff interval is the price the site will pay over its intervals:
-over those intervals it replaces the market price (day-ahead or REST) the planner would otherwise use,
-before the event starts as well as during it. Outside them the series is unchanged. Pure: no Airflow.
+* **Prices.** An OpenADR price signal or a 2030.5 tariff interval is the price the site will pay over its
+  intervals: there it replaces the market price (day-ahead or REST) the planner would otherwise use, before
+  the event starts as well as during it. Outside them the series is unchanged.
+* **Called events.** Flexible and batch work is not placed inside an event that asks the site to shed:
+  a SIMPLE level of 1 or more, or an import capacity limit. Those slots of the event's zones are unusable
+  for planning; the latest start is still kept (the deadline is a promise), and critical work never waits.
+
+An event applies to the zones it targets (``zone`` targets: the DR connection's ``zones`` field adds them).
+Test events and cancelled or finished events are left out. Pure: no Airflow.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import weakref
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from airflow_provider_gridaware.signals.grid_event import EventSignalKind, EventStatus, GridEvent
 from airflow_provider_gridaware.signals.models import SignalPoint, SignalSeries
 
+if TYPE_CHECKING:
+    from airflow_provider_gridaware.planning.job import Job
+    from airflow_provider_gridaware.planning.planner import PlanningGrid
+
 log = logging.getLogger(__name__)
+
+#: signals that ask the site to shed load: flexible work is kept out of their intervals.
+SHEDDING_KINDS = (EventSignalKind.SIMPLE, EventSignalKind.IMPORT_CAPACITY_LIMIT)
+
+
+def _zones(event: GridEvent) -> set[str]:
+    return {t.value for t in event.targets if t.kind == "zone"}
+
+
+def shedding_spans(events: Iterable[GridEvent]) -> dict[str, list[tuple[int, int]]]:
+    """Per zone, the ``(start_s, end_s)`` epoch-second spans in which an event asks the site to shed.
+
+    A SIMPLE interval counts from level 1; an import capacity limit counts whatever its value (the fleet's
+    share of the limit is the grid-event DAG's business). Test, cancelled and completed events do not count.
+    """
+    spans: dict[str, list[tuple[int, int]]] = {}
+    for event in events:
+        if event.test_event or event.status in (EventStatus.CANCELLED, EventStatus.COMPLETED):
+            continue
+        for signal in event.signals:
+            if signal.kind not in SHEDDING_KINDS:
+                continue
+            for interval in signal.intervals:
+                if signal.kind is EventSignalKind.SIMPLE and interval.value < 1:
+                    continue
+                span = (math.floor(interval.start.timestamp()), math.ceil(interval.end.timestamp()))
+                for zone in _zones(event):
+                    spans.setdefault(zone, []).append(span)
+    return spans
 
 
 def zone_price_events(events: Iterable[GridEvent], zone: str) -> list[GridEvent]:
@@ -79,17 +120,19 @@ def _cut(points: list[SignalPoint], start: datetime, end: datetime) -> list[Sign
     return kept
 
 
-class EventPriceSnapshot:
-    """The grid events known at one moment, and the overlaid price series made from them (made once each).
+class GridEventSnapshot:
+    """The grid events known at one moment, and what planning makes of them (each made once, then shared).
 
-    Thousands of waiting triggers plan on a few zones: each overlaid series is built once per base series
-    and snapshot and then shared, so the planner's grid cache (keyed on the series objects) keeps working.
+    Thousands of waiting triggers plan on a few zones: each overlaid series and each blocked grid is built
+    once per snapshot and base object, so the planner's grid cache (keyed on the objects) keeps working.
 
     :param events: the current events (``EventStore.current()``).
     """
 
     def __init__(self, events: Iterable[GridEvent]) -> None:
         self.events = tuple(events)
+        self.shedding = shedding_spans(self.events)
+        self._blocked: dict[int, tuple[weakref.ref[PlanningGrid], PlanningGrid]] = {}
         self._zones_with_prices = {
             t.value
             for e in self.events
@@ -112,4 +155,17 @@ class EventPriceSnapshot:
             return held[1]
         made = overlay_event_prices(base, self.events)
         self._made[id(base)] = (weakref.ref(base), made)
+        return made
+
+    def block(self, grid: PlanningGrid, job: Job) -> PlanningGrid:
+        """``grid`` with the called events of ``job``'s zones blocked out, unless the job is critical."""
+        from airflow_provider_gridaware.planning.job import PriorityClass
+
+        if job.priority_class is PriorityClass.CRITICAL or not any(z in self.shedding for z in grid.zones):
+            return grid
+        held = self._blocked.get(id(grid))
+        if held is not None and held[0]() is grid:
+            return held[1]
+        made = grid.blocked(self.shedding)
+        self._blocked[id(grid)] = (weakref.ref(grid), made)
         return made
