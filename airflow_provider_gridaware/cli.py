@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, str] = {
     "backtest": "airflow_provider_gridaware.commands.backtest",
     "openadr2b": "airflow_provider_gridaware.commands.openadr2b",
     "events": "airflow_provider_gridaware.commands.events",
+    "relay": "airflow_provider_gridaware.commands.relay",
 }
 
 EXIT_USAGE = 2

@@ -241,6 +241,32 @@ CONNECTION_TYPES = [
         http=False,
     ),
     _connection_type(
+        "gridaware_webhook",
+        "webhook",
+        "GridWebhookHook",
+        "Grid events: signed webhook (relay)",
+        fields={
+            "auth_mode": _str_field(
+                "Authentication",
+                "hmac: HMAC-SHA256 signature with the shared secret; bearer: a token",
+                "hmac",
+                enum=["hmac", "bearer"],
+            ),
+            "tolerance_s": {"label": "Timestamp tolerance (s)", "schema": {"type": ["number", "null"], "default": 300}},
+            "max_body_bytes": {
+                "label": "Largest body (bytes)",
+                "schema": {"type": ["integer", "null"], "default": 262144},
+            },
+            "openadr3_conn_id": _str_field(
+                "OpenADR 3 connection", "notifications on /openadr3/<this id> are stored as that connection's events"
+            ),
+        },
+        hidden=["schema", "port", "login", "host", "extra"],
+        relabeling={"password": "Shared secret (or bearer token)"},
+        placeholders={},
+        http=False,
+    ),
+    _connection_type(
         "gridaware_openadr2b",
         "openadr2b",
         "OpenADR2bHook",
@@ -327,7 +353,7 @@ def get_provider_info() -> dict[str, Any]:
             },
             {
                 "integration-name": "Grid events",
-                "python-modules": [f"{_PKG}.hooks.openadr2b", f"{_PKG}.hooks.openadr3"],
+                "python-modules": [f"{_PKG}.hooks.openadr2b", f"{_PKG}.hooks.openadr3", f"{_PKG}.hooks.webhook"],
             },
             {"integration-name": "Kubernetes dispatch", "python-modules": [f"{_PKG}.hooks.kubernetes"]},
             {"integration-name": "AWS Batch dispatch", "python-modules": [f"{_PKG}.hooks.batch"]},

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from airflow_provider_gridaware.signals.grid_event import GridEvent
 from airflow_provider_gridaware.store.engine import WRITE
 from airflow_provider_gridaware.store.migrate import OpenedStore
-from airflow_provider_gridaware.store.schema import grid_event
+from airflow_provider_gridaware.store.schema import grid_event, relay_delivery
 from airflow_provider_gridaware.times import UTC
 
 log = logging.getLogger(__name__)
@@ -87,46 +87,92 @@ class EventStore(OpenedStore):
         """
         try:
             with self._write() as connection:
-                previous = _latest(connection, event.source, event.event_id)
-                same = connection.execute(
-                    select(grid_event.c.seq).where(
-                        grid_event.c.source == event.source,
-                        grid_event.c.event_id == event.event_id,
-                        grid_event.c.modification_number == event.modification_number,
-                        grid_event.c.status == event.status.value,
-                    )
-                ).first()
-                if same is not None:
-                    return Recorded(RecordOutcome.DUPLICATE, None, previous)
-                if previous is not None and event.modification_number < previous.modification_number:
-                    return Recorded(RecordOutcome.STALE, None, previous)
-                if previous is None:
-                    outcome = RecordOutcome.NEW
-                elif event.modification_number > previous.modification_number:
-                    outcome = RecordOutcome.MODIFIED
-                else:
-                    outcome = RecordOutcome.STATUS
-                seq = connection.execute(
-                    grid_event.insert()
-                    .values(
-                        source=event.source,
-                        event_id=event.event_id,
-                        modification_number=event.modification_number,
-                        status=event.status.value,
-                        program=event.program,
-                        start_at=event.start,
-                        end_at=event.end,
-                        test_event=event.test_event,
-                        received_at=event.received_at,
-                        stored_at=self._clock(),
-                        payload=event.to_json(),
-                    )
-                    .returning(grid_event.c.seq)
-                ).scalar_one()
-                return Recorded(outcome, int(seq), previous)
+                return self._record_in(connection, event)
         except IntegrityError:
             # A concurrent writer stored the same state between our check and insert (PostgreSQL).
             return Recorded(RecordOutcome.DUPLICATE, None, self.latest(event.source, event.event_id))
+
+    def _record_in(self, connection: Connection, event: GridEvent) -> Recorded:
+        previous = _latest(connection, event.source, event.event_id)
+        same = connection.execute(
+            select(grid_event.c.seq).where(
+                grid_event.c.source == event.source,
+                grid_event.c.event_id == event.event_id,
+                grid_event.c.modification_number == event.modification_number,
+                grid_event.c.status == event.status.value,
+            )
+        ).first()
+        if same is not None:
+            return Recorded(RecordOutcome.DUPLICATE, None, previous)
+        if previous is not None and event.modification_number < previous.modification_number:
+            return Recorded(RecordOutcome.STALE, None, previous)
+        if previous is None:
+            outcome = RecordOutcome.NEW
+        elif event.modification_number > previous.modification_number:
+            outcome = RecordOutcome.MODIFIED
+        else:
+            outcome = RecordOutcome.STATUS
+        seq = connection.execute(
+            grid_event.insert()
+            .values(
+                source=event.source,
+                event_id=event.event_id,
+                modification_number=event.modification_number,
+                status=event.status.value,
+                program=event.program,
+                start_at=event.start,
+                end_at=event.end,
+                test_event=event.test_event,
+                received_at=event.received_at,
+                stored_at=self._clock(),
+                payload=event.to_json(),
+            )
+            .returning(grid_event.c.seq)
+        ).scalar_one()
+        return Recorded(outcome, int(seq), previous)
+
+    def record_delivery(self, conn_id: str, delivery_id: str, events: list[GridEvent]) -> list[Recorded] | None:
+        """Record a webhook delivery's events and its id in one transaction; ``None`` if the id was seen before.
+
+        The relay answers 2xx only after this returns: the events and the memory of the delivery are
+        committed together, so a replay is refused even after a restart, and a refused replay stores nothing.
+        """
+        return self.record_deliveries([(conn_id, delivery_id, events)])[0]
+
+    def record_deliveries(
+        self, deliveries: list[tuple[str, str | None, list[GridEvent]]]
+    ) -> list[list[Recorded] | None]:
+        """:meth:`record_delivery` for many deliveries in one transaction (the relay's group commit).
+
+        A delivery id of ``None`` (a bearer sender without one) records the events without replay memory.
+        """
+        results: list[list[Recorded] | None] = []
+        with self._write() as connection:
+            taken: set[tuple[str, str]] = set()
+            for conn_id, delivery_id, events in deliveries:
+                if delivery_id is not None:
+                    seen = (conn_id, delivery_id) in taken or connection.execute(
+                        select(relay_delivery.c.delivery_id).where(
+                            relay_delivery.c.conn_id == conn_id, relay_delivery.c.delivery_id == delivery_id
+                        )
+                    ).first() is not None
+                    if seen:
+                        results.append(None)
+                        continue
+                    taken.add((conn_id, delivery_id))
+                    connection.execute(
+                        relay_delivery.insert().values(
+                            conn_id=conn_id, delivery_id=delivery_id, received_at=self._clock()
+                        )
+                    )
+                results.append([self._record_in(connection, event) for event in events])
+        return results
+
+    def forget_deliveries(self, before: datetime) -> int:
+        """Drop delivery ids received before ``before`` (older ones are refused as stale by their timestamp)."""
+        with self._write() as connection:
+            result = connection.execute(delete(relay_delivery).where(relay_delivery.c.received_at < before))
+            return int(result.rowcount or 0)
 
     # -- reading ---------------------------------------------------------------------------------------
     def since(self, seq: int = 0, *, limit: int = 1000) -> list[StoredEvent]:

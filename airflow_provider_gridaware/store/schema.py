@@ -202,3 +202,13 @@ task_runtime = Table(
     Index(None, "dag_id", "task_id", "ended_at"),
     comment="Measured run time of each successful try of a grid-aware task",
 )
+
+relay_delivery = Table(
+    "gridaware_relay_delivery",
+    metadata,
+    # A delivery id seen once is refused again, also after a relay restart (the replay window's memory).
+    Column("conn_id", String(AIRFLOW_ID_LEN), primary_key=True),
+    Column("delivery_id", String(128), primary_key=True),
+    Column("received_at", UTCDateTime(), nullable=False),
+    comment="Webhook deliveries the relay accepted, kept for its replay window",
+)

@@ -43,7 +43,7 @@ def url(postgres_database: str) -> Iterator[str]:
         connection.execute(
             text(
                 "DROP TABLE IF EXISTS gridaware_forecast_point, gridaware_forecast_vintage, gridaware_actual_point,"
-                " gridaware_store_meta, gridaware_signal, gridaware_grid_event, gridaware_task_runtime,"
+                " gridaware_store_meta, gridaware_signal, gridaware_grid_event, gridaware_task_runtime, gridaware_relay_delivery,"
                 " gridaware_alembic_version CASCADE"
             )
         )
