@@ -19,7 +19,7 @@ Waiting scenarios (``quickstart_run``, ``batch_run``, ``kube_training``, ``defer
     scenario a selected test needs is set up and triggered, in :data:`WAITING_SCENARIOS` order, before
     the first integration test runs (``_start_waiting_scenarios``), and polled in the background
     (:class:`~tests.integration.airflow_stack.BackgroundPoll`). Tests marked ``awaits_window`` collect
-    their scenario's result; they run after every other integration test, which run meanwhile. A
+    their scenario's result; they run after every other test (see ``pytest_collection_modifyitems``). A
     scenario whose set-up fails is reported by the tests that use it (pytest keeps the fixture's error).
 
 Timings (stack start, waiting scenarios' start, each integration test) are printed in the terminal summary.
@@ -107,9 +107,9 @@ deferral_scenario = _waiting_scenario(
     "deferral_scenario", "test_deferral", "scenario_started", "Every dip run deferred, the triggerer restarted."
 )
 
-#: Started in this order. The quick start first: its window is 3 minutes after its simulator starts and
-#: its steps before the trigger take the longest; the deferral scenario last: its 75 s of set-up (with a
-#: triggerer restart) would delay every scenario after it, and its dip is placed from when it starts.
+#: Started in this order. The quick start first: its window opens 3 minutes after its simulator starts, the
+#: latest of all, and its steps before the trigger take 30-70 s; the deferral scenario last: its set-up (a
+#: triggerer restart, 15-40 s) would delay every scenario after it, and it places its dip from its own start.
 WAITING_SCENARIOS = ("quickstart_run", "batch_run", "kube_training", "deferral_scenario")
 
 
