@@ -128,6 +128,10 @@ class ScaledClock:
     def wall_seconds(self, seconds: float) -> float:
         return max(0.0, seconds) / self.speed
 
+    def from_wall(self, instant: datetime) -> datetime:
+        """This clock's time at the wall-clock ``instant`` (aware)."""
+        return from_epoch(self.sim_epoch_s + (instant.timestamp() - self.wall_epoch_s) * self.speed)
+
     def spec(self) -> str:
         """The ``GRIDAWARE_CLOCK`` value that recreates this clock in another process."""
         return f"scaled:{self.sim_epoch_s!r}@{self.wall_epoch_s!r}x{self.speed!r}"
@@ -156,6 +160,16 @@ def clock_from_spec(spec: str | None) -> Clock:
 
 
 _CLOCKS: dict[str, Clock] = {}
+
+
+def clock_time_of(instant: datetime) -> datetime:
+    """The current clock's time at a wall-clock ``instant`` that Airflow recorded (a DAG run's start).
+
+    Airflow stamps its records on the wall clock; a job's deadline counts from the run's start on the clock
+    waiting code reads, so under a :class:`ScaledClock` the start is mapped, and it is kept as is otherwise.
+    """
+    clock = current_clock()
+    return clock.from_wall(instant) if isinstance(clock, ScaledClock) else instant
 
 
 def current_clock() -> Clock:

@@ -533,12 +533,18 @@ def _sleep_until(when: datetime) -> None:
 
 
 def run_start_from_context(context: Mapping[str, Any]) -> datetime:
-    """The DAG run's start: stable across retries and reschedules, so relative deadlines do not drift."""
+    """The DAG run's start: stable across retries and reschedules, so relative deadlines do not drift.
+
+    On the clock waiting code reads (:func:`~airflow_provider_gridaware.times.current_clock`): Airflow
+    records the start on the wall clock, which a ``GRIDAWARE_CLOCK`` runs apart from.
+    """
+    from airflow_provider_gridaware.times import clock_time_of
+
     dag_run = context.get("dag_run")
     start = getattr(dag_run, "start_date", None) or getattr(dag_run, "run_after", None)
     if start is None:
-        return datetime.now(UTC)
-    return start.astimezone(UTC) if start.tzinfo else start.replace(tzinfo=UTC)
+        return clock_time_of(datetime.now(UTC))
+    return clock_time_of(start.astimezone(UTC) if start.tzinfo else start.replace(tzinfo=UTC))
 
 
 def job_id_from_context(context: Mapping[str, Any]) -> str:

@@ -8,11 +8,23 @@ from collections.abc import Iterator
 import pytest
 
 from airflow_provider_gridaware.triggers import batch as batch_trigger
+from airflow_provider_gridaware.triggers import resume_guard
 from tests.support.moto_server import MotoServer, aws_connection
+
+#: The resume guard's hold in contract tests (wall seconds): still held, but not for the 30 s that matter only
+#: against a real scheduler's stale events (that race is the integration layer's test_resume_race).
+GUARD_SECONDS = 0.5
 
 #: zone -> (region, job queue): two regions, each with a compute environment, a queue and the job definition.
 REGIONS = {"GB": ("eu-west-2", "gridaware-gb"), "SE": ("eu-north-1", "gridaware-se")}
 CONN = "aws_moto"
+
+
+@pytest.fixture(autouse=True)
+def _short_resume_guard(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Dispatch triggers hold until the guard's not_before before firing: 30 s per test otherwise, against a
+    # trigger-run timeout of 30 s (six contract tests spent ~180 s here, each within a second of timing out).
+    monkeypatch.setattr(resume_guard, "RESUME_GUARD_SECONDS", GUARD_SECONDS)
 
 
 @pytest.fixture(scope="module")

@@ -35,6 +35,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -42,7 +43,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -115,6 +116,82 @@ def poll(
         if time.monotonic() >= deadline:
             raise StackError(f"timed out after {timeout:.0f}s waiting for {what}\n{on_timeout()}".rstrip())
         time.sleep(interval)
+
+
+class BackgroundPoll(Generic[T]):
+    """:func:`poll` in a daemon thread, started now and collected later with :meth:`result`.
+
+    Lets a test start its wait for a grid window early (every waiting scenario of the session is started
+    before the first test runs), so the session waits about as long as the longest wait, not their sum.
+    Only the polling runs in the thread: processes must still be started from the main thread (see
+    :meth:`ManagedProcess.start`).
+    """
+
+    def __init__(
+        self,
+        check: Callable[[], T | None],
+        *,
+        timeout: float,
+        interval: float = 0.25,
+        what: str,
+        on_timeout: Callable[[], str] = lambda: "",
+    ) -> None:
+        self._check = check
+        self._halt = threading.Event()
+        self._value: T | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(timeout, interval, what, on_timeout), name=f"poll: {what}", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, timeout: float, interval: float, what: str, on_timeout: Callable[[], str]) -> None:
+        try:
+            self._value = poll(self._checked, timeout=timeout, interval=interval, what=what, on_timeout=on_timeout)
+        except BaseException as exc:  # handed to the test by result(), with its traceback
+            self._error = exc
+
+    def _checked(self) -> T | None:
+        if self._halt.is_set():
+            raise StackError("stopped before the wait ended (the session is tearing down)")
+        return self._check()
+
+    @property
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def result(self) -> T:
+        """Wait for the poll to end; its result, or its exception re-raised here."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._value is not None
+        return self._value
+
+    def stop(self) -> None:
+        """End the poll at its next check (teardown of a scenario whose test never collected it)."""
+        self._halt.set()
+        self._thread.join(timeout=30)
+
+
+@dataclass
+class WatchedRun:
+    """A DAG run triggered as the session's waiting scenarios start, watched in the background.
+
+    :param stack: the stack it runs on.
+    :param run_id: the run.
+    :param seen: ``(when, task state, trigger classpath)`` of the waiting task at each poll.
+    :param waiting_jobs: what the external system held (per zone) while the task first waited for its window.
+    :param finished: the poll, ending with the run's final state.
+    :param explain: evidence for a failure message.
+    """
+
+    stack: AirflowStack
+    run_id: str
+    seen: list[tuple[datetime, str, str | None]]
+    waiting_jobs: dict[str, list[dict[str, Any]]]
+    finished: BackgroundPoll[str]
+    explain: Callable[[], str]
 
 
 def _proc_stat(pid: int) -> tuple[int, int] | None:

@@ -14,11 +14,21 @@
 
 DAGs: every ``example_dags/*.py`` and ``tests/integration/dags/*.py`` is linked into the DAGs folder.
 
-Timings (stack start, each integration test) are printed in the terminal summary.
+Waiting scenarios (``quickstart_run``, ``batch_run``, ``kube_training``, ``deferral_scenario``)
+    Tests that wait minutes for a grid window wait on the wall clock, so their waits overlap: every
+    scenario a selected test needs is set up and triggered, in :data:`WAITING_SCENARIOS` order, before
+    the first integration test runs (``_start_waiting_scenarios``), and polled in the background
+    (:class:`~tests.integration.airflow_stack.BackgroundPoll`). Tests marked ``awaits_window`` collect
+    their scenario's result; they run after every other test (see ``pytest_collection_modifyitems``). A
+    scenario whose set-up fails is reported by the tests that use it (pytest keeps the fixture's error).
+
+Timings (stack start, waiting scenarios' start, each integration test) are printed in the terminal summary.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import time
 import uuid
 from collections.abc import Iterator
@@ -67,6 +77,71 @@ def grid_simulator(integration_workdir: Path, pytestconfig: pytest.Config) -> It
     _TEARDOWN_NOTES.extend(f"grid simulator: {note}" for note in stop_processes([proc], marker=marker))
     if marked_pids(marker):
         raise StackError(f"grid simulator processes survived teardown: {marked_pids(marker)}")
+
+
+def _waiting_scenario(name: str, module: str, starter: str, doc: str) -> Any:
+    """A session fixture entering ``tests.integration.<module>.<starter>(airflow_stack, integration_workdir)``.
+
+    Imported when first used: the test modules import this conftest's constants.
+    """
+
+    def fixture(airflow_stack: AirflowStack, integration_workdir: Path) -> Iterator[Any]:
+        start = getattr(importlib.import_module(f"tests.integration.{module}"), starter)
+        with start(airflow_stack, integration_workdir) as scenario:
+            yield scenario
+
+    fixture.__doc__ = doc
+    return pytest.fixture(scope="session", name=name)(fixture)
+
+
+quickstart_run = _waiting_scenario(
+    "quickstart_run", "test_quickstart", "quickstart_run_started", "docs/quickstart.md steps 2-5 done, its run watched."
+)
+batch_run = _waiting_scenario(
+    "batch_run", "test_batch_dispatch", "batch_run_started", "The AWS Batch example triggered against moto, watched."
+)
+kube_training = _waiting_scenario(
+    "kube_training", "test_kubernetes_dispatch", "kube_training_started", "The Kubernetes example's run, watched."
+)
+deferral_scenario = _waiting_scenario(
+    "deferral_scenario", "test_deferral", "scenario_started", "Every dip run deferred, the triggerer restarted."
+)
+
+#: Started in this order. The quick start first: its window opens 3 minutes after its simulator starts, the
+#: latest of all, and its steps before the trigger take 30-70 s; the deferral scenario last: its set-up (a
+#: triggerer restart, 15-40 s) would delay every scenario after it, and it places its dip from its own start.
+WAITING_SCENARIOS = ("quickstart_run", "batch_run", "kube_training", "deferral_scenario")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _start_waiting_scenarios(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -> None:
+    """Set up every waiting scenario the selected tests use, before the first integration test runs."""
+    wanted = {name for item in request.session.items for name in getattr(item, "fixturenames", ())}
+    began = time.monotonic()
+    for name in WAITING_SCENARIOS:
+        if name not in wanted:
+            continue
+        started = time.monotonic()
+        # A failed set-up is kept by pytest and raised again in each test that uses this fixture (where it
+        # belongs): it must not stop the other scenarios from starting.
+        with contextlib.suppress(Exception, pytest.fail.Exception):
+            request.getfixturevalue(name)
+        _timings(pytestconfig)[f"start {name}"] = time.monotonic() - started
+    if wanted & set(WAITING_SCENARIOS):
+        _timings(pytestconfig)["waiting scenarios started (total)"] = time.monotonic() - began
+
+
+def _run_order(item: pytest.Item) -> int:
+    if item.get_closest_marker("awaits_window") is not None:
+        return 2
+    return 0 if item.get_closest_marker("integration") is not None else 1
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Integration tests first (the first one starts the stack and the waiting scenarios), then the unit and
+    # contract tests, then the tests collecting a waiting scenario's result: everything else runs while the
+    # scenarios wait on the wall clock. A stable sort: the order within each group is pytest's.
+    items.sort(key=_run_order)
 
 
 @pytest.fixture(scope="session")

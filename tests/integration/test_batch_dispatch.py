@@ -20,6 +20,7 @@ import os
 import sys
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,10 @@ from tests.integration.airflow_stack import (
     MARKER_VAR,
     REPO,
     AirflowStack,
+    BackgroundPoll,
     ManagedProcess,
     StackError,
+    WatchedRun,
     free_port,
     marked_pids,
     poll,
@@ -55,8 +58,8 @@ JOB_TRIGGER = "airflow_provider_gridaware.triggers.batch.GridAwareBatchJobTrigge
 LEAD = timedelta(seconds=70)
 
 
-@pytest.fixture(scope="module")
-def moto(integration_workdir: Path) -> Iterator[MotoServer]:
+@contextlib.contextmanager
+def moto_server(integration_workdir: Path) -> Iterator[MotoServer]:
     """A moto_server process the Airflow components reach over loopback, Batch set up in both regions."""
     marker = uuid.uuid4().hex
     workdir = integration_workdir / "batch"
@@ -98,43 +101,67 @@ def _utc(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
 
 
-def test_example_runs_on_aws_batch_in_the_cleaner_region(
-    airflow_stack: AirflowStack, moto: MotoServer, integration_workdir: Path
-) -> None:
-    stack = airflow_stack
-    extra = {"endpoint_url": moto.url, "region_name": REGIONS["IE"]}
-    stack.add_connection(AWS_CONN, "aws", login="testing", password="testing", extra=extra)
-    trace = write_flat_trace(integration_workdir / "batch" / "carbon.csv", {"IE": 400, "SE": 40})
-    replay = {"anchor": "fixed", "forecast_error": 0}
-    stack.add_connection(CARBON_CONN, "gridaware_replay", host=str(trace), extra=replay)
-    not_before = (datetime.now(UTC) + LEAD).replace(microsecond=0)
-    conf = {"carbon_conn_id": CARBON_CONN, "not_before": not_before.isoformat()}
-    run_id = stack.trigger_dag(DAG_ID, conf=conf, timeout=90)
-    seen: list[tuple[datetime, str, str | None]] = []
-    waiting_jobs: dict[str, list[dict[str, Any]]] = {}
+@dataclass
+class BatchRun(WatchedRun):
+    """The example's run and its wait under way (``waiting_jobs``: the jobs per zone's region)."""
 
-    def explain() -> str:
-        states = " -> ".join(f"{at:%H:%M:%S} {state} {trigger or ''}" for at, state, trigger in seen[-20:])
-        logs = ""
-        with contextlib.suppress(StackError):
-            logs = stack.task_log(DAG_ID, run_id, TASK_ID)[-5000:]
-        moto_log = (integration_workdir / "batch" / "moto.log").read_text()[-2000:]
-        return (
-            f"not before {not_before}\nstates: {states}\n{logs}\n----- moto -----\n{moto_log}\n{stack.diagnostics(20)}"
-        )
+    moto: MotoServer
+    not_before: datetime
 
-    def check() -> str | None:
-        ti = next(t for t in stack.task_instances(DAG_ID, run_id) if t["task_id"] == TASK_ID)
-        trigger = (ti.get("trigger") or {}).get("classpath")
-        seen.append((datetime.now(UTC), ti["state"], trigger))
-        if ti["state"] == "deferred" and trigger == WINDOW_TRIGGER and not waiting_jobs:
-            waiting_jobs.update({zone: moto.jobs(region) for zone, region in REGIONS.items()})
-        if ti["state"] in ("up_for_retry", "failed"):
-            return f"task {ti['state']}"  # fail fast: the example retries after minutes
-        state = stack.dag_run(DAG_ID, run_id)["state"]
-        return state if state in ("success", "failed") else None
 
-    state = poll(check, timeout=420, interval=0.5, what="the Batch run", on_timeout=explain)
+@contextlib.contextmanager
+def batch_run_started(stack: AirflowStack, integration_workdir: Path) -> Iterator[BatchRun]:
+    """Start moto, add the connections, trigger the example with its window ``LEAD`` ahead, start watching.
+
+    Used by the ``batch_run`` fixture (``tests/integration/conftest.py``) as the session starts, so this
+    wait overlaps the others'; the test collects it.
+    """
+    with moto_server(integration_workdir) as moto:
+        extra = {"endpoint_url": moto.url, "region_name": REGIONS["IE"]}
+        stack.add_connection(AWS_CONN, "aws", login="testing", password="testing", extra=extra)
+        trace = write_flat_trace(integration_workdir / "batch" / "carbon.csv", {"IE": 400, "SE": 40})
+        replay = {"anchor": "fixed", "forecast_error": 0}
+        stack.add_connection(CARBON_CONN, "gridaware_replay", host=str(trace), extra=replay)
+        not_before = (datetime.now(UTC) + LEAD).replace(microsecond=0)
+        conf = {"carbon_conn_id": CARBON_CONN, "not_before": not_before.isoformat()}
+        run_id = stack.trigger_dag(DAG_ID, conf=conf, timeout=90)
+        seen: list[tuple[datetime, str, str | None]] = []
+        waiting_jobs: dict[str, list[dict[str, Any]]] = {}
+
+        def explain() -> str:
+            states = " -> ".join(f"{at:%H:%M:%S} {state} {trigger or ''}" for at, state, trigger in seen[-20:])
+            logs = ""
+            with contextlib.suppress(StackError):
+                logs = stack.task_log(DAG_ID, run_id, TASK_ID)[-5000:]
+            moto_log = (integration_workdir / "batch" / "moto.log").read_text()[-2000:]
+            return (
+                f"not before {not_before}\nstates: {states}\n{logs}\n----- moto -----\n{moto_log}\n"
+                f"{stack.diagnostics(20)}"
+            )
+
+        def check() -> str | None:
+            ti = next(t for t in stack.task_instances(DAG_ID, run_id) if t["task_id"] == TASK_ID)
+            trigger = (ti.get("trigger") or {}).get("classpath")
+            seen.append((datetime.now(UTC), ti["state"], trigger))
+            if ti["state"] == "deferred" and trigger == WINDOW_TRIGGER and not waiting_jobs:
+                waiting_jobs.update({zone: moto.jobs(region) for zone, region in REGIONS.items()})
+            if ti["state"] in ("up_for_retry", "failed"):
+                return f"task {ti['state']}"  # fail fast: the example retries after minutes
+            state = stack.dag_run(DAG_ID, run_id)["state"]
+            return state if state in ("success", "failed") else None
+
+        finished = BackgroundPoll(check, timeout=420, interval=0.5, what="the Batch run", on_timeout=explain)
+        try:
+            yield BatchRun(stack, run_id, seen, waiting_jobs, finished, explain, moto=moto, not_before=not_before)
+        finally:
+            finished.stop()
+
+
+@pytest.mark.awaits_window
+def test_example_runs_on_aws_batch_in_the_cleaner_region(batch_run: BatchRun) -> None:
+    stack, moto, run_id, not_before = batch_run.stack, batch_run.moto, batch_run.run_id, batch_run.not_before
+    seen, waiting_jobs, explain = batch_run.seen, batch_run.waiting_jobs, batch_run.explain
+    state = batch_run.finished.result()
     why = f"\n{explain()}"
     assert state == "success", why
 

@@ -20,6 +20,7 @@ import os
 import sys
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,10 @@ from tests.integration.airflow_stack import (
     REPO,
     VENV_BIN,
     AirflowStack,
+    BackgroundPoll,
     ManagedProcess,
     StackError,
+    WatchedRun,
     marked_pids,
     poll,
     stop_processes,
@@ -86,7 +89,7 @@ def window_start() -> datetime:
     return datetime.fromtimestamp(-(-earliest.timestamp() // step) * step, UTC)
 
 
-@pytest.fixture(scope="module")
+@contextlib.contextmanager
 def kube_clusters(airflow_stack: AirflowStack, integration_workdir: Path) -> Iterator[tuple[dict[str, str], datetime]]:
     """(zone -> emulator URL, the window's start); the example's cluster connections and a replay carbon
     connection are added. The carbon trace: DE 420 gCO2/kWh throughout; FR 400, except one clean hour
@@ -124,43 +127,68 @@ def _utc(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
 
 
-def test_example_trains_on_kubernetes_in_the_cleanest_window(
-    airflow_stack: AirflowStack, kube_clusters: tuple[dict[str, str], datetime], integration_workdir: Path
-) -> None:
-    stack = airflow_stack
-    urls, window = kube_clusters
-    out = integration_workdir / "kubernetes" / f"model-{uuid.uuid4().hex[:8]}"
-    conf = {
-        "carbon_conn_id": CARBON_CONN,
-        "script": str(WORKLOAD),
-        "output_dir": str(out / "model"),
-        "checkpoint_dir": str(out / "checkpoints"),
-    }
-    run_id = stack.trigger_dag(DAG_ID, conf=conf, timeout=90)
-    seen: list[tuple[datetime, str, str | None]] = []
-    waiting_jobs: dict[str, list[dict[str, Any]]] = {}
+@dataclass
+class KubeTraining(WatchedRun):
+    """The training run and its wait under way (``waiting_jobs``: the Jobs per zone's cluster)."""
 
-    def explain() -> str:
-        states = " -> ".join(f"{at:%H:%M:%S} {state} {trigger or ''}" for at, state, trigger in seen[-20:])
-        logs = ""
-        with contextlib.suppress(StackError):
-            logs = stack.task_log(DAG_ID, run_id, TASK_ID)[-5000:]
-        emulators = "\n".join(
-            f"----- emulator {zone} -----\n{(integration_workdir / 'kubernetes' / zone / 'emulator.log').read_text()[-2000:]}"
-            for zone in CLUSTERS
-        )
-        return f"window {window}\nstates: {states}\n{logs}\n{emulators}\n{stack.diagnostics(20)}"
+    urls: dict[str, str]
+    window: datetime
+    out: Path
 
-    def check() -> str | None:
-        ti = next(t for t in stack.task_instances(DAG_ID, run_id) if t["task_id"] == TASK_ID)
-        trigger = (ti.get("trigger") or {}).get("classpath")
-        seen.append((datetime.now(UTC), ti["state"], trigger))
-        if ti["state"] == "deferred" and trigger == WINDOW_TRIGGER and not waiting_jobs:
-            waiting_jobs.update({zone: jobs(url) for zone, url in urls.items()})
-        state = stack.dag_run(DAG_ID, run_id)["state"]
-        return state if state in ("success", "failed") else None
 
-    state = poll(check, timeout=720, interval=1, what="the training run", on_timeout=explain)
+@contextlib.contextmanager
+def kube_training_started(stack: AirflowStack, integration_workdir: Path) -> Iterator[KubeTraining]:
+    """Start the two clusters, trigger the training with its clean hour ``LEAD`` (or a little more) ahead, start watching.
+
+    Used by the ``kube_training`` fixture (``tests/integration/conftest.py``) as the session starts, so this
+    wait overlaps the others'; the test collects it.
+    """
+    with kube_clusters(stack, integration_workdir) as (urls, window):
+        out = integration_workdir / "kubernetes" / f"model-{uuid.uuid4().hex[:8]}"
+        conf = {
+            "carbon_conn_id": CARBON_CONN,
+            "script": str(WORKLOAD),
+            "output_dir": str(out / "model"),
+            "checkpoint_dir": str(out / "checkpoints"),
+        }
+        run_id = stack.trigger_dag(DAG_ID, conf=conf, timeout=90)
+        seen: list[tuple[datetime, str, str | None]] = []
+        waiting_jobs: dict[str, list[dict[str, Any]]] = {}
+
+        def explain() -> str:
+            states = " -> ".join(f"{at:%H:%M:%S} {state} {trigger or ''}" for at, state, trigger in seen[-20:])
+            logs = ""
+            with contextlib.suppress(StackError):
+                logs = stack.task_log(DAG_ID, run_id, TASK_ID)[-5000:]
+            emulators = "\n".join(
+                f"----- emulator {zone} -----\n"
+                f"{(integration_workdir / 'kubernetes' / zone / 'emulator.log').read_text()[-2000:]}"
+                for zone in CLUSTERS
+            )
+            return f"window {window}\nstates: {states}\n{logs}\n{emulators}\n{stack.diagnostics(20)}"
+
+        def check() -> str | None:
+            ti = next(t for t in stack.task_instances(DAG_ID, run_id) if t["task_id"] == TASK_ID)
+            trigger = (ti.get("trigger") or {}).get("classpath")
+            seen.append((datetime.now(UTC), ti["state"], trigger))
+            if ti["state"] == "deferred" and trigger == WINDOW_TRIGGER and not waiting_jobs:
+                waiting_jobs.update({zone: jobs(url) for zone, url in urls.items()})
+            state = stack.dag_run(DAG_ID, run_id)["state"]
+            return state if state in ("success", "failed") else None
+
+        finished = BackgroundPoll(check, timeout=720, interval=1, what="the training run", on_timeout=explain)
+        try:
+            yield KubeTraining(stack, run_id, seen, waiting_jobs, finished, explain, urls=urls, window=window, out=out)
+        finally:
+            finished.stop()
+
+
+@pytest.mark.awaits_window
+def test_example_trains_on_kubernetes_in_the_cleanest_window(kube_training: KubeTraining) -> None:
+    kt = kube_training
+    stack, urls, window, run_id, out = kt.stack, kt.urls, kt.window, kt.run_id, kt.out
+    seen, waiting_jobs, explain = kt.seen, kt.waiting_jobs, kt.explain
+    state = kt.finished.result()
     why = f"\n{explain()}"
     assert state == "success", why
 

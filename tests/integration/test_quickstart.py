@@ -18,6 +18,7 @@ inside it; and that within 5 minutes of the window opening (the planner's grid i
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import json
 import re
@@ -38,9 +39,9 @@ from tests.integration.airflow_stack import (
     REPO,
     VENV_BIN,
     AirflowStack,
+    BackgroundPoll,
     StackError,
     marked_pids,
-    poll,
     start_simulator,
     stop_processes,
 )
@@ -96,12 +97,17 @@ def exports(block: str) -> dict[str, str]:
     return found
 
 
-@pytest.fixture(scope="module")
-def blocks() -> dict[str, str]:
+def checked_blocks() -> dict[str, str]:
+    """The page's marked blocks, every one the tests run present."""
     found = quickstart_blocks()
     expected = {"install", "install-variants", "connections", "providers", "dag-file", "simulator", "peek", "run"}
     assert expected <= set(found), f"{QUICKSTART}: missing marked blocks {sorted(expected - set(found))}"
     return found
+
+
+@pytest.fixture(scope="module")
+def blocks() -> dict[str, str]:
+    return checked_blocks()
 
 
 # -- install: what pip accepts -------------------------------------------------------------------------------
@@ -160,8 +166,8 @@ class Simulator:
     window_end: datetime
 
 
-@pytest.fixture
-def simulator(blocks: dict[str, str], integration_workdir: Path) -> Iterator[Simulator]:
+@contextlib.contextmanager
+def page_simulator(blocks: dict[str, str], integration_workdir: Path) -> Iterator[Simulator]:
     """The page's ``gridaware simulate serve`` command, on a free port instead of 8099."""
     (argv,) = shell_commands(blocks["simulator"])
     assert argv[:3] == ["gridaware", "simulate", "serve"], argv
@@ -190,70 +196,104 @@ def connections_from_page(blocks: dict[str, str], simulator_url: str) -> dict[st
     return found
 
 
-def test_quickstart_task_defers_and_runs_in_the_clean_window(
-    airflow_stack: AirflowStack, blocks: dict[str, str], simulator: Simulator, tmp_path: Path
-) -> None:
-    stack = airflow_stack
-    # 2. Connections: the page's JSON, every connection type, each passing the "Test" button.
-    settings = exports(blocks["connections"])
-    assert settings["AIRFLOW__CORE__TEST_CONNECTION"] == stack.env["AIRFLOW__CORE__TEST_CONNECTION"] == "Enabled"
-    connections = connections_from_page(blocks, simulator.url)
-    assert sorted(c["conn_type"] for c in connections.values()) == sorted(
-        t["connection-type"] for t in CONNECTION_TYPES
-    )
-    for conn_id, spec in connections.items():
-        fields = {k: v for k, v in spec.items() if k != "conn_type"}
-        stack.add_connection(conn_id, spec["conn_type"], **fields)
-        body = {"connection_id": conn_id, "conn_type": spec["conn_type"], **fields}
-        if isinstance(body.get("extra"), dict):
-            body["extra"] = json.dumps(body["extra"])
-        tested = stack.api("POST", "/api/v2/connections/test", json=body)
-        assert tested["status"] is True, f"'Test' on {conn_id}: {tested}"
+@dataclass
+class QuickstartRun:
+    """The page's run, triggered when the session's waiting scenarios start, and its wait under way."""
 
-    # The page's provider check, and its peek at the forecast with the exported JSON as Airflow reads it.
-    (providers,) = shell_commands(blocks["providers"])
-    listed = stack.cli(*providers[1:])
-    assert listed.returncode == 0 and "airflow-provider-gridaware" in listed.stdout, listed.stdout[-2000:]
-    (peek,) = shell_commands(blocks["peek"])
-    conn_env = {k: v.replace(DOC_SIMULATOR, simulator.url) for k, v in settings.items()}
-    shown = subprocess.run(
-        [str(VENV_BIN / peek[0]), *peek[1:]],
-        env={**stack.env, **conn_env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert shown.returncode == 0 and "GB" in shown.stdout, shown.stdout + shown.stderr
+    stack: AirflowStack
+    simulator: Simulator
+    run_id: str
+    triggered_at: datetime
+    #: (when, task state) at each change, polled every second from the trigger on.
+    seen: list[tuple[datetime, str | None]]
+    finished: BackgroundPoll[str]
 
-    # 3. The DAG file, as printed on the page.
-    assert f"Save this as `{DAG_FILE}`" in QUICKSTART.read_text()
-    dag_file = tmp_path / DAG_FILE
-    dag_file.write_text(blocks["dag-file"] + "\n")
-    stack.link_dag(dag_file)
-    stack.wait_for_dag(DAG_ID, timeout=120)
 
-    # 5. Unpause and trigger with the page's commands.
-    triggered_at = datetime.now(UTC)
-    assert triggered_at < simulator.window_start, "the stack took longer than the page's lead to parse the DAG"
-    for argv in shell_commands(blocks["run"]):
-        assert argv[0] == "airflow", argv
-        result = stack.cli(*argv[1:])
-        assert result.returncode == 0, f"{' '.join(argv)}:\n{result.stdout[-3000:]}"
-    runs = stack.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns", params={"limit": 100})["dag_runs"]
-    run_id = max(runs, key=lambda r: _utc(r["run_after"]))["dag_run_id"]
+@contextlib.contextmanager
+def quickstart_run_started(stack: AirflowStack, integration_workdir: Path) -> Iterator[QuickstartRun]:
+    """Steps 2 to 5 of the page (connections and their "Test", the provider check, the peek, the DAG file,
+    unpause and trigger) with their checks, then the watch of step 6 started in the background.
 
-    # 6. Watch: deferred, then success.
-    seen: list[tuple[datetime, str | None]] = []
+    Used by the ``quickstart_run`` fixture (``tests/integration/conftest.py``) as the session starts, so the
+    page's 3-minute lead overlaps the other waits; the test collects it.
+    """
+    blocks = checked_blocks()
+    workdir = integration_workdir / "quickstart"
+    workdir.mkdir(parents=True, exist_ok=True)
+    with page_simulator(blocks, integration_workdir) as simulator:
+        # 2. Connections: the page's JSON, every connection type, each passing the "Test" button.
+        settings = exports(blocks["connections"])
+        assert settings["AIRFLOW__CORE__TEST_CONNECTION"] == stack.env["AIRFLOW__CORE__TEST_CONNECTION"] == "Enabled"
+        connections = connections_from_page(blocks, simulator.url)
+        assert sorted(c["conn_type"] for c in connections.values()) == sorted(
+            t["connection-type"] for t in CONNECTION_TYPES
+        )
+        for conn_id, spec in connections.items():
+            fields = {k: v for k, v in spec.items() if k != "conn_type"}
+            stack.add_connection(conn_id, spec["conn_type"], **fields)
+            body = {"connection_id": conn_id, "conn_type": spec["conn_type"], **fields}
+            if isinstance(body.get("extra"), dict):
+                body["extra"] = json.dumps(body["extra"])
+            tested = stack.api("POST", "/api/v2/connections/test", json=body)
+            assert tested["status"] is True, f"'Test' on {conn_id}: {tested}"
 
-    def finished() -> str | None:
-        (ti,) = [t for t in stack.task_instances(DAG_ID, run_id) if t["task_id"] == TASK_ID]
-        if not seen or seen[-1][1] != ti["state"]:
-            seen.append((datetime.now(UTC), ti["state"]))
-        return ti["state"] if ti["state"] in TERMINAL else None
+        # The page's provider check, and its peek at the forecast with the exported JSON as Airflow reads it.
+        (providers,) = shell_commands(blocks["providers"])
+        listed = stack.cli(*providers[1:])
+        assert listed.returncode == 0 and "airflow-provider-gridaware" in listed.stdout, listed.stdout[-2000:]
+        (peek,) = shell_commands(blocks["peek"])
+        conn_env = {k: v.replace(DOC_SIMULATOR, simulator.url) for k, v in settings.items()}
+        shown = subprocess.run(
+            [str(VENV_BIN / peek[0]), *peek[1:]],
+            env={**stack.env, **conn_env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert shown.returncode == 0 and "GB" in shown.stdout, shown.stdout + shown.stderr
 
-    wait = (simulator.window_start - datetime.now(UTC) + RELEASE_WITHIN + 2 * RUN_SLACK).total_seconds()
-    state = poll(finished, timeout=wait, interval=1.0, what=f"{DAG_ID} {run_id}", on_timeout=stack.diagnostics)
+        # 3. The DAG file, as printed on the page.
+        assert f"Save this as `{DAG_FILE}`" in QUICKSTART.read_text()
+        dag_file = workdir / DAG_FILE
+        dag_file.write_text(blocks["dag-file"] + "\n")
+        stack.link_dag(dag_file)
+        stack.wait_for_dag(DAG_ID, timeout=120)
+
+        # 5. Unpause and trigger with the page's commands.
+        triggered_at = datetime.now(UTC)
+        assert triggered_at < simulator.window_start, "the stack took longer than the page's lead to parse the DAG"
+        for argv in shell_commands(blocks["run"]):
+            assert argv[0] == "airflow", argv
+            result = stack.cli(*argv[1:])
+            assert result.returncode == 0, f"{' '.join(argv)}:\n{result.stdout[-3000:]}"
+        runs = stack.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns", params={"limit": 100})["dag_runs"]
+        run_id = max(runs, key=lambda r: _utc(r["run_after"]))["dag_run_id"]
+
+        # 6. Watch: deferred, then success.
+        seen: list[tuple[datetime, str | None]] = []
+
+        def finished() -> str | None:
+            (ti,) = [t for t in stack.task_instances(DAG_ID, run_id) if t["task_id"] == TASK_ID]
+            if not seen or seen[-1][1] != ti["state"]:
+                seen.append((datetime.now(UTC), ti["state"]))
+            return ti["state"] if ti["state"] in TERMINAL else None
+
+        wait = (simulator.window_start - datetime.now(UTC) + RELEASE_WITHIN + 2 * RUN_SLACK).total_seconds()
+        watch = BackgroundPoll(
+            finished, timeout=wait, interval=1.0, what=f"{DAG_ID} {run_id}", on_timeout=stack.diagnostics
+        )
+        try:
+            yield QuickstartRun(stack, simulator, run_id, triggered_at, seen, watch)
+        finally:
+            watch.stop()
+
+
+@pytest.mark.awaits_window
+def test_quickstart_task_defers_and_runs_in_the_clean_window(quickstart_run: QuickstartRun) -> None:
+    qs = quickstart_run
+    stack, simulator, run_id, triggered_at, seen = qs.stack, qs.simulator, qs.run_id, qs.triggered_at, qs.seen
+    state = qs.finished.result()
     log = stack.task_log(DAG_ID, run_id, TASK_ID)
     history = ", ".join(f"{at:%H:%M:%S} {s}" for at, s in seen)
     assert state == "success", f"states {history}\n--- log ---\n{log}"

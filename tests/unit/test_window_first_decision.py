@@ -51,7 +51,9 @@ def test_a_window_within_the_guard_is_waited_for_on_the_worker(monkeypatch: pyte
         return {(s, True): forecast for s in sources} | {(s, False): RuntimeError("no history") for s in sources}
 
     monkeypatch.setattr(window, "_fetch_all", fetch_all)
-    context = {"dag_run": SimpleNamespace(start_date=now, run_after=now), "ti": None}
+    # Airflow stamps the run's start on the wall clock; the job counts from it mapped onto the scaled clock.
+    wall = datetime.now(UTC)
+    context = {"dag_run": SimpleNamespace(start_date=wall, run_after=wall), "ti": None}
     payload = sensor.execute(context)  # no TaskDeferred: released on the worker
     assert payload["status"] == "released" and payload["plan"]["chunks"][0]["start"] == dip.isoformat().replace(
         "+00:00", "Z"

@@ -1,0 +1,39 @@
+"""The injectable clock across processes: a ``GRIDAWARE_CLOCK`` value, and wall-clock records mapped onto it."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
+
+import pytest
+
+from airflow_provider_gridaware.times import CLOCK_ENV, ScaledClock, SystemClock, clock_from_spec
+from airflow_provider_gridaware.window import run_start_from_context
+
+UTC = timezone.utc
+WALL = datetime(2026, 12, 4, 10, 0, tzinfo=UTC)
+SIM = datetime(2026, 12, 4, 9, 57, 30, tzinfo=UTC)
+
+
+def test_a_spec_recreates_the_clock_in_another_process() -> None:
+    clock = ScaledClock(SIM.timestamp(), WALL.timestamp(), 4.0)
+    assert clock_from_spec(clock.spec()) == clock
+    assert isinstance(clock_from_spec(""), SystemClock) and isinstance(clock_from_spec("system"), SystemClock)
+    with pytest.raises(ValueError, match=CLOCK_ENV):
+        clock_from_spec("scaled:soon")
+
+
+def test_a_wall_instant_maps_onto_the_scaled_clock() -> None:
+    clock = ScaledClock(SIM.timestamp(), WALL.timestamp(), 4.0)
+    assert clock.from_wall(WALL) == SIM
+    assert clock.from_wall(WALL + timedelta(seconds=30)) == SIM + timedelta(minutes=2)
+
+
+def test_the_run_start_airflow_recorded_is_read_on_the_current_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Airflow stamps a run's start on the wall clock: a relative deadline must count from the same instant
+    # on the clock the trigger and the worker read, or it would be off by the clocks' difference.
+    context = {"dag_run": SimpleNamespace(start_date=WALL + timedelta(seconds=10), run_after=None)}
+    monkeypatch.delenv(CLOCK_ENV, raising=False)
+    assert run_start_from_context(context) == WALL + timedelta(seconds=10)
+    monkeypatch.setenv(CLOCK_ENV, ScaledClock(SIM.timestamp(), WALL.timestamp(), 1.0).spec())
+    assert run_start_from_context(context) == SIM + timedelta(seconds=10)
