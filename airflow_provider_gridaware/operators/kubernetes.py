@@ -254,7 +254,7 @@ class GridAwareKubernetesJobOperator(GridWindowMixin, KubernetesJobOperator):
             if phase is JobPhase.COMPLETE:
                 return self._result(context, ref, state.get("decision"), job.get("status") or {}, earlier_chunks(job))
             if phase is JobPhase.RUNNING or self._released(job, state):
-                return self._defer_for_completion(ref, state.get("decision"))
+                return self._wait_for_released(context, ref, job, state, state.get("decision"))
             return self.defer_until_window(context, method_name="execute_in_window")
 
         first = self.decide_first(context)
@@ -482,7 +482,7 @@ class GridAwareKubernetesJobOperator(GridWindowMixin, KubernetesJobOperator):
             )
         if phase is JobPhase.RUNNING or self._released(job, state):
             self._sweep(context, ref, before_release=False)
-            return self._defer_for_completion(ref, state.get("decision") or event)
+            return self._wait_for_released(context, ref, job, state, state.get("decision") or event)
         generation = int(state.get("generation") or job_generation(job))
         target = self.clusters_by_zone.get(zone)
         if target is not None and target.conn_id != ref.conn_id:
@@ -538,6 +538,20 @@ class GridAwareKubernetesJobOperator(GridWindowMixin, KubernetesJobOperator):
         else:
             hook.patch_job(ref.namespace, ref.name, {"spec": {"suspend": False}})
             self.log.info("unsuspended %s", ref)
+
+    def _wait_for_released(
+        self,
+        context: Context,
+        ref: JobRef,
+        job: Mapping[str, Any],
+        state: Mapping[str, Any],
+        decision: Mapping[str, Any] | None,
+    ) -> None:
+        """Wait for a Job already released; record the release if the worker died before it could."""
+        if not state.get("released"):
+            generation = int(state.get("generation") or job_generation(job))
+            self._save_state(context, ref, released=True, decision=decision, generation=generation)
+        return self._defer_for_completion(ref, decision)
 
     def _defer_for_completion(self, ref: JobRef, decision: Mapping[str, Any] | None) -> None:
         from airflow_provider_gridaware.triggers.kubernetes import JobWatchRequest, KubernetesJobCompletionTrigger
