@@ -274,8 +274,9 @@ class GridAwareKubernetesJobOperator(GridWindowMixin, KubernetesJobOperator):
     def _find_existing(self, context: Context) -> tuple[JobRef, dict[str, Any], dict[str, Any]] | None:
         """A Job of this task instance that can be reused: from the task state store, else by label.
 
-        The label search covers a worker that died between creating the Job and persisting its identity.
-        A failed Job is not reused (the retry starts afresh).
+        The label search covers a worker that died between creating the Job and persisting its identity;
+        among several copies it takes a started one, else the newest generation. A failed Job is not
+        reused (the retry starts afresh).
         """
         state = self._load_state(context) or {}
         if state:
