@@ -49,6 +49,8 @@ ANNOTATION_JOB_ID = LABEL_PREFIX + "job-id"
 ANNOTATION_RUN_ID = LABEL_PREFIX + "run-id"
 ANNOTATION_PLAN = LABEL_PREFIX + "plan"
 ANNOTATION_ATTEMPT = LABEL_PREFIX + "attempt"
+# Which copy of a relocated job is the live one: each move writes the next generation (see docs/kubernetes.md).
+ANNOTATION_GENERATION = LABEL_PREFIX + "generation"
 
 
 _LABEL_VALUE_MAX = 63
@@ -112,9 +114,19 @@ def job_labels(*, priority_class: str, zone: str, dag_id: str, task_id: str, run
     }
 
 
-def job_annotations(*, job_id: str, run_id: str, attempt: int, decision: Mapping[str, Any] | None) -> dict[str, str]:
-    """Exact, non-selectable facts: the logical job id, the run id, the attempt, and the plan (JSON)."""
+def job_annotations(
+    *,
+    job_id: str,
+    run_id: str,
+    attempt: int,
+    decision: Mapping[str, Any] | None,
+    generation: int | None = None,
+) -> dict[str, str]:
+    """Exact, non-selectable facts: the logical job id, the run id, the attempt, the plan (JSON) and, for
+    jobs that may be relocated, the copy's generation."""
     annotations = {ANNOTATION_JOB_ID: job_id, ANNOTATION_RUN_ID: run_id, ANNOTATION_ATTEMPT: str(attempt)}
+    if generation is not None:
+        annotations[ANNOTATION_GENERATION] = str(generation)
     if decision is not None:
         annotations[ANNOTATION_PLAN] = json.dumps(decision, separators=(",", ":"), sort_keys=True, default=str)
     return annotations

@@ -12,7 +12,9 @@ life cycle:
    for it with :class:`~airflow_provider_gridaware.triggers.kubernetes.KubernetesJobCompletionTrigger`.
 
 The Job's identity lives in the task state store, and the Job carries our labels and logical job id, so a
-retried (or crashed and restarted) task reattaches to it instead of creating a second one.
+retried (or crashed and restarted) task reattaches to it instead of creating a second one. A move writes
+the next *generation* of the Job, and only the copy the task state store records is ever released, after
+every other copy in every cluster has been deleted (see docs/kubernetes.md, "Moves survive crashes").
 
 :class:`KubernetesSuspendJobsOperator` / :class:`KubernetesResumeJobsOperator` pause and resume the Jobs we
 manage, selected by label, across clusters (for demand-response events).
@@ -30,6 +32,7 @@ from airflow.sdk import BaseOperator
 from pydantic import Field
 
 from airflow_provider_gridaware.dispatch import (
+    ANNOTATION_GENERATION,
     ANNOTATION_JOB_ID,
     LABEL_DAG_ID,
     LABEL_PRIORITY_CLASS,
@@ -72,6 +75,33 @@ if TYPE_CHECKING:
 #: The task state store key holding the Job's identity (renaming it breaks in-flight retries).
 STATE_KEY = "gridaware_kubernetes_job"
 OnKillAction = Literal["delete", "suspend", "keep"]
+
+
+def job_generation(job: Mapping[str, Any]) -> int:
+    """Which copy of a relocated Job this is (0 for a Job created before generations were recorded)."""
+    value = ((job.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_GENERATION)
+    try:
+        return int(str(value))
+    except ValueError:
+        return 0
+
+
+def job_released_marks(job: Mapping[str, Any]) -> bool:
+    """Whether the Job itself shows it was released (paused by a grid event since, or handed to Kueue)."""
+    meta = job.get("metadata") or {}
+    return ANNOTATION_SUSPENDED_BY in (meta.get("annotations") or {}) or KUEUE_QUEUE_LABEL in (meta.get("labels") or {})
+
+
+def _live_copy_rank(copy: tuple[JobRef, Mapping[str, Any]]) -> tuple[bool, int, str, str]:
+    """Orders copies found by label: a started copy first, then the newest generation (the move's target)."""
+    ref, job = copy
+    started = job_phase(job) is not JobPhase.SUSPENDED or job_released_marks(job)
+    created_at = str((job.get("metadata") or {}).get("creationTimestamp") or "")
+    return started, job_generation(job), created_at, ref.name
+
+
+def _same_job(a: JobRef, b: JobRef) -> bool:
+    return (a.conn_id, a.namespace, a.name) == (b.conn_id, b.namespace, b.name)
 
 
 class KubernetesCluster(DispatchTarget):
@@ -220,10 +250,11 @@ class GridAwareKubernetesJobOperator(GridWindowMixin, KubernetesJobOperator):
             ref, job, state = found
             phase = job_phase(job)
             self.log.info("reattaching to %s (%s) instead of creating another Job", ref, phase.value)
+            self._sweep(context, ref, before_release=False)  # strays of a move a dead worker left behind
             if phase is JobPhase.COMPLETE:
                 return self._result(context, ref, state.get("decision"), job.get("status") or {}, earlier_chunks(job))
             if phase is JobPhase.RUNNING or self._released(job, state):
-                return self._defer_for_completion(ref, state.get("decision"))
+                return self._wait_for_released(context, ref, job, state, state.get("decision"))
             return self.defer_until_window(context, method_name="execute_in_window")
 
         first = self.decide_first(context)
@@ -231,25 +262,21 @@ class GridAwareKubernetesJobOperator(GridWindowMixin, KubernetesJobOperator):
         cluster = self.clusters_by_zone[plan.zone]
         self.log.info("planned: %s -> cluster %s (zone %s)", first.decision.reason, cluster.conn_id, cluster.zone)
         decision = {"status": "planned", "plan": plan.to_dict(), "problems": first.problems}
-        ref = self._create_suspended(context, cluster, decision)
-        self._save_state(context, ref, released=False, decision=decision)
+        ref = self._create_suspended(context, cluster, decision, generation=1)
+        self._save_state(context, ref, released=False, decision=decision, generation=1)
         released = self.defer_until_window(context, method_name="execute_in_window", first=first)
         return self.execute_in_window(context, released)
 
     def _released(self, job: Mapping[str, Any], state: Mapping[str, Any]) -> bool:
         """Whether the window already opened for this Job (then a suspension is a grid event's, not ours)."""
-        meta = job.get("metadata") or {}
-        if ANNOTATION_SUSPENDED_BY in (meta.get("annotations") or {}):
-            return True
-        if KUEUE_QUEUE_LABEL in (meta.get("labels") or {}):
-            return True
-        return bool(state.get("released"))
+        return job_released_marks(job) or bool(state.get("released"))
 
     def _find_existing(self, context: Context) -> tuple[JobRef, dict[str, Any], dict[str, Any]] | None:
         """A Job of this task instance that can be reused: from the task state store, else by label.
 
-        The label search covers a worker that died between creating the Job and persisting its identity.
-        A failed Job is not reused (the retry starts afresh).
+        The label search covers a worker that died between creating the Job and persisting its identity;
+        among several copies it takes a started one, else the newest generation. A failed Job is not
+        reused (the retry starts afresh).
         """
         state = self._load_state(context) or {}
         if state:
@@ -264,6 +291,21 @@ class GridAwareKubernetesJobOperator(GridWindowMixin, KubernetesJobOperator):
                     self._job_ref = ref
                     return ref, job, state
                 self.log.info("%s from the task state store is %s", ref, "failed" if job else "gone")
+        alive = [(ref, job) for ref, job in self._copies(context)[0] if job_phase(job) is not JobPhase.FAILED]
+        if not alive:
+            return None
+        ref, job = max(alive, key=_live_copy_rank)
+        self.log.info(
+            "found %s by its labels (%d unfinished cop%s)", ref, len(alive), "y" if len(alive) == 1 else "ies"
+        )
+        # A copy found by label carries its own release marks; the stored flag was about another copy.
+        state = {**state, "released": False, "generation": job_generation(job)}
+        self._save_state(context, ref, released=False, decision=state.get("decision"), generation=state["generation"])
+        return ref, job, state
+
+    def _copies(self, context: Context) -> tuple[list[tuple[JobRef, dict[str, Any]]], list[str]]:
+        """Every Job of this task instance (any phase, any copy) in the clusters, and the clusters that could
+        not be searched."""
         job_id = job_id_from_context(context)
         ti = context["ti"]
         selector = {
@@ -271,23 +313,80 @@ class GridAwareKubernetesJobOperator(GridWindowMixin, KubernetesJobOperator):
             LABEL_TASK_ID: label_value(ti.task_id),
             LABEL_RUN_ID: label_value(ti.run_id),
         }
-        for cluster in self.clusters:
+        clusters = list(self.clusters)
+        if self._job_ref is not None and all(c.conn_id != self._job_ref.conn_id for c in clusters):
+            clusters.append(self._cluster_of(self._job_ref))  # the DAG dropped the cluster the Job is in
+        copies: list[tuple[JobRef, dict[str, Any]]] = []
+        unreachable: list[str] = []
+        for cluster in clusters:
             try:
                 jobs = self.cluster_hook(cluster.conn_id).list_jobs(cluster.namespace, selector)
             except KubernetesDispatchError as exc:
-                self.log.warning("could not look for an existing Job in %s: %s", cluster.conn_id, exc)
+                self.log.warning("could not look for this task's Jobs in %s: %s", cluster.conn_id, exc)
+                unreachable.append(cluster.conn_id)
                 continue
             for job in jobs:
                 meta = job.get("metadata") or {}
-                if (meta.get("annotations") or {}).get(ANNOTATION_JOB_ID) != job_id or job_phase(
-                    job
-                ) is JobPhase.FAILED:
-                    continue
-                ref = JobRef(conn_id=cluster.conn_id, namespace=meta["namespace"], name=meta["name"], zone=cluster.zone)
-                self.log.info("found %s by its labels", ref)
-                self._save_state(context, ref, released=state.get("released", False), decision=state.get("decision"))
-                return ref, job, state
-        return None
+                if (meta.get("annotations") or {}).get(ANNOTATION_JOB_ID) == job_id:
+                    ref = JobRef(
+                        conn_id=cluster.conn_id, namespace=meta["namespace"], name=meta["name"], zone=cluster.zone
+                    )
+                    copies.append((ref, job))
+        return copies, unreachable
+
+    def _sweep(self, context: Context, keep: JobRef, *, before_release: bool) -> None:
+        """Delete every other unreleased copy of this task instance's Job, in every cluster.
+
+        Before a release a copy that cannot be deleted, or another copy that already runs, stops the release
+        with an error naming it (never two running); when reattaching, the sweep is best effort. Finished
+        copies are left alone (a failed earlier try's Job stays for inspection).
+        """
+        copies, unreachable = self._copies(context)
+        problems: list[str] = []
+        for ref, job in copies:
+            phase = job_phase(job)
+            if _same_job(ref, keep) or phase.finished:
+                continue
+            if phase is JobPhase.RUNNING or job_released_marks(job):
+                problems.append(f"{ref} was released too ({phase.value}) but is not the Job this task recorded")
+                continue
+            try:
+                self.cluster_hook(ref.conn_id).delete_job(ref.namespace, ref.name)
+            except KubernetesDispatchError as exc:
+                problems.append(f"the stray copy {ref} could not be deleted: {exc}")
+                continue
+            self.log.warning("deleted %s: a stray copy (generation %d) of %s", ref, job_generation(job), keep)
+        if unreachable:
+            self.log.warning(
+                "could not look for stray copies in %s: a copy there stays suspended (only %s is ever released)",
+                ", ".join(unreachable),
+                keep,
+            )
+        if problems and before_release:
+            raise KubernetesDispatchError(f"not releasing {keep}: " + "; ".join(problems))
+        for problem in problems:
+            self.log.warning("%s", problem)
+
+    def _check_fence(self, context: Context, ref: JobRef, generation: int) -> None:
+        """Release only the copy this attempt recorded: a worker whose move was overtaken stops here."""
+        state = self._load_state(context)
+        if state is not None:
+            # A state written before generations were recorded has none: its Job then has none either (0).
+            recorded = (
+                state.get("conn_id"),
+                state.get("namespace"),
+                state.get("name"),
+                int(state.get("generation") or 0),
+            )
+            if recorded != (ref.conn_id, ref.namespace, ref.name, generation):
+                raise KubernetesDispatchError(
+                    f"not releasing {ref} (generation {generation}): the task state store now records "
+                    f"{recorded}; another attempt owns the Job"
+                )
+        job = self.cluster_hook(ref.conn_id).read_job(ref.namespace, ref.name)
+        if job is None or job_generation(job) != generation:
+            found = "gone" if job is None else f"generation {job_generation(job)}"
+            raise KubernetesDispatchError(f"not releasing {ref}: expected generation {generation}, found {found}")
 
     # -- building and creating the Job -------------------------------------------------------------------
     @contextlib.contextmanager
@@ -304,8 +403,13 @@ class GridAwareKubernetesJobOperator(GridWindowMixin, KubernetesJobOperator):
             self.kubernetes_conn_id, self.namespace, self.env_vars, self.do_xcom_push = saved
             self.__dict__.pop("hook", None)
 
-    def build_grid_job(self, context: Context, cluster: KubernetesCluster, decision: Mapping[str, Any]) -> k8s.V1Job:
-        """The Job for ``cluster``: the parent's Job, suspended, labelled, with the checkpoint contract."""
+    def build_grid_job(
+        self, context: Context, cluster: KubernetesCluster, decision: Mapping[str, Any], generation: int = 1
+    ) -> k8s.V1Job:
+        """The Job for ``cluster``: the parent's Job, suspended, labelled, with the checkpoint contract.
+
+        ``generation`` numbers the copies of one logical Job: each move between clusters writes the next.
+        """
         from kubernetes.client import models as k8s
 
         with self._building_for(cluster):
@@ -321,7 +425,9 @@ class GridAwareKubernetesJobOperator(GridWindowMixin, KubernetesJobOperator):
             task_id=ti.task_id,
             run_id=ti.run_id,
         )
-        annotations = job_annotations(job_id=job_id, run_id=ti.run_id, attempt=attempt, decision=decision)
+        annotations = job_annotations(
+            job_id=job_id, run_id=ti.run_id, attempt=attempt, decision=decision, generation=generation
+        )
         job.spec.suspend = True
         pod = job.spec.template
         for meta in (job.metadata, pod.metadata):
@@ -337,10 +443,12 @@ class GridAwareKubernetesJobOperator(GridWindowMixin, KubernetesJobOperator):
             container.env = kept + [k8s.V1EnvVar(name=k, value=v) for k, v in env.items()]
         return job
 
-    def _create_suspended(self, context: Context, cluster: KubernetesCluster, decision: Mapping[str, Any]) -> JobRef:
+    def _create_suspended(
+        self, context: Context, cluster: KubernetesCluster, decision: Mapping[str, Any], generation: int
+    ) -> JobRef:
         hook = self.cluster_hook(cluster.conn_id)
         try:
-            job = self.build_grid_job(context, cluster, decision)
+            job = self.build_grid_job(context, cluster, decision, generation)
             body = hook.api_client.sanitize_for_serialization(job)
         except KubernetesDispatchError:
             raise
@@ -351,7 +459,7 @@ class GridAwareKubernetesJobOperator(GridWindowMixin, KubernetesJobOperator):
         created = hook.create_job_from_dict(body)
         meta = created.get("metadata") or body["metadata"]
         ref = JobRef(conn_id=cluster.conn_id, namespace=meta["namespace"], name=meta["name"], zone=cluster.zone)
-        self.log.info("created %s suspended, waiting for its grid window", ref)
+        self.log.info("created %s (generation %d) suspended, waiting for its grid window", ref, generation)
         return ref
 
     # -- the window opens: move if needed, release, wait for completion ----------------------------------
@@ -374,37 +482,52 @@ class GridAwareKubernetesJobOperator(GridWindowMixin, KubernetesJobOperator):
                 context, ref, state.get("decision") or event, job.get("status") or {}, earlier_chunks(job)
             )
         if phase is JobPhase.RUNNING or self._released(job, state):
-            return self._defer_for_completion(ref, state.get("decision") or event)
+            self._sweep(context, ref, before_release=False)
+            return self._wait_for_released(context, ref, job, state, state.get("decision") or event)
+        generation = int(state.get("generation") or job_generation(job))
         target = self.clusters_by_zone.get(zone)
         if target is not None and target.conn_id != ref.conn_id:
-            ref = self._move(context, ref, target, event)
+            ref, generation = self._move(context, ref, generation, target, event)
+        # Every step before the release can be interrupted and redone: only the recorded copy is released,
+        # and only once no other copy exists anywhere.
+        self._sweep(context, ref, before_release=True)
+        self._check_fence(context, ref, generation)
         self._release(ref)
-        self._save_state(context, ref, released=True, decision=event)
+        self._save_state(context, ref, released=True, decision=event, generation=generation)
         return self._defer_for_completion(ref, event)
 
-    def _move(self, context: Context, old: JobRef, target: KubernetesCluster, decision: Mapping[str, Any]) -> JobRef:
-        """Create the Job in ``target``, then delete the old one; on any failure keep exactly one Job."""
+    def _move(
+        self, context: Context, old: JobRef, generation: int, target: KubernetesCluster, decision: Mapping[str, Any]
+    ) -> tuple[JobRef, int]:
+        """Relocate the suspended Job to ``target``: create the next generation there, record it, delete the old.
+
+        Recording the new copy in the task state store is the commit point: a worker dying before it leaves
+        the old copy live and the new one a stray, after it the reverse; the sweep before the release deletes
+        the stray either way. On an API failure exactly one copy stays recorded.
+        """
         self.log.info("the released plan chose zone %s: moving %s to cluster %s", target.zone, old, target.conn_id)
         try:
-            new = self._create_suspended(context, target, decision)
+            new = self._create_suspended(context, target, decision, generation + 1)
         except Exception as exc:
             self.log.warning("could not create the Job in %s (%s): releasing %s where it is", target.conn_id, exc, old)
-            return old
+            return old, generation
+        self._save_state(context, new, released=False, decision=dict(decision), generation=generation + 1)
         try:
             self.cluster_hook(old.conn_id).delete_job(old.namespace, old.name)
         except Exception as exc:
             self.log.warning("could not delete %s (%s): removing the copy %s and releasing the original", old, exc, new)
+            self._save_state(context, old, released=False, decision=dict(decision), generation=generation)
             try:
                 self.cluster_hook(new.conn_id).delete_job(new.namespace, new.name)
             except Exception as undo:
                 raise KubernetesDispatchError(
                     f"moving the Job failed half-way: {old} could not be deleted ({exc}) and its copy {new} "
-                    f"could not be removed ({undo}); both are suspended, delete one by hand"
+                    f"could not be removed ({undo}); both are suspended and neither is released (a retry "
+                    "releases only the recorded one after deleting the other), or delete one by hand"
                 ) from undo
-            return old
-        self._save_state(context, new, released=False, decision=dict(decision))
-        self.log.info("moved: %s replaces %s", new, old)
-        return new
+            return old, generation
+        self.log.info("moved: %s (generation %d) replaces %s", new, generation + 1, old)
+        return new, generation + 1
 
     def _release(self, ref: JobRef) -> None:
         cluster = self._cluster_of(ref)
@@ -416,6 +539,20 @@ class GridAwareKubernetesJobOperator(GridWindowMixin, KubernetesJobOperator):
         else:
             hook.patch_job(ref.namespace, ref.name, {"spec": {"suspend": False}})
             self.log.info("unsuspended %s", ref)
+
+    def _wait_for_released(
+        self,
+        context: Context,
+        ref: JobRef,
+        job: Mapping[str, Any],
+        state: Mapping[str, Any],
+        decision: Mapping[str, Any] | None,
+    ) -> None:
+        """Wait for a Job already released; record the release if the worker died before it could."""
+        if not state.get("released"):
+            generation = int(state.get("generation") or job_generation(job))
+            self._save_state(context, ref, released=True, decision=decision, generation=generation)
+        return self._defer_for_completion(ref, decision)
 
     def _defer_for_completion(self, ref: JobRef, decision: Mapping[str, Any] | None) -> None:
         from airflow_provider_gridaware.triggers.kubernetes import JobWatchRequest, KubernetesJobCompletionTrigger

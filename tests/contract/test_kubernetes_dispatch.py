@@ -21,6 +21,7 @@ from airflow.sdk.exceptions import TaskDeferred
 
 from airflow_provider_gridaware.dispatch import (
     ANNOTATION_ATTEMPT,
+    ANNOTATION_GENERATION,
     ANNOTATION_JOB_ID,
     ANNOTATION_PLAN,
     ENV_CHECKPOINT_DIR,
@@ -232,7 +233,9 @@ def test_job_is_created_suspended_in_the_cleanest_cluster(clusters):
         "zone": NORTH,
         "released": False,
         "decision": store.data[STATE_KEY]["decision"],
+        "generation": 1,
     }
+    assert meta["annotations"][ANNOTATION_GENERATION] == "1"
 
 
 def test_window_unsuspends_with_one_exact_merge_patch_then_waits_for_completion(clusters):

@@ -62,6 +62,14 @@ def test_annotations_carry_the_exact_plan_as_json():
     assert "gridaware.io/plan" not in job_annotations(job_id="j", run_id="r", attempt=1, decision=None)
 
 
+def test_annotations_carry_the_generation_only_when_given():
+    assert (
+        job_annotations(job_id="j", run_id="r", attempt=1, decision=None, generation=3)["gridaware.io/generation"]
+        == "3"
+    )
+    assert "gridaware.io/generation" not in job_annotations(job_id="j", run_id="r", attempt=1, decision=None)
+
+
 @pytest.mark.parametrize(
     ("selector", "expected"),
     [

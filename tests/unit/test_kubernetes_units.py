@@ -11,6 +11,7 @@ import pytest
 
 from airflow_provider_gridaware.hooks.kubernetes import (
     JobPhase,
+    JobRef,
     api_error_message,
     failure_message,
     job_phase,
@@ -20,6 +21,8 @@ from airflow_provider_gridaware.operators.kubernetes import (
     GridAwareKubernetesJobOperator,
     KubernetesCluster,
     KubernetesSuspendJobsOperator,
+    _live_copy_rank,
+    job_generation,
 )
 from airflow_provider_gridaware.triggers import kubernetes as trigger_module
 from airflow_provider_gridaware.triggers.kubernetes import JobWatchRequest, KubernetesJobCompletionTrigger
@@ -239,3 +242,25 @@ def test_an_earliest_start_that_renders_empty_means_none():
     op = operator(earliest_start="{{ params.not_before }}")
     op.earliest_start = ""  # what the template renders for an empty optional param
     assert op.window_args().earliest_start is None
+
+
+def _copy(name: str, *, generation: str | None, suspend: bool = True, created: str = "2026-01-01T00:00:00Z") -> Any:
+    annotations = {} if generation is None else {"gridaware.io/generation": generation}
+    job = {
+        "metadata": {"name": name, "annotations": annotations, "creationTimestamp": created},
+        "spec": {"suspend": suspend},
+    }
+    return JobRef(conn_id="c", namespace="n", name=name, zone="Z"), job
+
+
+def test_job_generation_reads_the_annotation_and_treats_missing_or_garbage_as_zero():
+    assert job_generation(_copy("a", generation="4")[1]) == 4
+    assert job_generation(_copy("a", generation=None)[1]) == 0
+    assert job_generation(_copy("a", generation="x")[1]) == 0
+
+
+def test_among_copies_found_by_label_a_started_one_wins_then_the_newest_generation():
+    old, new = _copy("old", generation="1"), _copy("new", generation="2")
+    assert max([old, new], key=_live_copy_rank)[0].name == "new"  # the move's target
+    running_old = _copy("old", generation="1", suspend=False)
+    assert max([running_old, new], key=_live_copy_rank)[0].name == "old"  # never leave a started copy
