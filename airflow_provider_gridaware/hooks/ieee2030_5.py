@@ -49,7 +49,7 @@ class IEEE20305Hook(GridEventHook):
 
     default_conn_name = "gridaware_ieee2030_5_default"
     conn_type = "gridaware_ieee2030_5"
-    hook_name = "Grid events: IEEE 2030.5 server"
+    hook_name = "Grid: IEEE 2030.5 server (mutual TLS)"
     protocol = "ieee2030_5"
     default_poll_interval = 900.0
 

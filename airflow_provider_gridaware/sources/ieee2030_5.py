@@ -205,6 +205,10 @@ def models() -> Models:
             ns="csipaus", default=None
         )
 
+    # Annotations are strings here (postponed evaluation): resolve them against this function's imports.
+    names = {"ListLink": ListLink, "pricing": pricing}
+    TariffProfile.model_rebuild(_types_namespace=names)
+    TimeTariffInterval.model_rebuild(_types_namespace=names)
     _MODELS = Models(
         device_capability=device_capability.DeviceCapabilityResponse,
         end_device=end_device.EndDeviceResponse,
