@@ -70,13 +70,15 @@ class Walker:
         now = self.clock()
         if cached is not None and now - cached.fetched_at < cached.poll_rate:
             return cached
+        # Stamped with the walk's start, so the walk a pollRate after this one finds it due, not a moment early.
+        stamp = getattr(self, "walk_started", now)
         if item is None:
             root = self._fetch_one(href, expected)
             rate = sep.poll_rate_of(root) or inherited
-            fetched = Fetched((root,), now, rate)
+            fetched = Fetched((root,), stamp, rate)
         else:
             roots, rate = self._fetch_list(href, expected, item, inherited)
-            fetched = Fetched(tuple(roots), now, rate)
+            fetched = Fetched(tuple(roots), stamp, rate)
         self.cache[href] = fetched
         return fetched
 
@@ -118,6 +120,7 @@ class Walker:
         :raises GridSignalError: when the DeviceCapability itself cannot be read.
         """
         result = WalkResult()
+        self.walk_started = self.clock()
         self.seen: set[str] = set()
         self.received_at = received_at
         m = sep.models()
