@@ -306,6 +306,30 @@ CONNECTION_TYPES = [
         placeholders={"host": "https://vtn.example.com/OpenADR2/Simple/2.0b", "login": "fleet-ven-1"},
         http=False,
     ),
+    _connection_type(
+        "gridaware_ieee2030_5",
+        "ieee2030_5",
+        "IEEE20305Hook",
+        "Grid: IEEE 2030.5 server (mutual TLS)",
+        fields={
+            "dcap_path": _str_field("DeviceCapability path", default="/dcap"),
+            "cert_file": _str_field("Client certificate file", "PEM; the server knows this device by it"),
+            "key_file": _str_field("Client private key file", "PEM; or paste the key into Password"),
+            "ca_file": _str_field("CA file", "PEM bundle the server's TLS certificate must chain to"),
+            "server_fingerprint": _str_field(
+                "Server certificate SHA-256", "hex (colons allowed); a server presenting another certificate is refused"
+            ),
+            "end_device": _str_field("EndDevice LFDI or SFDI", "only this EndDevice of the EndDeviceList is followed"),
+            "page_size": {"label": "List page size", "schema": {"type": ["integer", "null"], "default": 25}},
+            "check_hostname": _str_field("Check the server's host name", default="true", enum=["true", "false"]),
+            "timeout": {"label": "Read timeout (s)", "schema": {"type": ["number", "null"], "default": 10}},
+            "connect_timeout": {"label": "Connect timeout (s)", "schema": {"type": ["number", "null"], "default": 5}},
+        },
+        hidden=["schema", "port", "login"],
+        relabeling={"host": "Server URL", "password": "Client private key (PEM, optional)"},
+        placeholders={"host": "https://2030-5.example.com:8443"},
+        http=False,
+    ),
 ]
 
 
@@ -353,7 +377,12 @@ def get_provider_info() -> dict[str, Any]:
             },
             {
                 "integration-name": "Grid events",
-                "python-modules": [f"{_PKG}.hooks.openadr2b", f"{_PKG}.hooks.openadr3", f"{_PKG}.hooks.webhook"],
+                "python-modules": [
+                    f"{_PKG}.hooks.openadr2b",
+                    f"{_PKG}.hooks.openadr3",
+                    f"{_PKG}.hooks.ieee2030_5",
+                    f"{_PKG}.hooks.webhook",
+                ],
             },
             {"integration-name": "Kubernetes dispatch", "python-modules": [f"{_PKG}.hooks.kubernetes"]},
             {"integration-name": "AWS Batch dispatch", "python-modules": [f"{_PKG}.hooks.batch"]},

@@ -52,6 +52,7 @@ EXTRAS: dict[str, OptionalExtra] = {
             ("airflow.providers.amazon", "boto3", "botocore", "aiobotocore"),
         ),
         OptionalExtra("openadr", "openleadr (OpenADR 2.0b)", ("openleadr", "signxml", "apscheduler", "tzlocal")),
+        OptionalExtra("ieee2030_5", "envoy-schema (IEEE 2030.5 models)", ("envoy_schema", "pydantic_xml", "lxml")),
     )
 }
 
