@@ -22,7 +22,8 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -174,16 +175,23 @@ def create_relay_app(config: RelayConfig | None = None) -> Starlette:
 
     async def events(request: Request) -> JSONResponse:
         conn_id = request.path_params["conn_id"]
-        return await _handle(
-            request, config, lambda body, at: parse_gridaware_events(body, source=f"webhook:{conn_id}", received_at=at)
-        )
+
+        async def parse(body: bytes, at: datetime) -> list[GridEvent]:
+            # On the loop: validating a few events is CPU work well under a millisecond, and a thread would
+            # only queue it behind the store's commits.
+            return parse_gridaware_events(body, source=f"webhook:{conn_id}", received_at=at)
+
+        return await _handle(request, config, parse)
 
     async def openadr3(request: Request) -> JSONResponse:
         conn_id = request.path_params["conn_id"]
         source = await asyncio.to_thread(config.openadr3_source, conn_id)
-        return await _handle(
-            request, config, lambda body, at: _sequenced(config, parse_openadr3(body, source=source, received_at=at))
-        )
+
+        async def parse(body: bytes, at: datetime) -> list[GridEvent]:
+            events = parse_openadr3(body, source=source, received_at=at)
+            return await asyncio.to_thread(_sequenced, config, events)  # reads the store
+
+        return await _handle(request, config, parse)
 
     async def healthz(_request: Request) -> JSONResponse:
         try:
@@ -219,7 +227,7 @@ def _sequenced(config: RelayConfig, events: list[GridEvent]) -> list[GridEvent]:
 
 
 async def _handle(
-    request: Request, config: RelayConfig, parse: Callable[[bytes, datetime], list[GridEvent]]
+    request: Request, config: RelayConfig, parse: Callable[[bytes, datetime], Awaitable[list[GridEvent]]]
 ) -> JSONResponse:
     conn_id = request.path_params["conn_id"]
     client = request.client.host if request.client else "?"
@@ -237,7 +245,7 @@ async def _handle(
         if delivery is not None and (conn_id, delivery) in config._seen:
             raise Refused(409, f"replayed delivery {delivery!r}")
         received_at = datetime.fromtimestamp(now, UTC)
-        events = await asyncio.to_thread(parse, body, received_at)
+        events = await parse(body, received_at)
         recorded = await _store(config, conn_id, delivery, events)
     except Refused as refused:
         log.warning("relay %s: refused %d from %s: %s", conn_id, refused.status, client, refused)
@@ -276,6 +284,8 @@ class GroupWriter:
         self.config = config
         self._pending: list[tuple[str, str | None, list[GridEvent], asyncio.Future[list[Recorded] | None]]] = []
         self._draining: asyncio.Task[None] | None = None
+        # Its own thread: a commit never waits behind other blocking work in the loop's default executor.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gridaware-relay-store")
 
     async def write(self, conn_id: str, delivery: str | None, events: list[GridEvent]) -> list[Recorded] | None:
         future: asyncio.Future[list[Recorded] | None] = asyncio.get_running_loop().create_future()
@@ -296,7 +306,7 @@ class GroupWriter:
             batch, self._pending = self._pending, []
             deliveries = [(conn_id, delivery, events) for conn_id, delivery, events, _ in batch]
             try:
-                results = await asyncio.to_thread(self._commit, deliveries)
+                results = await asyncio.get_running_loop().run_in_executor(self._executor, self._commit, deliveries)
             except Exception as exc:
                 for *_, future in batch:
                     if not future.done():
