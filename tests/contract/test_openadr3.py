@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -128,15 +127,19 @@ def test_expired_token_is_refreshed_once(vtn, hook, store):
     assert [m for m, p, _ in vtn.requests if p.endswith("/programs")].count("GET") == 4  # 3 polls, 1 retried
 
 
-def test_token_past_its_lifetime_is_renewed_before_use(make_connection):
-    with OpenADR3VTN(CLIENT_ID, CLIENT_SECRET, token_seconds=0.4) as short:
+def test_token_past_its_lifetime_is_renewed_before_use(make_connection, monkeypatch):
+    from airflow_provider_gridaware.sources import rest
+
+    now = [1000.0]  # the token cache's clock, moved by hand: no waiting, no dependence on the machine's load
+    monkeypatch.setattr(rest.TOKEN_CACHE, "clock", lambda: now[0])
+    with OpenADR3VTN(CLIENT_ID, CLIENT_SECRET, token_seconds=60) as short:
         short.add_event(short.add_program("dr-peak"), start=soon())
         conn = make_connection(
             "vtn_short", "gridaware_openadr3", host=short.url, login=CLIENT_ID, password=CLIENT_SECRET
         )
         source = OpenADR3Hook(conn)
         source.poll_events()
-        time.sleep(0.5)
+        now[0] += 55  # past the lifetime less the cache's safety margin
         source.poll_events()
         assert short.token_grants == 2
         assert len([r for r in short.requests if r[1].endswith("/events")]) == 2  # no 401 on the way

@@ -56,6 +56,8 @@ TEST_DAGS = Path(__file__).resolve().parent / "dags"
 VENV_BIN = Path(sys.executable).parent
 #: Every process the harness starts carries this variable, so a leftover can be found even outside its group.
 MARKER_VAR = "GRIDAWARE_TEST_STACK"
+#: how often an API call that failed on Airflow's SQLite write lock is made again.
+SQLITE_LOCK_RETRIES = 5
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 HEALTH_KEYS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
@@ -769,7 +771,13 @@ class AirflowStack:
         ok: Iterable[int] = (200, 201, 204),
     ) -> Any:
         """Call the API (``path`` from the server root, e.g. ``/api/v2/dags``); parsed JSON, or raise with the body."""
-        response = self.client.request(method, path, json=json, params=params, headers=headers)
+        for attempt in range(SQLITE_LOCK_RETRIES + 1):
+            response = self.client.request(method, path, json=json, params=params, headers=headers)
+            # Airflow on SQLite has one writer: with several scenarios starting at once, a write can fail with
+            # "database is locked" after its transaction was rolled back. Nothing was written; ask again.
+            if response.status_code != 500 or "database is locked" not in response.text:
+                break
+            time.sleep(0.2 * (attempt + 1))
         if response.status_code not in set(ok):
             raise StackError(f"{method} {path} answered {response.status_code}: {response.text[:2000]}")
         if not response.content:
