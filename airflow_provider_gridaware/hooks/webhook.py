@@ -24,7 +24,9 @@ class GridWebhookHook(GridEventHook):
     Connection fields: Password = the shared secret (``hmac``, default) or the bearer token (``bearer``);
     extra ``auth_mode``, ``tolerance_s`` (default 300), ``max_body_bytes`` (default 262144),
     ``require_delivery_id`` (bearer mode), ``openadr3_conn_id`` (OpenADR 3 notifications on
-    ``/openadr3/<conn id>`` are stored as that OpenADR 3 connection's events).
+    ``/openadr3/<conn id>`` are stored as that OpenADR 3 connection's events), ``signature_header``,
+    ``timestamp_header``, ``delivery_header`` (defaults ``X-Gridaware-Signature``, ``X-Gridaware-Timestamp``,
+    ``X-Gridaware-Delivery``).
     """
 
     conn_type: ClassVar[str] = "gridaware_webhook"
@@ -37,6 +39,9 @@ class GridWebhookHook(GridEventHook):
         from airflow_provider_gridaware.relay.auth import (
             DEFAULT_MAX_BODY_BYTES,
             DEFAULT_TOLERANCE_S,
+            DELIVERY_HEADER,
+            SIGNATURE_HEADER,
+            TIMESTAMP_HEADER,
             RelayAuth,
         )
         from airflow_provider_gridaware.signals.errors import SourceConfigError
@@ -62,9 +67,13 @@ class GridWebhookHook(GridEventHook):
                 tolerance_s=float(extra.get("tolerance_s") or DEFAULT_TOLERANCE_S),
                 max_body_bytes=int(extra.get("max_body_bytes") or DEFAULT_MAX_BODY_BYTES),
                 require_delivery_id=str(extra.get("require_delivery_id", "false")).lower() in ("1", "true", "yes"),
+                signature_header=str(extra.get("signature_header") or SIGNATURE_HEADER),
+                timestamp_header=str(extra.get("timestamp_header") or TIMESTAMP_HEADER),
+                delivery_header=str(extra.get("delivery_header") or DELIVERY_HEADER),
             )
         except ValueError as exc:
-            raise SourceConfigError(str(exc)) from None
+            # float()/int() errors do not name the field; say which connection the bad value is in.
+            raise SourceConfigError(f"connection {self.gridaware_conn_id!r}: {exc}") from None
 
     def openadr3_source(self) -> str:
         """The ``source`` of OpenADR 3 notifications received for this connection."""

@@ -5,13 +5,14 @@ Routes:
 * ``POST /events/{conn_id}``: one event in the gridaware event JSON (``GridEvent`` fields without
   ``source``, ``protocol`` and ``received_at``, which the relay sets), a list of them, or
   ``{"events": [...]}``.
-* ``POST /openadr3/{conn_id}``: an OpenADR 3 webhook notification (a subscription's callback).
+* ``POST /openadr3/{conn_id}``: an OpenADR 3 webhook notification (a subscription's callback; 501 when the
+  install has no OpenADR 3 parser).
 * ``GET /healthz``: 200 when the store answers.
 
 Every request is authenticated by its connection (``gridaware_webhook``: HMAC signature or bearer token,
 see ``relay/auth.py``). What is refused gets a 4xx JSON ``{"error": ...}`` saying exactly why, one log
 line, and changes nothing: unknown connection 404, unsigned/forged/stale/wrong token 401, replayed
-delivery 409, oversized 413 (the body is not read past the limit), malformed or invalid events 422.
+delivery 409, oversized 413 (the body is not read past the limit), malformed JSON 400, invalid events 422.
 Accepted events and the delivery id are committed in one transaction before the 200; if the store cannot
 take them the answer is 503 with ``Retry-After`` and nothing is acknowledged.
 """
@@ -72,24 +73,50 @@ class Refused(Exception):
         self.status = status
 
 
+class ConnectionLookupError(Exception):
+    """The connection's settings could not be read (metadata database or secrets backend down)."""
+
+
 @dataclass
 class RelayConfig:
     """What the relay needs.
 
-    :param auth_for: a connection id's authentication (default: its Airflow ``gridaware_webhook`` connection).
+    :param auth_for: a connection id's authentication (default: its Airflow ``gridaware_webhook`` connection,
+        read with ``BaseHook.get_connection``, so ``AIRFLOW_CONN_*`` variables and secrets backends work).
     :param openadr3_source_for: the ``source`` of OpenADR 3 notifications for a connection id.
     :param store: the event store (default: the provider's store).
+    :param conn_ids: serve only these connection ids (others are 404); ``None`` serves any webhook connection.
     :param clock: unix seconds now (tests pass their own).
     """
 
     auth_for: Callable[[str], RelayAuth] | None = None
     openadr3_source_for: Callable[[str], str] | None = None
     store: EventStore | None = None
+    conn_ids: frozenset[str] | None = None
     clock: Callable[[], float] = time.time
     _auth_cache: dict[str, tuple[float, RelayAuth]] = field(default_factory=dict)
+    _source_cache: dict[str, tuple[float, str]] = field(default_factory=dict)
     _seen: SeenDeliveries = field(default_factory=SeenDeliveries)
     _pruned_at: float = 0.0
     _writer: GroupWriter | None = None
+
+    @classmethod
+    def standalone(cls, auths: list[RelayAuth], store: EventStore | None = None) -> RelayConfig:
+        """A relay that reads no Airflow connection: each ``RelayAuth`` serves its own ``conn_id``."""
+        by_id = {auth.conn_id: auth for auth in auths}
+
+        def auth_for(conn_id: str) -> RelayAuth:
+            try:
+                return by_id[conn_id]
+            except KeyError:
+                raise SourceConfigError(f"connection {conn_id!r} is not configured on this relay") from None
+
+        return cls(
+            auth_for=auth_for,
+            openadr3_source_for=lambda conn_id: f"openadr3:{conn_id}",
+            store=store,
+            conn_ids=frozenset(by_id),
+        )
 
     def get_store(self) -> EventStore:
         if self.store is None:
@@ -99,20 +126,44 @@ class RelayConfig:
         return self.store
 
     async def auth(self, conn_id: str) -> RelayAuth:
+        """The connection's settings, read at most once a minute (a rotated secret takes effect within it).
+
+        :raises SourceConfigError: no such webhook connection (answered 404).
+        :raises ConnectionLookupError: the look-up failed and no earlier answer is cached (answered 503).
+        """
+        if self.conn_ids is not None and conn_id not in self.conn_ids:
+            raise SourceConfigError(f"connection {conn_id!r} is not served by this relay")
         cached = self._auth_cache.get(conn_id)
         if cached is not None and time.monotonic() - cached[0] < AUTH_CACHE_S:
             return cached[1]
         resolve = self.auth_for or _connection_auth
-        auth = await asyncio.to_thread(resolve, conn_id)
+        try:
+            auth = await asyncio.to_thread(resolve, conn_id)
+        except SourceConfigError:
+            self._auth_cache.pop(conn_id, None)
+            raise
+        except Exception as exc:
+            if cached is not None:
+                # Keep accepting with the settings read last while the metadata database is away.
+                log.warning("relay %s: connection look-up failed (%s); using the settings read before", conn_id, exc)
+                return cached[1]
+            raise ConnectionLookupError(f"could not read connection {conn_id!r}: {_reason(exc)}") from exc
         self._auth_cache[conn_id] = (time.monotonic(), auth)
         return auth
 
     def openadr3_source(self, conn_id: str) -> str:
+        """The ``source`` of OpenADR 3 notifications for ``conn_id`` (cached like the settings; blocking)."""
+        cached = self._source_cache.get(conn_id)
+        if cached is not None and time.monotonic() - cached[0] < AUTH_CACHE_S:
+            return cached[1]
         if self.openadr3_source_for is not None:
-            return self.openadr3_source_for(conn_id)
-        from airflow_provider_gridaware.hooks.webhook import GridWebhookHook
+            source = self.openadr3_source_for(conn_id)
+        else:
+            from airflow_provider_gridaware.hooks.webhook import GridWebhookHook
 
-        return GridWebhookHook(conn_id).openadr3_source()
+            source = GridWebhookHook(conn_id).openadr3_source()
+        self._source_cache[conn_id] = (time.monotonic(), source)
+        return source
 
 
 def _connection_auth(conn_id: str) -> RelayAuth:
@@ -152,7 +203,11 @@ def parse_gridaware_events(body: bytes, *, source: str, received_at: datetime) -
 
 
 def parse_openadr3(body: bytes, *, source: str, received_at: datetime) -> list[GridEvent]:
-    from airflow_provider_gridaware.sources.openadr3 import parse_openadr3_notification
+    """Events of an OpenADR 3 webhook notification (501 when this install has no OpenADR 3 parser)."""
+    try:
+        from airflow_provider_gridaware.sources.openadr3 import parse_openadr3_notification
+    except ImportError as exc:
+        raise Refused(501, f"OpenADR 3 notifications are not supported by this install ({exc})") from None
 
     try:
         return parse_openadr3_notification(_json(body), source=source, received_at=received_at)
@@ -180,10 +235,15 @@ def create_relay_app(config: RelayConfig | None = None) -> Starlette:
 
     async def openadr3(request: Request) -> JSONResponse:
         conn_id = request.path_params["conn_id"]
-        source = await asyncio.to_thread(config.openadr3_source, conn_id)
-        return await _handle(
-            request, config, lambda body, at: _sequenced(config, parse_openadr3(body, source=source, received_at=at))
-        )
+
+        def parse(body: bytes, at: datetime) -> list[GridEvent]:
+            try:
+                source = config.openadr3_source(conn_id)
+            except Exception as exc:
+                raise Refused(503, f"could not read connection {conn_id!r}: {_reason(exc)}") from None
+            return _sequenced(config, parse_openadr3(body, source=source, received_at=at))
+
+        return await _handle(request, config, parse)
 
     async def healthz(_request: Request) -> JSONResponse:
         try:
@@ -215,7 +275,13 @@ def _sequenced(config: RelayConfig, events: list[GridEvent]) -> list[GridEvent]:
     from airflow_provider_gridaware.sources.openadr3 import sequence_modification
 
     store = config.get_store()
-    return [sequence_modification(e, store.latest(e.source, e.event_id)) for e in events]
+    try:
+        return [sequence_modification(e, store.latest(e.source, e.event_id)) for e in events]
+    except GridSignalError as exc:
+        raise Refused(422, str(exc)) from None
+    except Exception as exc:
+        log.error("relay: the store could not be read: %s", _reason(exc))
+        raise Refused(503, f"the store is unavailable ({_reason(exc)}); retry in {RETRY_AFTER_S} s") from None
 
 
 async def _handle(
@@ -228,6 +294,8 @@ async def _handle(
             auth = await config.auth(conn_id)
         except SourceConfigError as exc:
             raise Refused(404, f"no relay connection {conn_id!r}: {exc}") from None
+        except ConnectionLookupError as exc:
+            raise Refused(503, f"{exc}; retry in {RETRY_AFTER_S} s") from None
         body = await _read_body(request, auth.max_body_bytes)
         now = config.clock()
         try:

@@ -8,6 +8,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -227,6 +228,7 @@ def test_a_store_outage_is_a_503_and_nothing_is_acknowledged(store, monkeypatch)
 
 
 def test_bearer_mode_and_openadr3_notifications(relay, store):
+    pytest.importorskip("airflow_provider_gridaware.sources.openadr3")
     notification = (FIXTURES / "example_notification_3.1.json").read_bytes()
     url = f"{relay}/openadr3/vtn3_push"
     _refused(httpx.post(url, content=notification, timeout=10), 401, "missing bearer token")
@@ -251,10 +253,98 @@ def test_healthz_and_mounted_in_a_fastapi_app_at_a_prefix(store):
 
 
 def test_concurrent_deliveries_share_commits_and_every_acknowledged_one_is_stored(relay, store):
-    from concurrent.futures import ThreadPoolExecutor
-
     bodies = [json.dumps(event_json(f"burst-{i}")).encode() for i in range(60)]
     with ThreadPoolExecutor(max_workers=12) as pool:
         responses = list(pool.map(lambda body: post(relay, body, signed(body)), bodies))
     assert [r.status_code for r in responses] == [200] * 60
     assert {s.event.event_id for s in store.since(0)} == {f"burst-{i}" for i in range(60)}
+
+
+def test_header_names_come_from_the_connection(store, monkeypatch):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_RENAMED",
+        json.dumps(
+            {
+                "conn_type": "gridaware_webhook",
+                "password": SECRET,
+                "extra": {"signature_header": "X-Utility-Signature", "timestamp_header": "X-Utility-Time"},
+            }
+        ),
+    )
+    body = json.dumps(event_json()).encode()
+    ours = signed(body)
+    theirs = {
+        "X-Utility-Signature": ours["X-Gridaware-Signature"],
+        "X-Utility-Time": ours["X-Gridaware-Timestamp"],
+        "X-Gridaware-Delivery": ours["X-Gridaware-Delivery"],
+    }
+    with serve(create_relay_app(RelayConfig(store=store))) as url:
+        _refused(post(url, body, ours, conn_id="renamed"), 401, "missing x-utility-signature")
+        assert post(url, body, theirs, conn_id="renamed").status_code == 200
+    assert len(store.since(0)) == 1
+
+
+def test_a_failed_connection_lookup_keeps_the_last_settings_or_is_a_503(store, monkeypatch):
+    from airflow_provider_gridaware.relay import app as relay_app
+    from airflow_provider_gridaware.relay.auth import RelayAuth
+
+    lookups: list[str] = []
+
+    def metadata_db_down_after_the_first(conn_id: str) -> RelayAuth:
+        lookups.append(conn_id)
+        if len(lookups) > 1:
+            raise OperationalError("SELECT", {}, Exception("connection refused"))
+        return RelayAuth(conn_id=conn_id, secret=SECRET.encode())
+
+    monkeypatch.setattr(relay_app, "AUTH_CACHE_S", 0.0)  # every request looks the connection up again
+    body = json.dumps(event_json()).encode()
+    with serve(create_relay_app(RelayConfig(store=store, auth_for=metadata_db_down_after_the_first))) as url:
+        assert post(url, body, signed(body)).status_code == 200
+        assert post(url, body, signed(body), conn_id="utility").status_code == 200  # looked up, failed, cached used
+        response = post(url, body, signed(body), conn_id="other")  # never read: nothing to fall back on
+        _refused(response, 503, "could not read connection 'other'")
+        assert response.headers["Retry-After"] == "5"
+    assert len(lookups) == 3
+
+
+def test_openadr3_without_its_parser_is_a_501_and_stores_nothing(relay, store, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "airflow_provider_gridaware.sources.openadr3", None)  # import now fails
+    notification = (FIXTURES / "example_notification_3.1.json").read_bytes()
+    response = httpx.post(
+        f"{relay}/openadr3/vtn3_push", content=notification, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
+    )
+    _refused(response, 501, "OpenADR 3 notifications are not supported")
+    assert store.since(0) == []
+
+
+def test_healthz_is_503_when_the_store_is_down(store, monkeypatch):
+    def down() -> int:
+        raise OperationalError("SELECT", {}, Exception("could not connect to server"))
+
+    monkeypatch.setattr(store, "last_seq", down)
+    with serve(create_relay_app(RelayConfig(store=store))) as url:
+        response = httpx.get(f"{url}/healthz", timeout=10)
+    assert response.status_code == 503 and "could not connect" in response.json()["error"]
+
+
+def test_on_the_loopback_postgresql(tmp_path):
+    from tests.support.postgres import throwaway_database, unreachable_reason
+
+    reason = unreachable_reason()
+    if reason:
+        pytest.skip(reason)
+    with throwaway_database("gridaware_relay") as database:
+        body = json.dumps(event_json()).encode()
+        headers = signed(body)
+        with EventStore(database) as store, serve(create_relay_app(RelayConfig(store=store))) as url:
+            assert post(url, body, headers).status_code == 200
+            bodies = [json.dumps(event_json(f"pg-{i}")).encode() for i in range(40)]
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                statuses = list(pool.map(lambda b: post(url, b, signed(b)).status_code, bodies))
+            assert statuses == [200] * 40
+        with EventStore(database) as store:  # a restarted relay on the same database
+            with serve(create_relay_app(RelayConfig(store=store))) as url:
+                _refused(post(url, body, headers), 409, "seen before a restart")
+            assert len(store.since(0)) == 41
