@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -73,6 +73,13 @@ class Refused(Exception):
         self.status = status
 
 
+class StoredAs(NamedTuple):
+    """Where a connection's OpenADR 3 notifications go: the events' ``source`` and the zones to tag them with."""
+
+    source: str
+    zones: tuple[str, ...] = ()
+
+
 class ConnectionLookupError(Exception):
     """The connection's settings could not be read (metadata database or secrets backend down)."""
 
@@ -83,19 +90,19 @@ class RelayConfig:
 
     :param auth_for: a connection id's authentication (default: its Airflow ``gridaware_webhook`` connection,
         read with ``BaseHook.get_connection``, so ``AIRFLOW_CONN_*`` variables and secrets backends work).
-    :param openadr3_source_for: the ``source`` of OpenADR 3 notifications for a connection id.
+    :param openadr3_target_for: the ``source`` (and zones) of OpenADR 3 notifications for a connection id.
     :param store: the event store (default: the provider's store).
     :param conn_ids: serve only these connection ids (others are 404); ``None`` serves any webhook connection.
     :param clock: unix seconds now (tests pass their own).
     """
 
     auth_for: Callable[[str], RelayAuth] | None = None
-    openadr3_source_for: Callable[[str], str] | None = None
+    openadr3_target_for: Callable[[str], StoredAs] | None = None
     store: EventStore | None = None
     conn_ids: frozenset[str] | None = None
     clock: Callable[[], float] = time.time
     _auth_cache: dict[str, tuple[float, RelayAuth]] = field(default_factory=dict)
-    _source_cache: dict[str, tuple[float, str]] = field(default_factory=dict)
+    _target_cache: dict[str, tuple[float, StoredAs]] = field(default_factory=dict)
     _seen: SeenDeliveries = field(default_factory=SeenDeliveries)
     _pruned_at: float = 0.0
     _writer: GroupWriter | None = None
@@ -113,7 +120,7 @@ class RelayConfig:
 
         return cls(
             auth_for=auth_for,
-            openadr3_source_for=lambda conn_id: f"openadr3:{conn_id}",
+            openadr3_target_for=lambda conn_id: StoredAs(f"openadr3:{conn_id}", by_id[conn_id].zones),
             store=store,
             conn_ids=frozenset(by_id),
         )
@@ -151,19 +158,20 @@ class RelayConfig:
         self._auth_cache[conn_id] = (time.monotonic(), auth)
         return auth
 
-    def openadr3_source(self, conn_id: str) -> str:
-        """The ``source`` of OpenADR 3 notifications for ``conn_id`` (cached like the settings; blocking)."""
-        cached = self._source_cache.get(conn_id)
+    def openadr3_target(self, conn_id: str) -> StoredAs:
+        """Where OpenADR 3 notifications for ``conn_id`` are stored (cached like the settings; blocking)."""
+        cached = self._target_cache.get(conn_id)
         if cached is not None and time.monotonic() - cached[0] < AUTH_CACHE_S:
             return cached[1]
-        if self.openadr3_source_for is not None:
-            source = self.openadr3_source_for(conn_id)
+        if self.openadr3_target_for is not None:
+            target = self.openadr3_target_for(conn_id)
         else:
             from airflow_provider_gridaware.hooks.webhook import GridWebhookHook
 
-            source = GridWebhookHook(conn_id).openadr3_source()
-        self._source_cache[conn_id] = (time.monotonic(), source)
-        return source
+            source, zones = GridWebhookHook(conn_id).openadr3_target()
+            target = StoredAs(source, zones)
+        self._target_cache[conn_id] = (time.monotonic(), target)
+        return target
 
 
 def _connection_auth(conn_id: str) -> RelayAuth:
@@ -229,19 +237,22 @@ def create_relay_app(config: RelayConfig | None = None) -> Starlette:
 
     async def events(request: Request) -> JSONResponse:
         conn_id = request.path_params["conn_id"]
-        return await _handle(
-            request, config, lambda body, at: parse_gridaware_events(body, source=f"webhook:{conn_id}", received_at=at)
-        )
+
+        def parse(body: bytes, at: datetime, auth: RelayAuth) -> list[GridEvent]:
+            return _zoned(parse_gridaware_events(body, source=f"webhook:{conn_id}", received_at=at), auth.zones)
+
+        return await _handle(request, config, parse)
 
     async def openadr3(request: Request) -> JSONResponse:
         conn_id = request.path_params["conn_id"]
 
-        def parse(body: bytes, at: datetime) -> list[GridEvent]:
+        def parse(body: bytes, at: datetime, _auth: RelayAuth) -> list[GridEvent]:
             try:
-                source = config.openadr3_source(conn_id)
+                target = config.openadr3_target(conn_id)
             except Exception as exc:
                 raise Refused(503, f"could not read connection {conn_id!r}: {_reason(exc)}") from None
-            return _sequenced(config, parse_openadr3(body, source=source, received_at=at))
+            events = _zoned(parse_openadr3(body, source=target.source, received_at=at), target.zones)
+            return _sequenced(config, events)
 
         return await _handle(request, config, parse)
 
@@ -270,6 +281,15 @@ def relay_fastapi_app(config: RelayConfig | None = None) -> FastAPI:
     return app
 
 
+def _zoned(events: list[GridEvent], zones: tuple[str, ...]) -> list[GridEvent]:
+    # As the polling hooks do: the planner overlays an event's price on the prices of the zones it targets.
+    if not zones:
+        return events
+    from airflow_provider_gridaware.hooks.grid_event_base import with_zones
+
+    return [with_zones(event, zones) for event in events]
+
+
 def _sequenced(config: RelayConfig, events: list[GridEvent]) -> list[GridEvent]:
     # OpenADR 3 has no modification number: a changed event must get a higher one than the stored state.
     from airflow_provider_gridaware.sources.openadr3 import sequence_modification
@@ -285,7 +305,7 @@ def _sequenced(config: RelayConfig, events: list[GridEvent]) -> list[GridEvent]:
 
 
 async def _handle(
-    request: Request, config: RelayConfig, parse: Callable[[bytes, datetime], list[GridEvent]]
+    request: Request, config: RelayConfig, parse: Callable[[bytes, datetime, RelayAuth], list[GridEvent]]
 ) -> JSONResponse:
     conn_id = request.path_params["conn_id"]
     client = request.client.host if request.client else "?"
@@ -305,7 +325,7 @@ async def _handle(
         if delivery is not None and (conn_id, delivery) in config._seen:
             raise Refused(409, f"replayed delivery {delivery!r}")
         received_at = datetime.fromtimestamp(now, UTC)
-        events = await asyncio.to_thread(parse, body, received_at)
+        events = await asyncio.to_thread(parse, body, received_at, auth)
         recorded = await _store(config, conn_id, delivery, events)
     except Refused as refused:
         log.warning("relay %s: refused %d from %s: %s", conn_id, refused.status, client, refused)

@@ -51,6 +51,8 @@ class RelayAuth:
     :param signature_header: the header carrying ``sha256=<hex>``.
     :param timestamp_header: the header carrying the signed unix seconds.
     :param delivery_header: the header carrying the delivery id.
+    :param zones: grid zones this connection's events apply to (``zone`` targets added when a sender names
+        none, as the polling hooks do).
     """
 
     conn_id: str
@@ -62,6 +64,7 @@ class RelayAuth:
     signature_header: str = SIGNATURE_HEADER
     timestamp_header: str = TIMESTAMP_HEADER
     delivery_header: str = DELIVERY_HEADER
+    zones: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if (self.secret is None) == (self.bearer_token is None):

@@ -4,7 +4,11 @@ refused after a restart too, and a store outage is a 503 with nothing acknowledg
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -348,3 +352,59 @@ def test_on_the_loopback_postgresql(tmp_path):
             with serve(create_relay_app(RelayConfig(store=store))) as url:
                 _refused(post(url, body, headers), 409, "seen before a restart")
             assert len(store.since(0)) == 41
+
+
+def test_zones_of_the_connection_tag_events_that_name_none(store, monkeypatch):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_ZONED",
+        json.dumps({"conn_type": "gridaware_webhook", "password": SECRET, "extra": {"zones": "DE, NL"}}),
+    )
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_VTN3_PUSH",
+        json.dumps(
+            {
+                "conn_type": "gridaware_webhook",
+                "password": TOKEN,
+                "extra": {"auth_mode": "bearer", "openadr3_conn_id": "vtn3", "zones": "IGNORED"},
+            }
+        ),
+    )
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_VTN3",
+        json.dumps({"conn_type": "gridaware_openadr3", "host": "http://x", "extra": {"zones": "FR"}}),
+    )
+    named = json.dumps(event_json("named")).encode()  # names zone DE itself: kept as it is
+    unnamed = json.dumps(event_json("unnamed", targets=[])).encode()
+    with serve(create_relay_app(RelayConfig(store=store))) as url:
+        assert post(url, named, signed(named), conn_id="zoned").status_code == 200
+        assert post(url, unnamed, signed(unnamed), conn_id="zoned").status_code == 200
+        if importlib.util.find_spec("airflow_provider_gridaware.sources.openadr3") is not None:
+            notification = (FIXTURES / "example_notification_3.1.json").read_bytes()
+            headers = {"Authorization": f"Bearer {TOKEN}"}
+            response = httpx.post(f"{url}/openadr3/vtn3_push", content=notification, headers=headers, timeout=10)
+            assert response.status_code == 200, response.text
+    zones = {s.event.event_id: {t.value for t in s.event.targets if t.kind == "zone"} for s in store.since(0)}
+    assert zones.pop("named") == {"DE"}
+    assert zones.pop("unnamed") == {"DE", "NL"}
+    if importlib.util.find_spec("airflow_provider_gridaware.sources.openadr3") is not None:
+        assert zones and all(z == {"FR"} for z in zones.values())  # OpenADR 3: the polled connection's zones
+
+
+def test_the_hook_and_gridaware_events_read_what_the_relay_stored(relay, store):
+    from airflow_provider_gridaware.hooks.webhook import GridWebhookHook
+
+    body = json.dumps([event_json("a"), event_json("b", status="cancelled")]).encode()
+    assert post(relay, body, signed(body)).status_code == 200
+    received = GridWebhookHook("utility").receive(store)
+    assert [r.event.event_id for r in received] == ["a"]  # the cancelled one is not current
+    assert {r.recorded.outcome for r in received} == {RecordOutcome.DUPLICATE}  # nothing stored twice
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "gridaware"), "events", "--conn-id", "utility", "--json"],
+        env={**os.environ, "GRIDAWARE_STORE_URL": str(store.url)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    printed = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    assert [p["event_id"] for p in printed] == ["a"]
