@@ -62,6 +62,9 @@ EVENT_FIELDS = frozenset(
 )
 #: connection settings are looked up again after this long (seconds): a rotated secret takes effect.
 AUTH_CACHE_S = 60.0
+#: how long the last settings read stay in use while the connection cannot be found or read: Airflow's
+#: secrets chain reports a metadata database it cannot reach as "not defined", like a deleted connection.
+STALE_AUTH_GRACE_S = 900.0
 RETRY_AFTER_S = 5
 #: delivery ids are kept this long in the store (beyond any tolerance, a replay is refused as stale).
 DELIVERY_MEMORY = timedelta(days=1)
@@ -82,6 +85,10 @@ class StoredAs(NamedTuple):
 
 class ConnectionLookupError(Exception):
     """The connection's settings could not be read (metadata database or secrets backend down)."""
+
+
+class ConnectionMissing(SourceConfigError):
+    """No such connection, as far as the secrets backends say (a deleted one, or an unreachable metastore)."""
 
 
 @dataclass
@@ -135,8 +142,11 @@ class RelayConfig:
     async def auth(self, conn_id: str) -> RelayAuth:
         """The connection's settings, read at most once a minute (a rotated secret takes effect within it).
 
-        :raises SourceConfigError: no such webhook connection (answered 404).
-        :raises ConnectionLookupError: the look-up failed and no earlier answer is cached (answered 503).
+        When a look-up fails or finds nothing after an earlier one succeeded, the last settings stay in use
+        for :data:`STALE_AUTH_GRACE_S` (a deleted connection stops working after that, as a 503).
+
+        :raises SourceConfigError: no such webhook connection, or an unusable one (answered 404).
+        :raises ConnectionLookupError: the look-up failed with nothing to fall back on (answered 503).
         """
         if self.conn_ids is not None and conn_id not in self.conn_ids:
             raise SourceConfigError(f"connection {conn_id!r} is not served by this relay")
@@ -146,15 +156,22 @@ class RelayConfig:
         resolve = self.auth_for or _connection_auth
         try:
             auth = await asyncio.to_thread(resolve, conn_id)
-        except SourceConfigError:
-            self._auth_cache.pop(conn_id, None)
-            raise
         except Exception as exc:
-            if cached is not None:
+            if isinstance(exc, SourceConfigError) and not isinstance(exc, ConnectionMissing):
+                self._auth_cache.pop(conn_id, None)  # found but unusable (wrong type, no secret): at once
+                raise
+            if cached is None:
+                if isinstance(exc, SourceConfigError | ConnectionLookupError):
+                    raise
+                raise ConnectionLookupError(f"could not read connection {conn_id!r}: {_reason(exc)}") from exc
+            age = time.monotonic() - cached[0]
+            if age < STALE_AUTH_GRACE_S:
                 # Keep accepting with the settings read last while the metadata database is away.
-                log.warning("relay %s: connection look-up failed (%s); using the settings read before", conn_id, exc)
+                log.warning("relay %s: %s; using the settings read %.0f s ago", conn_id, exc, age)
                 return cached[1]
-            raise ConnectionLookupError(f"could not read connection {conn_id!r}: {_reason(exc)}") from exc
+            raise ConnectionLookupError(
+                f"connection {conn_id!r} cannot be read now (last read {age:.0f} s ago): {exc}"
+            ) from exc
         self._auth_cache[conn_id] = (time.monotonic(), auth)
         return auth
 
@@ -175,11 +192,21 @@ class RelayConfig:
 
 
 def _connection_auth(conn_id: str) -> RelayAuth:
-    from airflow_provider_gridaware.hooks.registry import get_connection_checked
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
     from airflow_provider_gridaware.hooks.webhook import GridWebhookHook
 
-    get_connection_checked(conn_id)  # a missing connection: SourceConfigError naming it
-    return GridWebhookHook(conn_id).relay_auth()
+    try:
+        return GridWebhookHook(conn_id).relay_auth()
+    except AirflowNotFoundException as exc:
+        raise ConnectionMissing(
+            f"connection {conn_id!r} does not exist ({exc}); create it, or check the conn_id for a typo", source=conn_id
+        ) from None
+    except SourceConfigError:
+        raise
+    except Exception as exc:
+        # A secrets backend that raises (rather than answering "not found"): retryable, never a 4xx.
+        raise ConnectionLookupError(f"could not read connection {conn_id!r}: {_reason(exc)}") from exc
 
 
 # -- parsing bodies -------------------------------------------------------------------------------------------
