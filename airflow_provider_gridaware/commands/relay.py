@@ -1,7 +1,9 @@
 """``gridaware relay``: serve the signed webhook relay (grid events by POST, stored before they are answered).
 
 By default each ``/events/<conn id>`` is authenticated by the Airflow connection ``<conn id>`` (type
-``gridaware_webhook``; ``AIRFLOW_CONN_*`` variables, secrets backends and the metadata database all work).
+``gridaware_webhook``) read through the Task SDK: ``AIRFLOW_CONN_*`` variables and configured secrets
+backends; with ``--connections-from-metadata-db`` also Airflow's metadata database (as the api-server reads
+it), which needs ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN``.
 Standalone (no Airflow connections): name the connections with ``--conn-id`` and give the secret or token
 through an environment variable (``--secret-env`` / ``--token-env``), never on the command line, where
 ``ps`` would show it.
@@ -10,6 +12,7 @@ through an environment variable (``--secret-env`` / ``--token-env``), never on t
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +35,17 @@ def add_parser(subparsers: Any) -> None:
         action="append",
         default=[],
         help="serve only this connection id (repeat for several; default: any gridaware_webhook connection)",
+    )
+    parser.add_argument(
+        "--connections-from-metadata-db",
+        action="store_true",
+        help="also read connections from Airflow's metadata database (as the api-server does)",
+    )
+    parser.add_argument(
+        "--settings-ttl-s",
+        type=float,
+        default=60.0,
+        help="read each connection again after this many seconds (default 60: a rotated secret takes effect)",
     )
     parser.add_argument("--store-url", help="SQLAlchemy URL of the store (default: GRIDAWARE_STORE_URL or the config)")
     standalone = parser.add_argument_group("standalone (no Airflow connections; needs --conn-id)")
@@ -64,7 +78,9 @@ def relay_config(args: argparse.Namespace) -> RelayConfig:
             raise SourceConfigError(
                 "--tolerance-s, --max-body-bytes and --require-delivery-id need --secret-env or --token-env"
             )
-        return RelayConfig(store=store, conn_ids=frozenset(args.conn_id) if args.conn_id else None)
+        return RelayConfig(
+            store=store, conn_ids=frozenset(args.conn_id) if args.conn_id else None, settings_ttl_s=args.settings_ttl_s
+        )
     if not args.conn_id:
         raise SourceConfigError("standalone mode (--secret-env / --token-env) needs at least one --conn-id")
     value = os.environ.get(variable)
@@ -90,8 +106,20 @@ def relay_config(args: argparse.Namespace) -> RelayConfig:
 def run_relay(args: argparse.Namespace) -> int:
     import uvicorn
 
+    if args.connections_from_metadata_db:
+        # Airflow 3.3's Task SDK picks its secrets chain by this variable: "server" (api-server, scheduler)
+        # includes the metadata database; a process without it reads env variables and secrets backends only.
+        os.environ["_AIRFLOW_PROCESS_CONTEXT"] = "server"
+
     from airflow_provider_gridaware.relay.app import create_relay_app
 
+    # uvicorn sets up its own loggers only: the relay's refusal and acceptance lines need a handler.
+    relay_log = logging.getLogger("airflow_provider_gridaware")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    relay_log.addHandler(handler)
+    relay_log.setLevel(args.log_level.upper())
+    relay_log.propagate = False
     app = create_relay_app(relay_config(args))
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
     return 0

@@ -60,7 +60,7 @@ EVENT_FIELDS = frozenset(
         "response_required",
     }
 )
-#: connection settings are looked up again after this long (seconds): a rotated secret takes effect.
+#: connection settings are looked up again after this long (seconds, default): a rotated secret takes effect.
 AUTH_CACHE_S = 60.0
 #: how long the last settings read stay in use while the connection cannot be found or read: Airflow's
 #: secrets chain reports a metadata database it cannot reach as "not defined", like a deleted connection.
@@ -100,6 +100,8 @@ class RelayConfig:
     :param openadr3_target_for: the ``source`` (and zones) of OpenADR 3 notifications for a connection id.
     :param store: the event store (default: the provider's store).
     :param conn_ids: serve only these connection ids (others are 404); ``None`` serves any webhook connection.
+    :param settings_ttl_s: a connection is read again after this long (a rotated secret takes effect).
+    :param stale_grace_s: how long the last settings read stay in use while the connection cannot be read.
     :param clock: unix seconds now (tests pass their own).
     """
 
@@ -107,6 +109,8 @@ class RelayConfig:
     openadr3_target_for: Callable[[str], StoredAs] | None = None
     store: EventStore | None = None
     conn_ids: frozenset[str] | None = None
+    settings_ttl_s: float = AUTH_CACHE_S
+    stale_grace_s: float = STALE_AUTH_GRACE_S
     clock: Callable[[], float] = time.time
     _auth_cache: dict[str, tuple[float, RelayAuth]] = field(default_factory=dict)
     _target_cache: dict[str, tuple[float, StoredAs]] = field(default_factory=dict)
@@ -140,10 +144,10 @@ class RelayConfig:
         return self.store
 
     async def auth(self, conn_id: str) -> RelayAuth:
-        """The connection's settings, read at most once a minute (a rotated secret takes effect within it).
+        """The connection's settings, read at most once per ``settings_ttl_s`` (a rotated secret takes effect).
 
         When a look-up fails or finds nothing after an earlier one succeeded, the last settings stay in use
-        for :data:`STALE_AUTH_GRACE_S` (a deleted connection stops working after that, as a 503).
+        for ``stale_grace_s`` (a deleted connection stops working after that, as a 503).
 
         :raises SourceConfigError: no such webhook connection, or an unusable one (answered 404).
         :raises ConnectionLookupError: the look-up failed with nothing to fall back on (answered 503).
@@ -151,7 +155,7 @@ class RelayConfig:
         if self.conn_ids is not None and conn_id not in self.conn_ids:
             raise SourceConfigError(f"connection {conn_id!r} is not served by this relay")
         cached = self._auth_cache.get(conn_id)
-        if cached is not None and time.monotonic() - cached[0] < AUTH_CACHE_S:
+        if cached is not None and time.monotonic() - cached[0] < self.settings_ttl_s:
             return cached[1]
         resolve = self.auth_for or _connection_auth
         try:
@@ -165,7 +169,7 @@ class RelayConfig:
                     raise
                 raise ConnectionLookupError(f"could not read connection {conn_id!r}: {_reason(exc)}") from exc
             age = time.monotonic() - cached[0]
-            if age < STALE_AUTH_GRACE_S:
+            if age < self.stale_grace_s:
                 # Keep accepting with the settings read last while the metadata database is away.
                 log.warning("relay %s: %s; using the settings read %.0f s ago", conn_id, exc, age)
                 return cached[1]
@@ -178,7 +182,7 @@ class RelayConfig:
     def openadr3_target(self, conn_id: str) -> StoredAs:
         """Where OpenADR 3 notifications for ``conn_id`` are stored (cached like the settings; blocking)."""
         cached = self._target_cache.get(conn_id)
-        if cached is not None and time.monotonic() - cached[0] < AUTH_CACHE_S:
+        if cached is not None and time.monotonic() - cached[0] < self.settings_ttl_s:
             return cached[1]
         if self.openadr3_target_for is not None:
             target = self.openadr3_target_for(conn_id)

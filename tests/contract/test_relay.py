@@ -289,7 +289,6 @@ def test_header_names_come_from_the_connection(store, monkeypatch):
 
 
 def test_a_failed_connection_lookup_keeps_the_last_settings_or_is_a_503(store, monkeypatch):
-    from airflow_provider_gridaware.relay import app as relay_app
     from airflow_provider_gridaware.relay.auth import RelayAuth
 
     lookups: list[str] = []
@@ -300,9 +299,10 @@ def test_a_failed_connection_lookup_keeps_the_last_settings_or_is_a_503(store, m
             raise OperationalError("SELECT", {}, Exception("connection refused"))
         return RelayAuth(conn_id=conn_id, secret=SECRET.encode())
 
-    monkeypatch.setattr(relay_app, "AUTH_CACHE_S", 0.0)  # every request looks the connection up again
     body = json.dumps(event_json()).encode()
-    with serve(create_relay_app(RelayConfig(store=store, auth_for=metadata_db_down_after_the_first))) as url:
+    # settings_ttl_s=0: every request looks the connection up again.
+    config = RelayConfig(store=store, auth_for=metadata_db_down_after_the_first, settings_ttl_s=0.0)
+    with serve(create_relay_app(config)) as url:
         assert post(url, body, signed(body)).status_code == 200
         assert post(url, body, signed(body), conn_id="utility").status_code == 200  # looked up, failed, cached used
         response = post(url, body, signed(body), conn_id="other")  # never read: nothing to fall back on
@@ -408,3 +408,17 @@ def test_the_hook_and_gridaware_events_read_what_the_relay_stored(relay, store):
     assert done.returncode == 0, done.stderr
     printed = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
     assert [p["event_id"] for p in printed] == ["a"]
+
+
+def test_a_connection_gone_after_it_was_read_keeps_its_settings_for_the_grace_then_503(store, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_FLEETING", json.dumps({"conn_type": "gridaware_webhook", "password": SECRET}))
+    body = json.dumps(event_json()).encode()
+    config = RelayConfig(store=store, settings_ttl_s=0.0, stale_grace_s=3600.0)
+    with serve(create_relay_app(config)) as url:
+        assert post(url, body, signed(body), conn_id="fleeting").status_code == 200
+        # Airflow's secrets chain says "not defined" both for a deleted connection and an unreachable metastore.
+        monkeypatch.delenv("AIRFLOW_CONN_FLEETING")
+        assert post(url, body, signed(body), conn_id="fleeting").status_code == 200
+        config.stale_grace_s = 0.0
+        _refused(post(url, body, signed(body), conn_id="fleeting"), 503, "cannot be read now (last read")
+    assert len(store.since(0)) == 1  # the second delivery of the same event: a duplicate, not stored twice

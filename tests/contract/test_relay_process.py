@@ -28,8 +28,8 @@ _LISTENING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 
 
 @contextmanager
-def relay_process(args: list[str], env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """Run ``gridaware relay --port 0 ...``; yields its URL and process; stops it (by PID) on exit."""
+def relay_process(args: list[str], env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[str], list[str]]]:
+    """Run ``gridaware relay --port 0 ...``; yields its URL, process and log lines; stops it (by PID) on exit."""
     process = subprocess.Popen(
         [str(GRIDAWARE), "relay", "--port", "0", *args],
         env=env,
@@ -54,7 +54,7 @@ def relay_process(args: list[str], env: dict[str, str]) -> Iterator[tuple[str, s
     try:
         if not found.wait(60):
             raise RuntimeError(f"gridaware relay did not start: {''.join(lines)[-2000:]}")
-        yield f"http://127.0.0.1:{port[0]}", process
+        yield f"http://127.0.0.1:{port[0]}", process, lines
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
@@ -89,7 +89,7 @@ def send(url: str, index: int, conn_id: str = "utility") -> tuple[str, int]:
 def test_a_sigkill_under_load_loses_no_acknowledged_event_and_replays_stay_refused(env, tmp_path):
     body = json.dumps(event_json("before-crash")).encode()
     headers = signed(body)
-    with relay_process([], env) as (url, process):
+    with relay_process([], env) as (url, process, _lines):
         assert httpx.post(f"{url}/events/utility", content=body, headers=headers, timeout=10).status_code == 200
         stop = threading.Event()
         results: list[tuple[str, int]] = []
@@ -114,7 +114,7 @@ def test_a_sigkill_under_load_loses_no_acknowledged_event_and_replays_stay_refus
     assert len(acknowledged) >= 100
     assert {status for _, status in results} <= {200, 0}  # 0: no answer (the kill), never an error answer
 
-    with relay_process([], env) as (url, _process):
+    with relay_process([], env) as (url, _process, _lines):
         replay = httpx.post(f"{url}/events/utility", content=body, headers=headers, timeout=10)
         assert replay.status_code == 409, replay.text
         assert "seen before a restart" in replay.json()["error"]
@@ -127,12 +127,8 @@ def test_a_sigkill_under_load_loses_no_acknowledged_event_and_replays_stay_refus
 
 def test_standalone_mode_needs_no_airflow_connection(env):
     # No connection "aggregator" exists anywhere; the secret comes from an environment variable.
-    with relay_process(
-        ["--conn-id", "aggregator", "--secret-env", "RELAY_SECRET", "--max-body-bytes", "4096"], env
-    ) as (
-        url,
-        _process,
-    ):
+    args = ["--conn-id", "aggregator", "--secret-env", "RELAY_SECRET", "--max-body-bytes", "4096"]
+    with relay_process(args, env) as (url, _process, _lines):
         assert send(url, 1, conn_id="aggregator")[1] == 200
         assert send(url, 2, conn_id="utility")[1] == 404  # not served: only --conn-id ones are
         big = json.dumps(event_json(program="x" * 5000)).encode()
@@ -162,10 +158,34 @@ def test_bearer_standalone_with_required_delivery_ids(env):
     env = {**env, "RELAY_TOKEN": "internal-system-token"}
     args = ["--conn-id", "internal", "--token-env", "RELAY_TOKEN", "--require-delivery-id"]
     body = json.dumps(event_json("bearer-1")).encode()
-    with relay_process(args, env) as (url, _process):
+    with relay_process(args, env) as (url, _process, _lines):
         auth = {"Authorization": "Bearer internal-system-token"}
         no_id = httpx.post(f"{url}/events/internal", content=body, headers=auth, timeout=10)
         assert no_id.status_code == 400 and "missing x-gridaware-delivery" in no_id.json()["error"]
         headers = {**auth, "X-Gridaware-Delivery": uuid.uuid4().hex}
         assert httpx.post(f"{url}/events/internal", content=body, headers=headers, timeout=10).status_code == 200
         assert httpx.post(f"{url}/events/internal", content=body, headers=headers, timeout=10).status_code == 409
+
+
+def test_connections_from_the_metadata_database_also_while_it_is_away(env, tmp_path):
+    airflow = str(Path(sys.executable).parent / "airflow")
+    home = tmp_path / "airflow"
+    metadata = home / "airflow.db"
+    env = {**env, "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{metadata}"}
+    env.pop("AIRFLOW_CONN_UTILITY")
+    for command in (
+        ["db", "migrate"],
+        ["connections", "add", "from_db", "--conn-type", "gridaware_webhook", "--conn-password", SECRET],
+    ):
+        done = subprocess.run([airflow, *command], env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+    with relay_process([], env) as (url, _process, _lines):  # without the flag: env and secrets backends only
+        assert send(url, 1, conn_id="from_db")[1] == 404
+    args = ["--connections-from-metadata-db", "--settings-ttl-s", "0"]
+    with relay_process(args, env) as (url, _process, lines):
+        assert send(url, 2, conn_id="from_db")[1] == 200
+        metadata.write_bytes(b"")  # the metadata database is gone (emptied); the store is not
+        assert send(url, 3, conn_id="from_db")[1] == 200  # last settings read, within the grace
+        assert any("using the settings read" in line for line in lines), "".join(lines)[-2000:]
+    with EventStore(env["GRIDAWARE_STORE_URL"]) as store:
+        assert {s.event.event_id for s in store.since(0)} == {"load-2", "load-3"}
