@@ -189,6 +189,17 @@ def main() -> None:
     lag = sorted(x * 1000 for x in driven.lag)
     # The client shares 2 cores with the relay: if it sent late, the offered rate was lower than asked.
     print(f"  client send lag behind schedule: p99 {percentile(lag, 0.99):.1f} ms; relay CPU {relay_cpu:.1f} s")
+    print(f"  machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; last minute {_cpu_pressure()}")
+
+
+def _cpu_pressure() -> str:
+    # Linux PSI: the share of time runnable tasks waited for a CPU (other work on a shared machine).
+    try:
+        some = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+    except OSError:
+        return "CPU pressure unknown"
+    avg60 = dict(part.split("=") for part in some.split()[1:])["avg60"]
+    return f"tasks waited for a CPU {avg60} % of the time"
 
 
 def _cpu_seconds(pid: int) -> float:

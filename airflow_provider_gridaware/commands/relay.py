@@ -12,6 +12,7 @@ through an environment variable (``--secret-env`` / ``--token-env``), never on t
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 from typing import TYPE_CHECKING, Any
@@ -121,5 +122,8 @@ def run_relay(args: argparse.Namespace) -> int:
     relay_log.setLevel(args.log_level.upper())
     relay_log.propagate = False
     app = create_relay_app(relay_config(args))
+    # What was loaded to start (Airflow, SQLAlchemy, pydantic) never becomes garbage: keeping it out of the
+    # collector's full passes shortens the pauses every request waits through.
+    gc.freeze()
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
     return 0

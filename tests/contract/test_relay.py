@@ -422,3 +422,23 @@ def test_a_connection_gone_after_it_was_read_keeps_its_settings_for_the_grace_th
         config.stale_grace_s = 0.0
         _refused(post(url, body, signed(body), conn_id="fleeting"), 503, "cannot be read now (last read")
     assert len(store.since(0)) == 1  # the second delivery of the same event: a duplicate, not stored twice
+
+
+def test_the_documented_curl_example_is_accepted(relay, store):
+    import shutil
+
+    if not (shutil.which("openssl") and shutil.which("curl")):
+        pytest.skip("openssl and curl are needed to run the documented example")
+    page = (Path(__file__).parents[2] / "docs" / "events" / "relay.md").read_text()
+    script = page.split("# sign-and-send", 1)[1].split("\n", 1)[1].split("```", 1)[0]
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        env={**os.environ, "RELAY_URL": relay},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["stored"][0]["outcome"] == "new", done.stdout
+    [row] = store.since(0)
+    assert (row.event.event_id, row.event.source) == ("peak-2026-07-01", "webhook:utility")
