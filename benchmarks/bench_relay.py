@@ -8,7 +8,7 @@ It also prints how late the client sent against its schedule (the machine is sha
 less than the asked rate) and the relay's CPU time.
 
 Prints figures; asserts nothing about time. Run:
-``.venv/bin/python benchmarks/bench_relay.py [--rate 200] [--seconds 60] [--store-url postgresql+psycopg://...]``.
+``.venv/bin/python benchmarks/bench_relay.py [--rate 200] [--seconds 60] [--postgres | --store-url URL]``.
 """
 
 from __future__ import annotations
@@ -126,10 +126,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=200.0, help="signed requests per second (default 200)")
     parser.add_argument("--seconds", type=float, default=60.0, help="how long to send (default 60)")
-    parser.add_argument("--store-url", help="store URL (default: a fresh SQLite file); e.g. a PostgreSQL database")
+    store = parser.add_mutually_exclusive_group()
+    store.add_argument("--store-url", help="store URL (default: a fresh SQLite file)")
+    store.add_argument("--postgres", action="store_true", help="a throw-away database on the loopback PostgreSQL")
     args = parser.parse_args()
-    # A SIGTERM (timeout, CI) must still stop the relay subprocess in the finally below.
+    # A SIGTERM (timeout, CI) must still stop the relay subprocess and drop the throw-away database.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if args.postgres:
+        from tests.support.postgres import throwaway_database
+
+        with throwaway_database("gridaware_bench") as url:
+            args.store_url = url
+            run(args)
+    else:
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as folder:
         store_url = args.store_url or f"sqlite:///{Path(folder) / 'store.db'}"
         port = free_port()
