@@ -445,7 +445,7 @@ async def _store(config: RelayConfig, conn_id: str, delivery: str | None, events
         log.error("relay %s: the store did not take %d event(s): %s", conn_id, len(events), _reason(exc))
         raise Refused(503, f"the store is unavailable ({_reason(exc)}); retry in {RETRY_AFTER_S} s") from None
     if recorded is None:
-        raise Refused(409, f"replayed delivery {delivery!r} (seen before a restart)")
+        raise Refused(409, f"replayed delivery {delivery!r} (already in the store)")
     return recorded
 
 

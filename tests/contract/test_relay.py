@@ -189,7 +189,7 @@ def test_a_replay_is_refused_also_after_a_relay_restart(store):
         assert post(url, body, headers).status_code == 200
         _refused(post(url, body, headers), 409, "replayed delivery")
     with serve(create_relay_app(RelayConfig(store=store))) as url:  # a new process: empty memory, same store
-        _refused(post(url, body, headers), 409, "seen before a restart")
+        _refused(post(url, body, headers), 409, "already in the store")
         # A new delivery of the same event is no replay: accepted, and the store says it is a duplicate.
         assert post(url, body, signed(body)).json()["stored"][0]["outcome"] == RecordOutcome.DUPLICATE.value
     assert len(store.since(0)) == 1
@@ -350,7 +350,7 @@ def test_on_the_loopback_postgresql(tmp_path):
             assert statuses == [200] * 40
         with EventStore(database) as store:  # a restarted relay on the same database
             with serve(create_relay_app(RelayConfig(store=store))) as url:
-                _refused(post(url, body, headers), 409, "seen before a restart")
+                _refused(post(url, body, headers), 409, "already in the store")
             assert len(store.since(0)) == 41
 
 
@@ -442,3 +442,12 @@ def test_the_documented_curl_example_is_accepted(relay, store):
     assert json.loads(done.stdout)["stored"][0]["outcome"] == "new", done.stdout
     [row] = store.since(0)
     assert (row.event.event_id, row.event.source) == ("peak-2026-07-01", "webhook:utility")
+
+
+def test_one_delivery_sent_many_times_at_once_is_accepted_once(relay, store):
+    body = json.dumps(event_json("racing")).encode()
+    headers = signed(body)
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        statuses = sorted(pool.map(lambda _: post(relay, body, headers).status_code, range(20)))
+    assert statuses == [200] + [409] * 19
+    assert len(store.since(0)) == 1
