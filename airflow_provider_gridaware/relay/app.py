@@ -260,8 +260,10 @@ def parse_openadr3(body: bytes, *, source: str, received_at: datetime) -> list[G
 def _json(body: bytes) -> Any:
     try:
         return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, ValueError) as exc:  # ValueError: also a number of more than 4,300 digits
         raise Refused(400, f"body is not JSON: {exc}") from None
+    except RecursionError:
+        raise Refused(400, "body is not JSON we read: nested too deeply") from None
 
 
 # -- the app ----------------------------------------------------------------------------------------------

@@ -154,6 +154,8 @@ def test_bad_requests_are_refused_and_change_nothing(relay, store, make_headers,
     ("document", "status", "message"),
     [
         (b"{not json", 400, "body is not JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, 400, "nested too deeply"),
+        (b'{"event_id": ' + b"9" * 5000 + b"}", 400, "body is not JSON"),
         (json.dumps(event_json(modification=3)).encode(), 422, "unknown field(s) modification"),
         (json.dumps([]).encode(), 422, "a non-empty list"),
         (
@@ -175,7 +177,7 @@ def test_bad_requests_are_refused_and_change_nothing(relay, store, make_headers,
         ),
         (json.dumps(event_json(status="maybe")).encode(), 422, "status"),
     ],
-    ids=["malformed", "unknown-field", "empty", "wrong-unit", "bad-status"],
+    ids=["malformed", "nested", "huge-number", "unknown-field", "empty", "wrong-unit", "bad-status"],
 )
 def test_invalid_events_are_refused_with_the_field_named(relay, store, document, status, message):
     _refused(post(relay, document, signed(document)), status, message)
