@@ -67,7 +67,10 @@ def event_body(index: int) -> bytes:
 
 async def drive(url: str, rate: float, seconds: float) -> Driven:
     """Open loop: request ``i`` leaves at ``start + i / rate`` whatever the earlier answers take."""
-    import aiohttp  # in the venv through openleadr; much lighter per request than httpx, so the client keeps up
+    try:
+        import aiohttp  # in the venv through openleadr; much lighter per request than httpx, so the client keeps up
+    except ImportError:
+        raise SystemExit("bench_relay needs aiohttp (installed with the [openadr] extra, via openleadr)") from None
 
     driven = Driven()
     connector = aiohttp.TCPConnector(limit=64, force_close=False)

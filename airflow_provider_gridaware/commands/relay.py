@@ -112,18 +112,22 @@ def run_relay(args: argparse.Namespace) -> int:
         # includes the metadata database; a process without it reads env variables and secrets backends only.
         os.environ["_AIRFLOW_PROCESS_CONTEXT"] = "server"
 
-    from airflow_provider_gridaware.relay.app import create_relay_app
+    from airflow_provider_gridaware.relay.app import create_relay_app, warm_up
 
-    # uvicorn sets up its own loggers only: the relay's refusal and acceptance lines need a handler.
-    relay_log = logging.getLogger("airflow_provider_gridaware")
+    config = relay_config(args)
+    warm_up(config)  # first: importing Airflow sets up its logging, which the lines below then amend
+    # One stderr handler for the relay's lines (one per refusal) and uvicorn's, whatever Airflow set up.
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    relay_log.addHandler(handler)
-    relay_log.setLevel(args.log_level.upper())
-    relay_log.propagate = False
-    app = create_relay_app(relay_config(args))
+    for name in ("airflow_provider_gridaware", "uvicorn", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        logger.handlers = [handler]
+        logger.setLevel(args.log_level.upper())
+        logger.propagate = False
+        logger.disabled = False
+    app = create_relay_app(config)
     # What was loaded to start (Airflow, SQLAlchemy, pydantic) never becomes garbage: keeping it out of the
     # collector's full passes shortens the pauses every request waits through.
     gc.freeze()
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False)
     return 0

@@ -308,6 +308,21 @@ def create_relay_app(config: RelayConfig | None = None) -> Starlette:
     )
 
 
+def warm_up(config: RelayConfig) -> None:
+    """Pay the imports (the Task SDK for connections: about a second) and the store's opening before the
+    first sender is waiting, not during its request. Call it in the main thread before serving: importing
+    Airflow sets up its logging, which must come before the server's own (``gridaware relay`` does)."""
+    from airflow_provider_gridaware.signals import grid_event  # noqa: F401
+
+    if config.auth_for is None:
+        from airflow_provider_gridaware.hooks import webhook  # noqa: F401
+    try:
+        config.get_store().last_seq()
+    except Exception as exc:
+        # Start anyway: /healthz says the store is down and requests get 503 until it is back.
+        log.warning("relay: the store is not reachable at start: %s", _reason(exc))
+
+
 def relay_fastapi_app(config: RelayConfig | None = None) -> FastAPI:
     """The relay inside a FastAPI app, for Airflow's plugin ``fastapi_apps`` (mounted at its ``url_prefix``)."""
     from fastapi import FastAPI
