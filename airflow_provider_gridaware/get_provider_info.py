@@ -260,6 +260,13 @@ CONNECTION_TYPES = [
             "openadr3_conn_id": _str_field(
                 "OpenADR 3 connection", "notifications on /openadr3/<this id> are stored as that connection's events"
             ),
+            "require_delivery_id": {
+                "label": "Require a delivery id (bearer mode)",
+                "schema": {"type": ["boolean", "null"], "default": False},
+            },
+            "signature_header": _str_field("Signature header", "carries sha256=<hex>", "X-Gridaware-Signature"),
+            "timestamp_header": _str_field("Timestamp header", "carries unix seconds", "X-Gridaware-Timestamp"),
+            "delivery_header": _str_field("Delivery id header", "a unique id per delivery", "X-Gridaware-Delivery"),
         },
         hidden=["schema", "port", "login", "host", "extra"],
         relabeling={"password": "Shared secret (or bearer token)"},

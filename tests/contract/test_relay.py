@@ -4,10 +4,15 @@ refused after a restart too, and a store outage is a 503 with nothing acknowledg
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +154,8 @@ def test_bad_requests_are_refused_and_change_nothing(relay, store, make_headers,
     ("document", "status", "message"),
     [
         (b"{not json", 400, "body is not JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, 400, "nested too deeply"),
+        (b'{"event_id": ' + b"9" * 5000 + b"}", 400, "body is not JSON"),
         (json.dumps(event_json(modification=3)).encode(), 422, "unknown field(s) modification"),
         (json.dumps([]).encode(), 422, "a non-empty list"),
         (
@@ -170,7 +177,7 @@ def test_bad_requests_are_refused_and_change_nothing(relay, store, make_headers,
         ),
         (json.dumps(event_json(status="maybe")).encode(), 422, "status"),
     ],
-    ids=["malformed", "unknown-field", "empty", "wrong-unit", "bad-status"],
+    ids=["malformed", "nested", "huge-number", "unknown-field", "empty", "wrong-unit", "bad-status"],
 )
 def test_invalid_events_are_refused_with_the_field_named(relay, store, document, status, message):
     _refused(post(relay, document, signed(document)), status, message)
@@ -184,7 +191,7 @@ def test_a_replay_is_refused_also_after_a_relay_restart(store):
         assert post(url, body, headers).status_code == 200
         _refused(post(url, body, headers), 409, "replayed delivery")
     with serve(create_relay_app(RelayConfig(store=store))) as url:  # a new process: empty memory, same store
-        _refused(post(url, body, headers), 409, "seen before a restart")
+        _refused(post(url, body, headers), 409, "already in the store")
         # A new delivery of the same event is no replay: accepted, and the store says it is a duplicate.
         assert post(url, body, signed(body)).json()["stored"][0]["outcome"] == RecordOutcome.DUPLICATE.value
     assert len(store.since(0)) == 1
@@ -227,6 +234,7 @@ def test_a_store_outage_is_a_503_and_nothing_is_acknowledged(store, monkeypatch)
 
 
 def test_bearer_mode_and_openadr3_notifications(relay, store):
+    pytest.importorskip("airflow_provider_gridaware.sources.openadr3")
     notification = (FIXTURES / "example_notification_3.1.json").read_bytes()
     url = f"{relay}/openadr3/vtn3_push"
     _refused(httpx.post(url, content=notification, timeout=10), 401, "missing bearer token")
@@ -251,10 +259,197 @@ def test_healthz_and_mounted_in_a_fastapi_app_at_a_prefix(store):
 
 
 def test_concurrent_deliveries_share_commits_and_every_acknowledged_one_is_stored(relay, store):
-    from concurrent.futures import ThreadPoolExecutor
-
     bodies = [json.dumps(event_json(f"burst-{i}")).encode() for i in range(60)]
     with ThreadPoolExecutor(max_workers=12) as pool:
         responses = list(pool.map(lambda body: post(relay, body, signed(body)), bodies))
     assert [r.status_code for r in responses] == [200] * 60
     assert {s.event.event_id for s in store.since(0)} == {f"burst-{i}" for i in range(60)}
+
+
+def test_header_names_come_from_the_connection(store, monkeypatch):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_RENAMED",
+        json.dumps(
+            {
+                "conn_type": "gridaware_webhook",
+                "password": SECRET,
+                "extra": {"signature_header": "X-Utility-Signature", "timestamp_header": "X-Utility-Time"},
+            }
+        ),
+    )
+    body = json.dumps(event_json()).encode()
+    ours = signed(body)
+    theirs = {
+        "X-Utility-Signature": ours["X-Gridaware-Signature"],
+        "X-Utility-Time": ours["X-Gridaware-Timestamp"],
+        "X-Gridaware-Delivery": ours["X-Gridaware-Delivery"],
+    }
+    with serve(create_relay_app(RelayConfig(store=store))) as url:
+        _refused(post(url, body, ours, conn_id="renamed"), 401, "missing x-utility-signature")
+        assert post(url, body, theirs, conn_id="renamed").status_code == 200
+    assert len(store.since(0)) == 1
+
+
+def test_a_failed_connection_lookup_keeps_the_last_settings_or_is_a_503(store, monkeypatch):
+    from airflow_provider_gridaware.relay.auth import RelayAuth
+
+    lookups: list[str] = []
+
+    def metadata_db_down_after_the_first(conn_id: str) -> RelayAuth:
+        lookups.append(conn_id)
+        if len(lookups) > 1:
+            raise OperationalError("SELECT", {}, Exception("connection refused"))
+        return RelayAuth(conn_id=conn_id, secret=SECRET.encode())
+
+    body = json.dumps(event_json()).encode()
+    # settings_ttl_s=0: every request looks the connection up again.
+    config = RelayConfig(store=store, auth_for=metadata_db_down_after_the_first, settings_ttl_s=0.0)
+    with serve(create_relay_app(config)) as url:
+        assert post(url, body, signed(body)).status_code == 200
+        assert post(url, body, signed(body), conn_id="utility").status_code == 200  # looked up, failed, cached used
+        response = post(url, body, signed(body), conn_id="other")  # never read: nothing to fall back on
+        _refused(response, 503, "could not read connection 'other'")
+        assert response.headers["Retry-After"] == "5"
+    assert len(lookups) == 3
+
+
+def test_openadr3_without_its_parser_is_a_501_and_stores_nothing(relay, store, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "airflow_provider_gridaware.sources.openadr3", None)  # import now fails
+    notification = (FIXTURES / "example_notification_3.1.json").read_bytes()
+    response = httpx.post(
+        f"{relay}/openadr3/vtn3_push", content=notification, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
+    )
+    _refused(response, 501, "OpenADR 3 notifications are not supported")
+    assert store.since(0) == []
+
+
+def test_healthz_is_503_when_the_store_is_down(store, monkeypatch):
+    def down() -> int:
+        raise OperationalError("SELECT", {}, Exception("could not connect to server"))
+
+    monkeypatch.setattr(store, "last_seq", down)
+    with serve(create_relay_app(RelayConfig(store=store))) as url:
+        response = httpx.get(f"{url}/healthz", timeout=10)
+    assert response.status_code == 503 and "could not connect" in response.json()["error"]
+
+
+def test_on_the_loopback_postgresql(tmp_path):
+    from tests.support.postgres import throwaway_database, unreachable_reason
+
+    reason = unreachable_reason()
+    if reason:
+        pytest.skip(reason)
+    with throwaway_database("gridaware_relay") as database:
+        body = json.dumps(event_json()).encode()
+        headers = signed(body)
+        with EventStore(database) as store, serve(create_relay_app(RelayConfig(store=store))) as url:
+            assert post(url, body, headers).status_code == 200
+            bodies = [json.dumps(event_json(f"pg-{i}")).encode() for i in range(40)]
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                statuses = list(pool.map(lambda b: post(url, b, signed(b)).status_code, bodies))
+            assert statuses == [200] * 40
+        with EventStore(database) as store:  # a restarted relay on the same database
+            with serve(create_relay_app(RelayConfig(store=store))) as url:
+                _refused(post(url, body, headers), 409, "already in the store")
+            assert len(store.since(0)) == 41
+
+
+def test_zones_of_the_connection_tag_events_that_name_none(store, monkeypatch):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_ZONED",
+        json.dumps({"conn_type": "gridaware_webhook", "password": SECRET, "extra": {"zones": "DE, NL"}}),
+    )
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_VTN3_PUSH",
+        json.dumps(
+            {
+                "conn_type": "gridaware_webhook",
+                "password": TOKEN,
+                "extra": {"auth_mode": "bearer", "openadr3_conn_id": "vtn3", "zones": "IGNORED"},
+            }
+        ),
+    )
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_VTN3",
+        json.dumps({"conn_type": "gridaware_openadr3", "host": "http://x", "extra": {"zones": "FR"}}),
+    )
+    named = json.dumps(event_json("named")).encode()  # names zone DE itself: kept as it is
+    unnamed = json.dumps(event_json("unnamed", targets=[])).encode()
+    with serve(create_relay_app(RelayConfig(store=store))) as url:
+        assert post(url, named, signed(named), conn_id="zoned").status_code == 200
+        assert post(url, unnamed, signed(unnamed), conn_id="zoned").status_code == 200
+        if importlib.util.find_spec("airflow_provider_gridaware.sources.openadr3") is not None:
+            notification = (FIXTURES / "example_notification_3.1.json").read_bytes()
+            headers = {"Authorization": f"Bearer {TOKEN}"}
+            response = httpx.post(f"{url}/openadr3/vtn3_push", content=notification, headers=headers, timeout=10)
+            assert response.status_code == 200, response.text
+    zones = {s.event.event_id: {t.value for t in s.event.targets if t.kind == "zone"} for s in store.since(0)}
+    assert zones.pop("named") == {"DE"}
+    assert zones.pop("unnamed") == {"DE", "NL"}
+    if importlib.util.find_spec("airflow_provider_gridaware.sources.openadr3") is not None:
+        assert zones and all(z == {"FR"} for z in zones.values())  # OpenADR 3: the polled connection's zones
+
+
+def test_the_hook_and_gridaware_events_read_what_the_relay_stored(relay, store):
+    from airflow_provider_gridaware.hooks.webhook import GridWebhookHook
+
+    body = json.dumps([event_json("a"), event_json("b", status="cancelled")]).encode()
+    assert post(relay, body, signed(body)).status_code == 200
+    received = GridWebhookHook("utility").receive(store)
+    assert [r.event.event_id for r in received] == ["a"]  # the cancelled one is not current
+    assert {r.recorded.outcome for r in received} == {RecordOutcome.DUPLICATE}  # nothing stored twice
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "gridaware"), "events", "--conn-id", "utility", "--json"],
+        env={**os.environ, "GRIDAWARE_STORE_URL": str(store.url)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    printed = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    assert [p["event_id"] for p in printed] == ["a"]
+
+
+def test_a_connection_gone_after_it_was_read_keeps_its_settings_for_the_grace_then_503(store, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_FLEETING", json.dumps({"conn_type": "gridaware_webhook", "password": SECRET}))
+    body = json.dumps(event_json()).encode()
+    config = RelayConfig(store=store, settings_ttl_s=0.0, stale_grace_s=3600.0)
+    with serve(create_relay_app(config)) as url:
+        assert post(url, body, signed(body), conn_id="fleeting").status_code == 200
+        # Airflow's secrets chain says "not defined" both for a deleted connection and an unreachable metastore.
+        monkeypatch.delenv("AIRFLOW_CONN_FLEETING")
+        assert post(url, body, signed(body), conn_id="fleeting").status_code == 200
+        config.stale_grace_s = 0.0
+        _refused(post(url, body, signed(body), conn_id="fleeting"), 503, "cannot be read now (last read")
+    assert len(store.since(0)) == 1  # the second delivery of the same event: a duplicate, not stored twice
+
+
+def test_the_documented_curl_example_is_accepted(relay, store):
+    import shutil
+
+    if not (shutil.which("openssl") and shutil.which("curl")):
+        pytest.skip("openssl and curl are needed to run the documented example")
+    page = (Path(__file__).parents[2] / "docs" / "events" / "relay.md").read_text()
+    script = page.split("# sign-and-send", 1)[1].split("\n", 1)[1].split("```", 1)[0]
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        env={**os.environ, "RELAY_URL": relay},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["stored"][0]["outcome"] == "new", done.stdout
+    [row] = store.since(0)
+    assert (row.event.event_id, row.event.source) == ("peak-2026-07-01", "webhook:utility")
+
+
+def test_one_delivery_sent_many_times_at_once_is_accepted_once(relay, store):
+    body = json.dumps(event_json("racing")).encode()
+    headers = signed(body)
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        statuses = sorted(pool.map(lambda _: post(relay, body, headers).status_code, range(20)))
+    assert statuses == [200] + [409] * 19
+    assert len(store.since(0)) == 1
