@@ -77,7 +77,11 @@ def test_watttime_forecast_and_actuals(wt, sim):
 def test_watttime_async_and_region_and_vintages(wt):
     assert asyncio.run(wt.aget_forecast("GB")).zone == "GB"
     assert wt.region_from_location(51.5, -0.1) == "GB"
-    end = datetime.now(UTC) - timedelta(hours=2)
+    # Half-way between two 5-minute issue times, so the window holds exactly six whatever the test's start time.
+    two_hours_ago = datetime.now(UTC) - timedelta(hours=2)
+    end = two_hours_ago.replace(minute=two_hours_ago.minute // 5 * 5, second=0, microsecond=0) + timedelta(
+        minutes=2, seconds=30
+    )
     vintages = wt.get_forecast_history("GB", end - timedelta(minutes=30), end, horizon_hours=1)
     assert len(vintages) == 6 and all(len(v) == 12 for v in vintages)
 
