@@ -328,32 +328,50 @@ class GridKubernetesHook(KubernetesHook):
         """
         changes = []
         for job in self.list_jobs(namespace, selector):
-            meta = job.get("metadata") or {}
-            ns, name = str(meta.get("namespace") or namespace or "default"), str(meta.get("name"))
-            phase = job_phase(job)
-            annotations = meta.get("annotations") or {}
-            action, why = "unchanged", ""
-            if phase.finished:
-                why = f"finished ({phase.value}): left alone"
-            elif suspend and phase is JobPhase.SUSPENDED:
-                why = "already suspended"
-            elif not suspend and phase is JobPhase.RUNNING:
-                why = "already running"
-            elif not suspend and ANNOTATION_SUSPENDED_BY not in annotations:
-                why = "suspended but not by a grid event (waiting for its grid window): left alone"
-            elif suspend:
-                marks = {ANNOTATION_SUSPENDED_BY: reason}
-                ran = running_chunk_seconds(job, datetime.now(UTC))
-                if ran is not None:
-                    seconds, chunks = earlier_chunks(job)
-                    marks.update({ANNOTATION_RUN_SECONDS: f"{seconds + ran:.3f}", ANNOTATION_CHUNKS: str(chunks + 1)})
-                self.patch_job(ns, name, {"metadata": {"annotations": marks}, "spec": {"suspend": True}})
-                action, why = "suspended", reason
-            else:
-                self.patch_job(
-                    ns, name, {"metadata": {"annotations": {ANNOTATION_SUSPENDED_BY: None}}, "spec": {"suspend": False}}
-                )
-                action, why = "resumed", f"{reason} (was suspended by: {annotations[ANNOTATION_SUSPENDED_BY]})"
-            changes.append({"cluster": self.conn_id, "namespace": ns, "name": name, "action": action, "reason": why})
-            self.log.info("%s/%s in %s: %s (%s)", ns, name, self.conn_id, action, why)
+            change = self.change_suspension(job, suspend=suspend, reason=reason, namespace=namespace)
+            changes.append(change)
+            self.log.info(
+                "%s/%s in %s: %s (%s)",
+                change["namespace"],
+                change["name"],
+                self.conn_id,
+                change["action"],
+                change["reason"],
+            )
         return changes
+
+    def change_suspension(
+        self, job: Mapping[str, Any], *, suspend: bool, reason: str, namespace: str | None = None
+    ) -> dict[str, Any]:
+        """Suspend (or resume) one Job as listed; the change record :meth:`set_suspended` returns for it.
+
+        The same rules as :meth:`set_suspended`: finished Jobs and Jobs already in the wanted state are
+        ``unchanged``; only a Job carrying ``gridaware.io/suspended-by`` is resumed.
+        """
+        meta = job.get("metadata") or {}
+        ns, name = str(meta.get("namespace") or namespace or "default"), str(meta.get("name"))
+        phase = job_phase(job)
+        annotations = meta.get("annotations") or {}
+        action, why = "unchanged", ""
+        if phase.finished:
+            why = f"finished ({phase.value}): left alone"
+        elif suspend and phase is JobPhase.SUSPENDED:
+            why = "already suspended"
+        elif not suspend and phase is JobPhase.RUNNING:
+            why = "already running"
+        elif not suspend and ANNOTATION_SUSPENDED_BY not in annotations:
+            why = "suspended but not by a grid event (waiting for its grid window): left alone"
+        elif suspend:
+            marks = {ANNOTATION_SUSPENDED_BY: reason}
+            ran = running_chunk_seconds(job, datetime.now(UTC))
+            if ran is not None:
+                seconds, chunks = earlier_chunks(job)
+                marks.update({ANNOTATION_RUN_SECONDS: f"{seconds + ran:.3f}", ANNOTATION_CHUNKS: str(chunks + 1)})
+            self.patch_job(ns, name, {"metadata": {"annotations": marks}, "spec": {"suspend": True}})
+            action, why = "suspended", reason
+        else:
+            self.patch_job(
+                ns, name, {"metadata": {"annotations": {ANNOTATION_SUSPENDED_BY: None}}, "spec": {"suspend": False}}
+            )
+            action, why = "resumed", f"{reason} (was suspended by: {annotations[ANNOTATION_SUSPENDED_BY]})"
+        return {"cluster": self.conn_id, "namespace": ns, "name": name, "action": action, "reason": why}
