@@ -46,6 +46,10 @@ class WorkActuator(Protocol):
 
     kind: TargetKind
 
+    def owns(self, target: str) -> bool:
+        """Whether ``target`` is work of this actuator (its cluster, queue ...)."""
+        ...
+
     def discover(self) -> list[InFlightWork]:
         """The work of this kind there is now (running, paused, other)."""
         ...
@@ -139,7 +143,6 @@ def respond(
     :param parallelism: API calls in flight at once.
     """
     outcome = ResponseOutcome()
-    by_kind = {a.kind: a for a in actuators}
     found: dict[str, InFlightWork] = {}
     for actuator in actuators:
         try:
@@ -155,15 +158,15 @@ def respond(
     )
     if plan:
         log.info("Response plan: %d pause(s), %d release(s)", len(plan.pauses), len(plan.releases))
-    _release(plan, records, by_kind, store, outcome, parallelism)
-    _pause(plan, by_kind, store, outcome, parallelism)
+    _release(plan, records, actuators, store, outcome, parallelism)
+    _pause(plan, actuators, store, outcome, parallelism)
     return outcome
 
 
 def _release(
     plan: ResponsePlan,
     records: Mapping[int, ResponseRecord],
-    by_kind: Mapping[TargetKind, WorkActuator],
+    actuators: Sequence[WorkActuator],
     store: ResponseStore,
     outcome: ResponseOutcome,
     parallelism: int,
@@ -180,9 +183,9 @@ def _release(
         if not step.resume:
             return "released", {}
         record = records[step.hold.hold_id]
-        actuator = by_kind.get(TargetKind(record.target_kind))
+        actuator = _owner(actuators, record.target)
         if actuator is None:
-            return "failed", {"error": f"no actuator for {record.target_kind} in this response"}
+            return "failed", {"error": f"{record.target} is in none of this response's clusters, queues or DAGs"}
         return _guarded(f"resuming {record.target}", lambda: actuator.resume(record, step.reason))
 
     results = _parallel(mine, act, parallelism)
@@ -200,7 +203,7 @@ def _release(
 
 def _pause(
     plan: ResponsePlan,
-    by_kind: Mapping[TargetKind, WorkActuator],
+    actuators: Sequence[WorkActuator],
     store: ResponseStore,
     outcome: ResponseOutcome,
     parallelism: int,
@@ -216,9 +219,10 @@ def _pause(
         facts = {"power_kw": step.work.power_kw, "weight": step.work.weight}
         if step.join:
             return "joined", facts
-        result, detail = _guarded(
-            f"pausing {step.work.target}", lambda: by_kind[step.work.kind].pause(step.work, _pause_reason(step))
-        )
+        actuator = _owner(actuators, step.work.target)
+        if actuator is None:
+            return "failed", {**facts, "error": f"{step.work.target} is in none of this response's actuators"}
+        result, detail = _guarded(f"pausing {step.work.target}", lambda: actuator.pause(step.work, _pause_reason(step)))
         return result, {**facts, **detail}
 
     results = _parallel(mine, act, parallelism)
@@ -232,6 +236,10 @@ def _pause(
         elif result == "paused":
             outcome.paused.append(entry)
         log.info("%s: %s (%s, %s)", step.work.target, result, step.action.value, step.reason)
+
+
+def _owner(actuators: Sequence[WorkActuator], target: str) -> WorkActuator | None:
+    return next((a for a in actuators if a.owns(target)), None)
 
 
 def _pause_reason(step: PauseStep) -> str:

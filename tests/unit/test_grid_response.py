@@ -238,6 +238,9 @@ class FakeJobs:
         self.state = {w.target: w for w in fleet}
         self.calls: list[tuple[str, str]] = []
 
+    def owns(self, target: str) -> bool:
+        return target in self.state
+
     def discover(self) -> list[InFlightWork]:
         return list(self.state.values())
 
