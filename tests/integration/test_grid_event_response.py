@@ -98,6 +98,19 @@ def clusters(stack: AirflowStack, workdir: Path) -> Iterator[dict[str, str]]:
             raise StackError(f"Kubernetes emulator processes survived teardown: {marked_pids(marker)}")
 
 
+def start_jobs(urls: dict[str, str], workdir: Path, *, prefix: str) -> dict[str, str]:
+    """One running Job per class in each cluster; ``{name: class}``."""
+    names = {}
+    for zone, url in urls.items():
+        for cls in CLASSES:
+            name = f"{prefix}{cls}-{zone.lower()}"
+            names[name] = cls
+            body = job_body(name, cls, zone, workdir)
+            httpx.post(f"{url}/apis/batch/v1/namespaces/ml/jobs", json=body, timeout=10).raise_for_status()
+    wait_states(urls, dict.fromkeys(names, "running"), "six Jobs running")
+    return names
+
+
 def job_states(urls: dict[str, str]) -> dict[str, str]:
     """``{job name: running | suspended | complete | failed}`` over both clusters (running = started)."""
     states = {}
@@ -173,16 +186,7 @@ def test_an_event_pauses_flexible_and_batch_work_in_both_clusters_and_its_end_br
     stack.wait_for_dag(RESPONSE_DAG)
     stack.wait_for_dag(BATCH_DAG)
     with clusters(stack, workdir) as urls, EventStore(stack.env["GRIDAWARE_STORE_URL"]) as events:
-        names = {}
-        for zone, url in urls.items():
-            for cls in CLASSES:
-                name = f"{cls}-{zone.lower()}"
-                names[name] = cls
-                response = httpx.post(
-                    f"{url}/apis/batch/v1/namespaces/ml/jobs", json=job_body(name, cls, zone, workdir), timeout=10
-                )
-                assert response.status_code in (200, 201), response.text
-        wait_states(urls, dict.fromkeys(names, "running"), "six Jobs running")
+        names = start_jobs(urls, workdir, prefix="")
         gate, marker = workdir / "gate", workdir / "after-gate"
         batch_run = stack.trigger_dag(BATCH_DAG, conf={"gate": str(gate), "marker": str(marker)})
         poll(
@@ -239,15 +243,7 @@ def test_duplicated_modified_cancelled_late_events_and_a_triggerer_restart_leave
     workdir.mkdir(parents=True, exist_ok=True)
     stack.wait_for_dag(RESPONSE_DAG)
     with clusters(stack, workdir) as urls, EventStore(stack.env["GRIDAWARE_STORE_URL"]) as events:
-        names = {}
-        for zone, url in urls.items():
-            for cls in CLASSES:
-                name = f"again-{cls}-{zone.lower()}"
-                names[name] = cls
-                httpx.post(
-                    f"{url}/apis/batch/v1/namespaces/ml/jobs", json=job_body(name, cls, zone, workdir), timeout=10
-                ).raise_for_status()
-        wait_states(urls, dict.fromkeys(names, "running"), "six Jobs running")
+        names = start_jobs(urls, workdir, prefix="again-")
         paused = {n: ("running" if c == "critical" else "suspended") for n, c in names.items()}
         now = datetime.now(UTC)
 
