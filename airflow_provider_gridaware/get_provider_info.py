@@ -404,6 +404,7 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {"integration-name": "Grid signals", "python-modules": [f"{_PKG}.triggers.grid_window"]},
             {"integration-name": "Grid events", "python-modules": [f"{_PKG}.triggers.grid_event"]},
+            {"integration-name": "Grid-event response", "python-modules": [f"{_PKG}.triggers.grid_response"]},
             {"integration-name": "Kubernetes dispatch", "python-modules": [f"{_PKG}.triggers.kubernetes"]},
             {"integration-name": "AWS Batch dispatch", "python-modules": [f"{_PKG}.triggers.batch"]},
         ],

@@ -432,10 +432,12 @@ class GridEventResponseOperator(BaseOperator):
         return list(events.values())
 
     def _defer_until_end(self, hook: Any, now: datetime) -> None:
-        """Defer until the earliest end of the events holding work (so an end without a message is seen)."""
-        from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+        """Defer until the earliest end of the events holding work (so an end without a message is seen).
 
+        The trigger ends the task by itself once no hold is open (another run resumed everything).
+        """
         from airflow_provider_gridaware.times import UTC, current_clock
+        from airflow_provider_gridaware.triggers.grid_response import GridResponseEndTrigger
 
         holds = hook.get_response_store().open_holds()
         if not holds:
@@ -452,4 +454,6 @@ class GridEventResponseOperator(BaseOperator):
         wall_wait = current_clock().wall_seconds((min(ends) - now).total_seconds())
         moment = datetime.now(UTC) + timedelta(seconds=max(MIN_DEFER_SECONDS, wall_wait))
         self.log.info("%d hold(s) open: waiting until %s (the earliest end), then passing again", len(holds), moment)
-        self.defer(trigger=DateTimeTrigger(moment=moment), method_name="execute_complete")
+        self.defer(
+            trigger=GridResponseEndTrigger(moment, store_conn_id=self.store_conn_id), method_name="execute_complete"
+        )
