@@ -37,8 +37,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 
-#: parallel API calls per pass (a cluster's API server handles far more; the worker's CPU is the limit).
-DEFAULT_PARALLELISM = 16
+#: parallel API calls per pass: under the Kubernetes client's connection pool (10), beyond which it reconnects.
+DEFAULT_PARALLELISM = 8
 
 
 class WorkActuator(Protocol):
