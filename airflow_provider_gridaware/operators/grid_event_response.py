@@ -340,7 +340,7 @@ class GridEventResponseOperator(BaseOperator):
         policy_variable: str | None = None,
         store_conn_id: str | None = None,
         wait_for_end: bool = True,
-        parallelism: int = 8,
+        parallelism: int = 4,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
