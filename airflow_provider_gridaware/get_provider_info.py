@@ -369,6 +369,11 @@ def get_provider_info() -> dict[str, Any]:
                 "external-doc-url": "https://github.com/gridaware/airflow-provider-gridaware/blob/main/docs/batch.md",
                 "tags": ["aws"],
             },
+            {
+                "integration-name": "Grid-event response",
+                "external-doc-url": "https://github.com/gridaware/airflow-provider-gridaware/blob/main/docs/grid_event_response.md",
+                "tags": ["software"],
+            },
         ],
         "hooks": [
             {
@@ -391,6 +396,7 @@ def get_provider_info() -> dict[str, Any]:
                     f"{_PKG}.hooks.webhook",
                 ],
             },
+            {"integration-name": "Grid-event response", "python-modules": [f"{_PKG}.hooks.airflow_api"]},
             {"integration-name": "Kubernetes dispatch", "python-modules": [f"{_PKG}.hooks.kubernetes"]},
             {"integration-name": "AWS Batch dispatch", "python-modules": [f"{_PKG}.hooks.batch"]},
         ],
@@ -398,12 +404,14 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {"integration-name": "Grid signals", "python-modules": [f"{_PKG}.triggers.grid_window"]},
             {"integration-name": "Grid events", "python-modules": [f"{_PKG}.triggers.grid_event"]},
+            {"integration-name": "Grid-event response", "python-modules": [f"{_PKG}.triggers.grid_response"]},
             {"integration-name": "Kubernetes dispatch", "python-modules": [f"{_PKG}.triggers.kubernetes"]},
             {"integration-name": "AWS Batch dispatch", "python-modules": [f"{_PKG}.triggers.batch"]},
         ],
         "operators": [
             {"integration-name": "Kubernetes dispatch", "python-modules": [f"{_PKG}.operators.kubernetes"]},
             {"integration-name": "AWS Batch dispatch", "python-modules": [f"{_PKG}.operators.batch"]},
+            {"integration-name": "Grid-event response", "python-modules": [f"{_PKG}.operators.grid_event_response"]},
         ],
         "sensors": [
             {"integration-name": "Grid signals", "python-modules": [f"{_PKG}.sensors.grid_window"]},
@@ -431,6 +439,15 @@ def get_provider_info() -> dict[str, Any]:
                         "type": "boolean",
                         "example": "False",
                         "default": "True",
+                    },
+                    "response_policy": {
+                        "description": "The grid-event response policy as JSON (docs/grid_event_response.md): "
+                        "which priority class pauses for which event. Empty: the defaults (critical keeps "
+                        "running, flexible checkpoints, batch stops, from SIMPLE level 1 and for capacity limits).",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": '{"simple_min_level": {"flexible": 2}, "price_thresholds": {"EUR": 300}}',
+                        "default": "",
                     },
                 },
             },

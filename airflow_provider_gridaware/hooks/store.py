@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from airflow_provider_gridaware.store.archive import ForecastArchive
     from airflow_provider_gridaware.store.events import EventStore
     from airflow_provider_gridaware.store.migrate import OpenedStore
+    from airflow_provider_gridaware.store.responses import ResponseStore
     from airflow_provider_gridaware.store.runtime import TaskRuntimeHistory
 
 log = logging.getLogger(__name__)
@@ -148,6 +149,10 @@ class GridStoreHook(BaseHook):
         """The grid-event log in this store, opened (and migrated) once per process."""
         return shared_event_store(self.get_url())
 
+    def get_response_store(self) -> ResponseStore:
+        """The grid-event response's record in this store, opened (and migrated) once per process."""
+        return shared_response_store(self.get_url())
+
     def get_conn(self) -> ForecastArchive:
         return self.get_archive()
 
@@ -188,6 +193,16 @@ def shared_event_store(url: str) -> EventStore:
     from airflow_provider_gridaware.store.events import EventStore
 
     return _shared(EventStore, url)
+
+
+def shared_response_store(url: str) -> ResponseStore:
+    """One :class:`~airflow_provider_gridaware.store.responses.ResponseStore` per store URL and process.
+
+    :param url: the store's SQLAlchemy URL.
+    """
+    from airflow_provider_gridaware.store.responses import ResponseStore
+
+    return _shared(ResponseStore, url)
 
 
 def _shared(kind: type[_Store], url: str) -> _Store:

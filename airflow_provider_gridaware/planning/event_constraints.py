@@ -3,8 +3,9 @@
 * **Prices.** An OpenADR price signal or a 2030.5 tariff interval is the price the site will pay over its
   intervals: there it replaces the market price (day-ahead or REST) the planner would otherwise use, before
   the event starts as well as during it. Outside them the series is unchanged.
-* **Called events.** Flexible and batch work is not placed inside an event that asks the site to shed:
-  a SIMPLE level of 1 or more, or an import capacity limit. Those slots of the event's zones are unusable
+* **Called events.** Flexible and batch work is not placed inside an event that asks the site to shed, by
+  the response policy (``planning/response_policy.py``; default: a SIMPLE level of 1 or more, or an import
+  capacity limit; a price above a configured threshold). Those slots of the event's zones are unusable
   for planning; the latest start is still kept (the deadline is a promise), and critical work never waits.
 
 An event applies to the zones it targets (``zone`` targets: the DR connection's ``zones`` field adds them).
@@ -20,6 +21,8 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from airflow_provider_gridaware.planning.job import PriorityClass
+from airflow_provider_gridaware.planning.response_policy import DEFAULT_POLICY, SHED_ORDER, ResponsePolicy
 from airflow_provider_gridaware.signals.grid_event import EventSignalKind, EventStatus, GridEvent
 from airflow_provider_gridaware.signals.models import SignalPoint, SignalSeries
 
@@ -29,29 +32,42 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: signals that ask the site to shed load: flexible work is kept out of their intervals.
-SHEDDING_KINDS = (EventSignalKind.SIMPLE, EventSignalKind.IMPORT_CAPACITY_LIMIT)
+#: signals that may ask the site to shed load (the response policy decides which intervals do).
+SHEDDING_KINDS = (EventSignalKind.SIMPLE, EventSignalKind.PRICE, EventSignalKind.IMPORT_CAPACITY_LIMIT)
 
 
 def _zones(event: GridEvent) -> set[str]:
     return {t.value for t in event.targets if t.kind == "zone"}
 
 
-def shedding_spans(events: Iterable[GridEvent]) -> dict[str, list[tuple[int, int]]]:
-    """Per zone, the ``(start_s, end_s)`` epoch-second spans in which an event asks the site to shed.
+def shedding_spans(
+    events: Iterable[GridEvent],
+    *,
+    policy: ResponsePolicy | None = None,
+    priority_class: PriorityClass | None = None,
+) -> dict[str, list[tuple[int, int]]]:
+    """Per zone, the ``(start_s, end_s)`` epoch-second spans in which work may not start because of an event.
 
-    A SIMPLE interval counts from level 1; an import capacity limit counts whatever its value (the fleet's
-    share of the limit is the grid-event DAG's business). Test, cancelled and completed events do not count.
+    The response policy decides (``planning/response_policy.py``, the same rule the grid-event response
+    applies to running work): by default a SIMPLE interval from level 1 and an import capacity limit
+    whatever its value (a waiting task cannot know the fleet's share of the limit). Test, cancelled and
+    completed events do not count.
+
+    :param events: the current events.
+    :param policy: the response rule (default: the defaults).
+    :param priority_class: the spans for this class; ``None``: where any non-critical class is shed.
     """
+    rule = policy or DEFAULT_POLICY
+    classes = [priority_class] if priority_class is not None else [c for c in PriorityClass if c in SHED_ORDER]
     spans: dict[str, list[tuple[int, int]]] = {}
     for event in events:
-        if event.test_event or event.status in (EventStatus.CANCELLED, EventStatus.COMPLETED):
+        if event.status in (EventStatus.CANCELLED, EventStatus.COMPLETED):
+            continue
+        if event.test_event and not rule.include_test_events:
             continue
         for signal in event.signals:
-            if signal.kind not in SHEDDING_KINDS:
-                continue
             for interval in signal.intervals:
-                if signal.kind is EventSignalKind.SIMPLE and interval.value < 1:
+                if not any(rule.sheds_waiting(signal, interval, cls) for cls in classes):
                     continue
                 span = (math.floor(interval.start.timestamp()), math.ceil(interval.end.timestamp()))
                 for zone in _zones(event):
@@ -127,12 +143,16 @@ class GridEventSnapshot:
     once per snapshot and base object, so the planner's grid cache (keyed on the objects) keeps working.
 
     :param events: the current events (``EventStore.current()``).
+    :param policy: the response rule deciding which intervals block which class (default: the defaults).
     """
 
-    def __init__(self, events: Iterable[GridEvent]) -> None:
+    def __init__(self, events: Iterable[GridEvent], policy: ResponsePolicy | None = None) -> None:
         self.events = tuple(events)
-        self.shedding = shedding_spans(self.events)
-        self._blocked: dict[int, tuple[weakref.ref[PlanningGrid], PlanningGrid]] = {}
+        self.policy = policy or DEFAULT_POLICY
+        self.shedding = shedding_spans(self.events, policy=self.policy)
+        # Per class, only where a policy treats flexible and batch differently (the default does not).
+        self._class_shedding: dict[PriorityClass, dict[str, list[tuple[int, int]]]] = {}
+        self._blocked: dict[tuple[int, PriorityClass], tuple[weakref.ref[PlanningGrid], PlanningGrid]] = {}
         self._zones_with_prices = {
             t.value
             for e in self.events
@@ -159,13 +179,18 @@ class GridEventSnapshot:
 
     def block(self, grid: PlanningGrid, job: Job) -> PlanningGrid:
         """``grid`` with the called events of ``job``'s zones blocked out, unless the job is critical."""
-        from airflow_provider_gridaware.planning.job import PriorityClass
-
-        if job.priority_class is PriorityClass.CRITICAL or not any(z in self.shedding for z in grid.zones):
+        cls = job.priority_class
+        if cls is PriorityClass.CRITICAL or not any(z in self.shedding for z in grid.zones):
             return grid
-        held = self._blocked.get(id(grid))
+        shedding = self._class_shedding.get(cls)
+        if shedding is None:
+            shedding = shedding_spans(self.events, policy=self.policy, priority_class=cls)
+            self._class_shedding[cls] = shedding
+        if not any(z in shedding for z in grid.zones):
+            return grid
+        held = self._blocked.get((id(grid), cls))
         if held is not None and held[0]() is grid:
             return held[1]
-        made = grid.blocked(self.shedding)
-        self._blocked[id(grid)] = (weakref.ref(grid), made)
+        made = grid.blocked(shedding)
+        self._blocked[(id(grid), cls)] = (weakref.ref(grid), made)
         return made

@@ -7,7 +7,8 @@ after taking it; a store already at the newest revision takes no lock at all.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TypeVar
@@ -122,3 +123,9 @@ class OpenedStore:
     def close(self) -> None:
         """Release the store's connections."""
         self._engine.dispose()
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A connection in a write transaction (SQLite: ``BEGIN IMMEDIATE``), committed on leaving."""
+        with self._engine.connect().execution_options(**WRITE) as connection, connection.begin():
+            yield connection

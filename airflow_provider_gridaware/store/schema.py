@@ -212,3 +212,33 @@ relay_delivery = Table(
     Column("received_at", UTCDateTime(), nullable=False),
     comment="Webhook deliveries the relay accepted, kept for its replay window",
 )
+
+grid_response = Table(
+    "gridaware_grid_response",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("target", String(512), nullable=False, comment="kubernetes_job/<conn>/<ns>/<name>, batch_job/..., dag/<id>"),
+    Column("target_kind", String(32), nullable=False),
+    Column("priority_class", String(16), nullable=False),
+    Column("zone", String(64), nullable=True),
+    Column("event_source", String(128), nullable=False),
+    Column("event_id", String(256), nullable=False),
+    Column("hold_no", Integer, nullable=False, comment="1 for the event's first hold on the target, 2 the next ..."),
+    Column("modification_number", Integer, nullable=False, comment="the event's modification that paused it"),
+    Column("action", String(16), nullable=False, comment="checkpoint or stop"),
+    Column("reason", Text(), nullable=False),
+    Column("requested_at", UTCDateTime(), nullable=False),
+    Column("applied_at", UTCDateTime(), nullable=True),
+    Column("result", String(16), nullable=False, comment="claimed, paused, joined, gone, failed"),
+    Column("detail", Text(), nullable=True, comment="what the system said, as JSON (the AWS job id paused ...)"),
+    Column("resume_modification_number", Integer, nullable=True),
+    Column("resume_reason", Text(), nullable=True),
+    Column("resume_requested_at", UTCDateTime(), nullable=True),
+    Column("resumed_at", UTCDateTime(), nullable=True),
+    Column("resume_result", String(16), nullable=True, comment="resumed, released (still held), gone, failed"),
+    Column("waited_seconds", Float(precision=53), nullable=True, comment="from applied_at to resumed_at"),
+    # The claim: two runners (two triggerers' DAG runs) computing the same hold insert it once.
+    UniqueConstraint("target", "event_source", "event_id", "hold_no", name="uq_gridaware_grid_response_hold"),
+    Index("ix_gridaware_grid_response_open", "resume_requested_at", "target"),
+    comment="Every pause (hold) and resume the grid-event response applied to in-flight work",
+)

@@ -1,0 +1,130 @@
+"""Airflow's own REST API v2, for what the Task SDK does not offer a task: pausing and unpausing DAGs.
+
+The connection (any type, e.g. ``http``) holds the api-server's URL (Host, e.g. ``http://airflow-api:8080``)
+and a user's Login / Password; a token is taken from ``POST /auth/token`` and renewed when the API answers
+401. The user needs permission to edit the DAGs it pauses.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseHook
+
+if TYPE_CHECKING:
+    import httpx
+
+DEFAULT_TIMEOUT_S = 30.0
+_PAGE = 100
+
+
+class AirflowApiError(RuntimeError):
+    """An Airflow REST API call failed; the message says which call, where, and what the API answered."""
+
+
+class AirflowApiHook(BaseHook):
+    """A small client of Airflow's REST API v2: list DAGs by tag, pause and unpause them.
+
+    :param airflow_conn_id: the connection holding the api-server URL and a user's credentials.
+    :param timeout: seconds per request.
+    """
+
+    conn_name_attr = "airflow_conn_id"
+    default_conn_name = "gridaware_airflow_api"
+    hook_name = "Airflow REST API (grid-event response)"
+
+    def __init__(self, airflow_conn_id: str = default_conn_name, *, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        super().__init__()
+        self.airflow_conn_id = airflow_conn_id
+        self.timeout = timeout
+        self._token: str | None = None
+        self._token_lock = threading.Lock()
+
+    @cached_property
+    def _settings(self) -> tuple[str, str, str]:
+        conn = self.get_connection(self.airflow_conn_id)
+        host = (conn.host or "").rstrip("/")
+        if not host:
+            raise AirflowApiError(f"connection {self.airflow_conn_id!r}: Host must be the api-server's URL")
+        if "://" not in host:
+            host = f"{conn.schema or 'http'}://{host}" + (f":{conn.port}" if conn.port else "")
+        if not conn.login or not conn.password:
+            raise AirflowApiError(f"connection {self.airflow_conn_id!r}: Login and Password of an Airflow user needed")
+        return host, conn.login, conn.password
+
+    @cached_property
+    def _client(self) -> httpx.Client:
+        import httpx
+
+        return httpx.Client(base_url=self._settings[0], timeout=self.timeout)
+
+    def _login(self) -> str:
+        host, login, password = self._settings
+        response = self._client.post("/auth/token", json={"username": login, "password": password})
+        if response.status_code not in (200, 201):
+            raise AirflowApiError(
+                f"POST {host}/auth/token as {login!r} answered {response.status_code}: {response.text[:500]}"
+            )
+        return str(response.json()["access_token"])
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """One API call (``path`` from the server root); the parsed JSON. A 401 takes a new token once."""
+        import httpx
+
+        for attempt in (1, 2):
+            with self._token_lock:
+                if self._token is None:
+                    self._token = self._login()
+                token = self._token
+            try:
+                response = self._client.request(method, path, headers={"Authorization": f"Bearer {token}"}, **kwargs)
+            except httpx.HTTPError as exc:
+                raise AirflowApiError(f"{method} {self._settings[0]}{path}: {type(exc).__name__}: {exc}") from exc
+            if response.status_code == 401 and attempt == 1:
+                with self._token_lock:
+                    self._token = None
+                continue
+            if response.status_code >= 400:
+                raise AirflowApiError(
+                    f"{method} {self._settings[0]}{path} answered {response.status_code}: {response.text[:500]}"
+                )
+            return response.json() if response.content else None
+        raise AssertionError("unreachable")
+
+    def list_dags(self, *, tags: list[str], paused: bool | None = None) -> Iterator[dict[str, Any]]:
+        """DAGs carrying any of ``tags`` (and in that pause state, if given), page by page."""
+        offset = 0
+        while True:
+            params: dict[str, Any] = {"tags": tags, "limit": _PAGE, "offset": offset, "tags_match_mode": "any"}
+            if paused is not None:
+                params["paused"] = str(paused).lower()
+            page = self.request("GET", "/api/v2/dags", params=params)
+            dags = page.get("dags") or []
+            yield from dags
+            offset += len(dags)
+            if not dags or offset >= int(page.get("total_entries") or 0):
+                return
+
+    def get_dag(self, dag_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("GET", f"/api/v2/dags/{_q(dag_id)}")
+        return result
+
+    def set_paused(self, dag_id: str, paused: bool) -> Mapping[str, Any]:
+        """Pause or unpause one DAG; the DAG as the API returns it."""
+        result: Mapping[str, Any] = self.request(
+            "PATCH", f"/api/v2/dags/{_q(dag_id)}", params={"update_mask": "is_paused"}, json={"is_paused": paused}
+        )
+        return result
+
+    def close(self) -> None:
+        if "_client" in self.__dict__:
+            self._client.close()
+
+
+def _q(value: str) -> str:
+    from urllib.parse import quote
+
+    return quote(value, safe="")

@@ -1,0 +1,260 @@
+"""Apply the grid-event response: find the in-flight work, plan, claim each step in the store, act, record.
+
+:func:`respond` is what ``GridEventResponseOperator`` runs (and the benchmark calls): one pass from the
+events to the work paused and resumed. The systems are reached through *actuators* (Kubernetes Jobs across
+clusters, AWS Batch jobs, DAGs through Airflow's REST API; see ``operators/grid_event_response.py``), so
+this module imports nothing from Airflow.
+
+Exactly once: every pause is claimed (inserted) before it is applied and every release is claimed (marked)
+before the resume, so two runners working on the same events apply each step once; the loser skips it.
+Steps run in parallel (API calls to a cluster dominate); the store is written in one transaction per phase.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
+
+from airflow_provider_gridaware.planning.grid_response import (
+    InFlightWork,
+    PauseStep,
+    ReleaseStep,
+    ResponsePlan,
+    TargetKind,
+    WorkState,
+    plan_response,
+)
+from airflow_provider_gridaware.planning.job import PriorityClass
+from airflow_provider_gridaware.planning.response_policy import DEFAULT_POLICY, ResponsePolicy
+from airflow_provider_gridaware.signals.grid_event import GridEvent
+from airflow_provider_gridaware.store.responses import ResponseRecord, ResponseStore
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: API calls in flight per pass (under the client's pool of 10; on 2 busy cores more threads only add GIL contention).
+DEFAULT_PARALLELISM = 4
+
+
+class WorkActuator(Protocol):
+    """One kind of in-flight work: how to find it, pause it and resume it."""
+
+    kind: TargetKind
+
+    def owns(self, target: str) -> bool:
+        """Whether ``target`` is work of this actuator (its cluster, queue ...)."""
+        ...
+
+    def discover(self) -> list[InFlightWork]:
+        """The work of this kind there is now (running, paused, other)."""
+        ...
+
+    def pause(self, work: InFlightWork, reason: str) -> tuple[str, dict[str, Any]]:
+        """Pause ``work``: ``("paused" | "gone" | "failed", detail)``; detail is kept for the resume."""
+        ...
+
+    def resume(self, record: ResponseRecord, reason: str) -> tuple[str, dict[str, Any]]:
+        """Resume what ``record`` paused: ``("resumed" | "gone" | "failed", detail)``."""
+        ...
+
+
+@dataclass
+class ResponseOutcome:
+    """What one pass did, for the task's log and XCom.
+
+    :param paused: ``{target, event, action, reason}`` per pause applied.
+    :param joined: holds recorded on work another event had paused already.
+    :param resumed: ``{target, event, reason, waited_seconds}`` per work resumed.
+    :param released: holds released while another event keeps the work paused.
+    :param skipped: steps another runner claimed first.
+    :param failed: ``{target, step, error}`` per step or discovery that failed.
+    """
+
+    paused: list[dict[str, Any]] = field(default_factory=list)
+    joined: list[dict[str, Any]] = field(default_factory=list)
+    resumed: list[dict[str, Any]] = field(default_factory=list)
+    released: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    failed: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, list[dict[str, Any]]]:
+        return {k: list(v) for k, v in self.__dict__.items()}
+
+    def summary(self) -> str:
+        return ", ".join(f"{len(v)} {k}" for k, v in self.__dict__.items())
+
+
+def _parallel(items: Sequence[T], call: Callable[[T], R], parallelism: int) -> list[R]:
+    if len(items) <= 1 or parallelism <= 1:
+        return [call(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(parallelism, len(items)), thread_name_prefix="gridaware-respond") as pool:
+        return list(pool.map(call, items))
+
+
+def _guarded(what: str, call: Callable[[], tuple[str, dict[str, Any]]]) -> tuple[str, dict[str, Any]]:
+    """A step's failure is recorded and logged, never raised: the other steps of the pass still run."""
+    try:
+        return call()
+    except Exception as exc:  # any API failure: the record names it, the next pass tries again
+        log.error("%s failed: %s: %s", what, type(exc).__name__, exc)
+        return "failed", {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def held_work(records: Iterable[ResponseRecord], found: Mapping[str, InFlightWork]) -> list[InFlightWork]:
+    """Work kept paused by a hold but not found by its actuator (a paused AWS Batch job is terminated, so not
+    listed): rebuilt from the record, so a capacity limit still counts its power."""
+    rebuilt: dict[str, InFlightWork] = {}
+    for record in records:
+        if record.target in found or record.target in rebuilt:
+            continue
+        rebuilt[record.target] = InFlightWork(
+            target=record.target,
+            kind=TargetKind(record.target_kind),
+            priority_class=PriorityClass(record.priority_class),
+            zone=record.zone,
+            state=WorkState.PAUSED,
+            power_kw=float(record.detail.get("power_kw") or 0.0),
+            weight=float(record.detail.get("weight") or 1.0),
+        )
+    return list(rebuilt.values())
+
+
+def respond(
+    *,
+    events: Iterable[GridEvent],
+    actuators: Sequence[WorkActuator],
+    store: ResponseStore,
+    now: datetime,
+    policy: ResponsePolicy = DEFAULT_POLICY,
+    parallelism: int = DEFAULT_PARALLELISM,
+) -> ResponseOutcome:
+    """One pass: bring the in-flight work in line with ``events`` at ``now``, each step exactly once.
+
+    :param events: the events' states (the latest of each counts; include those of the open holds).
+    :param actuators: one per kind of work.
+    :param store: the response record (claims and results).
+    :param now: the current time.
+    :param policy: the response rule.
+    :param parallelism: API calls in flight at once.
+    """
+    outcome = ResponseOutcome()
+    found: dict[str, InFlightWork] = {}
+    for actuator in actuators:
+        try:
+            for piece in actuator.discover():
+                found[piece.target] = piece
+        except Exception as exc:  # one unreachable system must not stop the response elsewhere
+            log.error("Finding %s work failed: %s: %s", actuator.kind.value, type(exc).__name__, exc)
+            outcome.failed.append({"target": actuator.kind.value, "step": "discover", "error": str(exc)})
+    records = {r.id: r for r in store.open_holds()}
+    work = [*found.values(), *held_work(records.values(), found)]
+    plan = plan_response(
+        events, work, [r.hold for r in records.values()], now=now, policy=policy, hold_counts=store.hold_counts()
+    )
+    if plan:
+        log.info("Response plan: %d pause(s), %d release(s)", len(plan.pauses), len(plan.releases))
+    _release(plan, records, actuators, store, outcome, parallelism)
+    _pause(plan, actuators, store, outcome, parallelism)
+    return outcome
+
+
+def _release(
+    plan: ResponsePlan,
+    records: Mapping[int, ResponseRecord],
+    actuators: Sequence[WorkActuator],
+    store: ResponseStore,
+    outcome: ResponseOutcome,
+    parallelism: int,
+) -> None:
+    if not plan.releases:
+        return
+    claims = store.claim_releases(
+        [(s.hold.hold_id, s.event.modification_number if s.event else None, s.reason) for s in plan.releases]
+    )
+    mine = [s for s, won in zip(plan.releases, claims, strict=True) if won]
+    outcome.skipped += [_describe_release(s) for s, won in zip(plan.releases, claims, strict=True) if not won]
+
+    def act(step: ReleaseStep) -> tuple[str, dict[str, Any]]:
+        if not step.resume:
+            return "released", {}
+        record = records[step.hold.hold_id]
+        actuator = _owner(actuators, record.target)
+        if actuator is None:
+            return "failed", {"error": f"{record.target} is in none of this response's clusters, queues or DAGs"}
+        return _guarded(f"resuming {record.target}", lambda: actuator.resume(record, step.reason))
+
+    results = _parallel(mine, act, parallelism)
+    waited = store.finish_releases([(s.hold.hold_id, r, d) for s, (r, d) in zip(mine, results, strict=True)])
+    for step, (result, detail) in zip(mine, results, strict=True):
+        entry = {**_describe_release(step), "result": result, "waited_seconds": waited.get(step.hold.hold_id)}
+        if result == "failed":
+            outcome.failed.append({**entry, "step": "resume", "error": detail.get("error")})
+        elif result == "released":
+            outcome.released.append(entry)
+        else:
+            outcome.resumed.append(entry)
+        log.info("%s: %s (%s)", step.hold.target, result, step.reason)
+
+
+def _pause(
+    plan: ResponsePlan,
+    actuators: Sequence[WorkActuator],
+    store: ResponseStore,
+    outcome: ResponseOutcome,
+    parallelism: int,
+) -> None:
+    if not plan.pauses:
+        return
+    ids = store.claim_pauses(plan.pauses)
+    mine = [(s, i) for s, i in zip(plan.pauses, ids, strict=True) if i is not None]
+    outcome.skipped += [_describe_pause(s) for s, i in zip(plan.pauses, ids, strict=True) if i is None]
+
+    def act(claimed: tuple[PauseStep, int]) -> tuple[str, dict[str, Any]]:
+        step = claimed[0]
+        facts = {"power_kw": step.work.power_kw, "weight": step.work.weight}
+        if step.join:
+            return "joined", facts
+        actuator = _owner(actuators, step.work.target)
+        if actuator is None:
+            return "failed", {**facts, "error": f"{step.work.target} is in none of this response's actuators"}
+        result, detail = _guarded(f"pausing {step.work.target}", lambda: actuator.pause(step.work, _pause_reason(step)))
+        return result, {**facts, **detail}
+
+    results = _parallel(mine, act, parallelism)
+    store.finish_pauses([(i, r, d) for (_, i), (r, d) in zip(mine, results, strict=True)])
+    for (step, _), (result, detail) in zip(mine, results, strict=True):
+        entry = {**_describe_pause(step), "result": result}
+        if result == "failed":
+            outcome.failed.append({**entry, "step": "pause", "error": detail.get("error")})
+        elif result == "joined":
+            outcome.joined.append(entry)
+        elif result == "paused":
+            outcome.paused.append(entry)
+        log.info("%s: %s (%s, %s)", step.work.target, result, step.action.value, step.reason)
+
+
+def _owner(actuators: Sequence[WorkActuator], target: str) -> WorkActuator | None:
+    return next((a for a in actuators if a.owns(target)), None)
+
+
+def _pause_reason(step: PauseStep) -> str:
+    return f"grid event {step.event.source}/{step.event.event_id} mod {step.event.modification_number}: {step.reason}"
+
+
+def _describe_pause(step: PauseStep) -> dict[str, Any]:
+    return {
+        "target": step.work.target,
+        "event": f"{step.event.source}/{step.event.event_id}",
+        "modification_number": step.event.modification_number,
+        "action": step.action.value,
+        "reason": step.reason,
+    }
+
+
+def _describe_release(step: ReleaseStep) -> dict[str, Any]:
+    return {"target": step.hold.target, "event": "/".join(step.hold.event), "reason": step.reason}

@@ -1,0 +1,180 @@
+"""The grid-event response's record: every hold (an event keeping a piece of work paused) and its release.
+
+One row per hold: what was paused (target, kind, class, zone), by which event and modification, why, when
+it was requested and applied and with what result; then when it was released, by which modification, the
+result of the resume and how long the work waited. The row is also the *claim*: a unique key on (target,
+event, hold number) means two runners computing the same pause insert it once and only the winner applies
+it; a release is claimed by setting ``resume_requested_at`` where it is still empty.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, select, update
+
+from airflow_provider_gridaware.planning.grid_response import EventKey, Hold, PauseStep
+from airflow_provider_gridaware.store.engine import dialect_insert
+from airflow_provider_gridaware.store.migrate import OpenedStore
+from airflow_provider_gridaware.store.schema import grid_response
+
+#: results of a pause that leave the work held (``failed``/``gone`` holds are closed at once).
+HOLDING_RESULTS = ("claimed", "paused", "joined")
+
+
+@dataclass(frozen=True)
+class ResponseRecord:
+    """One row of the record, as read back (see the module docstring for the fields)."""
+
+    id: int
+    target: str
+    target_kind: str
+    priority_class: str
+    zone: str | None
+    event_source: str
+    event_id: str
+    hold_no: int
+    modification_number: int
+    action: str
+    reason: str
+    requested_at: datetime
+    applied_at: datetime | None
+    result: str
+    detail: dict[str, Any]
+    resume_modification_number: int | None
+    resume_reason: str | None
+    resume_requested_at: datetime | None
+    resumed_at: datetime | None
+    resume_result: str | None
+    waited_seconds: float | None
+
+    @property
+    def hold(self) -> Hold:
+        return Hold(self.id, self.target, (self.event_source, self.event_id), self.hold_no, self.result == "paused")
+
+
+class ResponseStore(OpenedStore):
+    """Claims, records and reads the grid-event response's holds. Thread-safe.
+
+    :param url: SQLAlchemy URL of the store (default ``$GRIDAWARE_STORE_URL`` or the SQLite file under
+        ``AIRFLOW_HOME``).
+    :param clock: current UTC time.
+    """
+
+    # -- claims ----------------------------------------------------------------------------------------
+    def claim_pauses(self, steps: Sequence[PauseStep]) -> list[int | None]:
+        """Insert the holds ``steps`` ask for, in one transaction; per step its id, or ``None`` if another
+        runner claimed that hold first (only the claimant applies it)."""
+        now = self._clock()
+        ids: list[int | None] = []
+        with self._write() as connection:
+            insert = dialect_insert(connection, grid_response).on_conflict_do_nothing().returning(grid_response.c.id)
+            for step in steps:
+                row = {
+                    "target": step.work.target,
+                    "target_kind": step.work.kind.value,
+                    "priority_class": step.work.priority_class.value,
+                    "zone": step.work.zone,
+                    "event_source": step.event.source,
+                    "event_id": step.event.event_id,
+                    "hold_no": step.hold_no,
+                    "modification_number": step.event.modification_number,
+                    "action": step.action.value,
+                    "reason": step.reason,
+                    "requested_at": now,
+                    "result": "claimed",
+                }
+                claimed = connection.execute(insert, row).scalar_one_or_none()
+                ids.append(int(claimed) if claimed is not None else None)
+        return ids
+
+    def finish_pauses(self, results: Sequence[tuple[int, str, Mapping[str, Any] | None]]) -> None:
+        """Record how claimed pauses went, ``(hold id, result, detail)`` each: ``paused``, ``joined`` (already
+        paused by another hold), ``gone`` or ``failed``. A ``gone`` or ``failed`` hold is closed at once
+        (nothing to resume; the next run may pause again)."""
+        now = self._clock()
+        with self._write() as connection:
+            for hold_id, result, detail in results:
+                values: dict[str, Any] = {"result": result, "applied_at": now, "detail": _json(detail)}
+                if result not in HOLDING_RESULTS:
+                    values.update(resume_requested_at=now, resumed_at=now, resume_result="not held", waited_seconds=0.0)
+                connection.execute(update(grid_response).where(grid_response.c.id == hold_id).values(**values))
+
+    def claim_releases(self, releases: Sequence[tuple[int, int | None, str]]) -> list[bool]:
+        """Claim the release of open holds, ``(hold id, the event's modification, reason)`` each, in one
+        transaction; per hold ``False`` if another runner released it already."""
+        now = self._clock()
+        claimed: list[bool] = []
+        with self._write() as connection:
+            for hold_id, modification_number, reason in releases:
+                result = connection.execute(
+                    update(grid_response)
+                    .where(grid_response.c.id == hold_id, grid_response.c.resume_requested_at.is_(None))
+                    .values(
+                        resume_requested_at=now, resume_modification_number=modification_number, resume_reason=reason
+                    )
+                )
+                claimed.append(bool(result.rowcount))
+        return claimed
+
+    def finish_releases(self, results: Sequence[tuple[int, str, Mapping[str, Any] | None]]) -> dict[int, float | None]:
+        """Record claimed releases, ``(hold id, result, detail)`` each: ``resumed``, ``released`` (another hold
+        keeps the work paused), ``gone`` or ``failed``. Returns per hold how long the work waited (from the
+        pause applied to now), also stored."""
+        now = self._clock()
+        waited: dict[int, float | None] = {}
+        with self._write() as connection:
+            for hold_id, result, detail in results:
+                row = connection.execute(
+                    select(grid_response.c.applied_at, grid_response.c.detail).where(grid_response.c.id == hold_id)
+                ).first()
+                seconds = (now - row.applied_at).total_seconds() if row is not None and row.applied_at else None
+                merged = {**json.loads((row.detail if row else None) or "{}"), **(detail or {})}
+                connection.execute(
+                    update(grid_response)
+                    .where(grid_response.c.id == hold_id)
+                    .values(resumed_at=now, resume_result=result, waited_seconds=seconds, detail=_json(merged))
+                )
+                waited[hold_id] = seconds
+        return waited
+
+    # -- reading ---------------------------------------------------------------------------------------
+    def open_holds(self) -> list[ResponseRecord]:
+        """Holds not released yet (claimed ones included: a runner that died mid-pause left the work maybe paused)."""
+        return self._read(grid_response.c.resume_requested_at.is_(None))
+
+    def hold_counts(self) -> dict[tuple[str, EventKey], int]:
+        """Per (target, event), the highest hold number recorded: the next hold is one more."""
+        query = select(
+            grid_response.c.target,
+            grid_response.c.event_source,
+            grid_response.c.event_id,
+            func.max(grid_response.c.hold_no),
+        ).group_by(grid_response.c.target, grid_response.c.event_source, grid_response.c.event_id)
+        with self._engine.connect() as connection:
+            return {(r[0], (r[1], r[2])): int(r[3]) for r in connection.execute(query)}
+
+    def records(self, *, event: EventKey | None = None, target: str | None = None) -> list[ResponseRecord]:
+        """Every hold, oldest first, optionally of one event or one target."""
+        terms = []
+        if event is not None:
+            terms += [grid_response.c.event_source == event[0], grid_response.c.event_id == event[1]]
+        if target is not None:
+            terms.append(grid_response.c.target == target)
+        return self._read(and_(*terms) if terms else None)
+
+    def _read(self, where: Any) -> list[ResponseRecord]:
+        query = select(grid_response).order_by(grid_response.c.id)
+        if where is not None:
+            query = query.where(where)
+        with self._engine.connect() as connection:
+            rows = connection.execute(query).mappings().all()
+        return [ResponseRecord(**{**row, "detail": json.loads(row["detail"] or "{}")}) for row in rows]
+
+
+def _json(detail: Mapping[str, Any] | None) -> str | None:
+    return json.dumps(dict(detail), sort_keys=True, default=str) if detail else None

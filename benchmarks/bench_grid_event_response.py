@@ -1,0 +1,248 @@
+"""Grid-event response latency: from an event reaching the store to the last of 100 running Jobs suspended.
+
+Two measurements, each printed with its median, p90, p99 and max over ``--events`` events (after one warm-up):
+
+* ``airflow``: through a real Airflow 3.3 (api-server, scheduler, dag-processor, triggerer; the integration
+  harness): the event is recorded in the provider's store; ``GridEventTrigger`` (an AssetWatcher in the
+  triggerer) fires the asset, the scheduler starts a run of the grid-event DAG, ``GridEventResponseOperator``
+  suspends the Jobs at an emulated Kubernetes API server (in this process, so the moment the last Job is
+  suspended is seen without polling over HTTP). Then the event's completion resumes them (also measured).
+* ``apply``: the operator's pass alone (``responder.respond`` with the Kubernetes actuator and the store),
+  in this process: read the events, list the 100 Jobs, plan, claim 100 holds, 100 merge patches, record.
+
+Goal (issue 10): p99 under 2 s through Airflow; over 5 s is a failure to explain.
+
+Run: .venv/bin/python benchmarks/bench_grid_event_response.py [--mode apply|airflow|both] [--events 20] [--jobs 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the emulator and the Airflow harness live with the tests
+
+UTC = timezone.utc
+SOURCE = "webhook:bench"
+CONN_ID = "bench_k8s"
+
+DAG_FILE = """
+from datetime import datetime
+from airflow.sdk import Asset, AssetWatcher, dag
+from airflow_provider_gridaware.operators.grid_event_response import GridEventResponseOperator
+from airflow_provider_gridaware.triggers.grid_event import GridEventTrigger
+
+EVENTS = Asset("gridaware://grid-events/bench", watchers=[AssetWatcher(
+    name="bench", trigger=GridEventTrigger(cursor_name="bench", from_seq=0, sources=["webhook:bench"],
+    tail_interval=0.1))])
+
+@dag(dag_id="bench_grid_event_response", schedule=[EVENTS], start_date=datetime(2026, 1, 1), catchup=False,
+     is_paused_upon_creation=False, max_active_runs=64)
+def bench_grid_event_response():
+    GridEventResponseOperator(task_id="respond", kubernetes_conn_ids=["bench_k8s"])
+
+bench_grid_event_response()
+"""
+
+
+def job(i: int) -> dict[str, Any]:
+    from airflow_provider_gridaware.dispatch import job_labels
+
+    labels = job_labels(
+        priority_class=("batch", "flexible")[i % 2], zone="GB", dag_id="bench", task_id=f"t{i}", run_id="bench"
+    )
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": f"job-{i:03d}", "namespace": "ml", "labels": labels},
+        "spec": {
+            "suspend": False,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"restartPolicy": "Never", "containers": [{"name": "main", "image": "train:1"}]},
+            },
+        },
+    }
+
+
+def make_event(n: int, status: str, start: datetime) -> Any:
+    from airflow_provider_gridaware.signals.grid_event import EventStatus, EventTarget
+    from tests.support.grid_events import make_event as build
+    from tests.support.grid_events import simple_signal
+
+    return build(
+        source=SOURCE,
+        protocol="webhook",
+        event_id=f"bench-{n}",
+        status=EventStatus(status),
+        targets=(EventTarget(kind="zone", value="GB"),),
+        signals=(simple_signal(start=start, levels=(2,), step=timedelta(minutes=30)),),
+        received_at=datetime.now(UTC),
+    )
+
+
+def suspended_count(url: str) -> int:
+    """Suspended Jobs, as the emulated API server has them (one list call)."""
+    import httpx
+
+    items = httpx.get(f"{url}/apis/batch/v1/jobs", timeout=30).json()["items"]
+    return sum(bool(j["spec"].get("suspend")) for j in items)
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> float:
+    """Seconds until ``check()`` holds (checked every 50 ms: the resolution of the figure); raises after ``timeout``."""
+    began = time.monotonic()
+    while not check():
+        if time.monotonic() - began > timeout:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.05)
+    return time.monotonic() - began
+
+
+@contextlib.contextmanager
+def emulated_cluster(workdir: Path, jobs: int) -> Iterator[str]:
+    """An emulated Kubernetes API server in its own process (as a cluster is), with ``jobs`` running Jobs."""
+    import httpx
+
+    from tests.integration.airflow_stack import stop_processes
+    from tests.integration.test_kubernetes_dispatch import start_emulator
+
+    marker = uuid.uuid4().hex
+    proc, url = start_emulator(workdir / "cluster", "bench-cluster", marker)
+    try:
+        for i in range(jobs):
+            httpx.post(f"{url}/apis/batch/v1/namespaces/ml/jobs", json=job(i), timeout=30).raise_for_status()
+        yield url
+    finally:
+        stop_processes([proc], marker=marker)
+
+
+def figures(name: str, seconds: list[float]) -> dict[str, Any]:
+    ordered = sorted(seconds)
+
+    def pct(p: float) -> float:
+        return ordered[min(len(ordered) - 1, max(0, round(p * (len(ordered) - 1))))]
+
+    return {
+        "measure": name,
+        "n": len(ordered),
+        "median_s": round(statistics.median(ordered), 3),
+        "p90_s": round(pct(0.90), 3),
+        "p99_s": round(pct(0.99), 3),
+        "max_s": round(ordered[-1], 3),
+    }
+
+
+def bench_apply(events: int, jobs: int, workdir: Path) -> list[dict[str, Any]]:
+    from tests.support.kube_emulator import kube_config
+
+    with emulated_cluster(workdir, jobs) as cluster:
+        os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = json.dumps(
+            {"conn_type": "kubernetes", "extra": {"kube_config": kube_config(cluster, namespace="ml")}}
+        )
+        from airflow_provider_gridaware.operators.grid_event_response import KubernetesJobsActuator
+        from airflow_provider_gridaware.planning.response_policy import DEFAULT_POLICY
+        from airflow_provider_gridaware.responder import respond
+        from airflow_provider_gridaware.store.events import EventStore
+        from airflow_provider_gridaware.store.responses import ResponseStore
+
+        url = f"sqlite:///{workdir / 'apply.db'}"
+        pause_s, resume_s = [], []
+        with EventStore(url) as store, ResponseStore(url) as responses:
+            actuator = KubernetesJobsActuator(CONN_ID, DEFAULT_POLICY)
+            for n in range(events + 1):
+                start = datetime.now(UTC)
+                store.record(make_event(n, "active", start))
+                began = time.monotonic()
+                outcome = respond(events=store.current(), actuators=[actuator], store=responses, now=datetime.now(UTC))
+                took = time.monotonic() - began
+                assert len(outcome.paused) == jobs and suspended_count(cluster) == jobs, outcome.summary()
+                store.record(make_event(n, "completed", start))
+                began = time.monotonic()
+                ended = [e for e in (store.latest(SOURCE, f"bench-{n}"),) if e is not None]
+                outcome = respond(events=ended, actuators=[actuator], store=responses, now=datetime.now(UTC))
+                assert len(outcome.resumed) == jobs and suspended_count(cluster) == 0, outcome.summary()
+                if n:  # the first is the warm-up (imports, connections, the first client)
+                    pause_s.append(took)
+                    resume_s.append(time.monotonic() - began)
+    return [
+        figures(f"apply: pass suspending {jobs} Jobs", pause_s),
+        figures(f"apply: pass resuming {jobs} Jobs", resume_s),
+    ]
+
+
+def bench_airflow(events: int, jobs: int, workdir: Path) -> list[dict[str, Any]]:
+    from tests.integration.airflow_stack import AirflowStack
+    from tests.support.kube_emulator import kube_config
+
+    dags = workdir / "dags-src"
+    dags.mkdir()
+    (dags / "bench_grid_event_response.py").write_text(DAG_FILE)
+    store_url = f"sqlite:///{workdir / 'store.db'}"
+    os.environ["GRIDAWARE_STORE_URL"] = store_url  # every Airflow component inherits it
+    from airflow_provider_gridaware.store.events import EventStore
+
+    with emulated_cluster(workdir, jobs) as cluster, EventStore(store_url) as store:
+        connections = {
+            CONN_ID: {"conn_type": "kubernetes", "extra": {"kube_config": kube_config(cluster, namespace="ml")}}
+        }
+        stack = AirflowStack(workdir / "airflow_home", connections=connections, dag_sources=[dags])
+        stack.start(timeout=240)
+        try:
+            stack.wait_for_dag("bench_grid_event_response", timeout=120)
+            pause_s, resume_s = [], []
+            for n in range(events + 1):
+                start = datetime.now(UTC)
+                store.record(make_event(n, "active", start))
+                took = wait_for(lambda: suspended_count(cluster) == jobs, 120, f"event {n}: {jobs} Jobs suspended")
+                store.record(make_event(n, "completed", start))
+                back = wait_for(lambda: suspended_count(cluster) == 0, 120, f"event {n}: {jobs} Jobs resumed")
+                print(f"event {n}: suspended in {took:.2f} s, resumed in {back:.2f} s", flush=True)
+                if n:
+                    pause_s.append(took)
+                    resume_s.append(back)
+        finally:
+            for note in stack.stop():
+                print(f"stack stop: {note}")
+    return [
+        figures(f"airflow: event stored -> last of {jobs} Jobs suspended", pause_s),
+        figures(f"airflow: completion stored -> last of {jobs} Jobs resumed", resume_s),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--mode", choices=("apply", "airflow", "both"), default="both")
+    parser.add_argument("--events", type=int, default=20)
+    parser.add_argument("--jobs", type=int, default=100)
+    args = parser.parse_args()
+    # One access-log line per API call would measure the logging, not the response.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    print(f"cpus {os.cpu_count()}, load average {os.getloadavg()[0]:.1f} (other work on this machine shows here)")
+    with tempfile.TemporaryDirectory(prefix="bench-grid-response-") as tmp:
+        results = []
+        if args.mode in ("apply", "both"):
+            (Path(tmp) / "apply").mkdir()
+            results += bench_apply(args.events, args.jobs, Path(tmp) / "apply")
+        if args.mode in ("airflow", "both"):
+            (Path(tmp) / "airflow").mkdir()
+            results += bench_airflow(args.events, args.jobs, Path(tmp) / "airflow")
+    for row in results:
+        print(json.dumps(row))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,307 @@
+"""The grid-event response end to end on a real Airflow 3.3 (triggerer included), two emulated clusters.
+
+Six Kubernetes Jobs run (critical, flexible and batch, in a DE and a FR cluster: each a local process the
+emulator's Job runner starts, SIGTERMs on suspend and restarts on resume), and a DAG tagged
+``gridaware:batch`` is running. A grid event stored in the provider's store (as the relay stores one) fires
+``GridEventTrigger`` in the triggerer; the asset-scheduled DAG's ``GridEventResponseOperator`` suspends the
+flexible and batch Jobs in both clusters and pauses the batch DAG through the REST API; critical work runs
+on. The batch DAG's next task does not start while it is paused. When the event completes everything it
+paused resumes and finishes, and the store says how long each piece waited.
+
+Then the same again with the grid misbehaving: an event announced (NEAR) then ACTIVE (two runs at once),
+a second overlapping event, the first event modified to end sooner, a state of the old modification
+arriving late, an event cancelled before it starts, and the triggerer restarted while the second event's
+completion is stored: the same end state, nothing paused twice, nothing left paused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from airflow_provider_gridaware.dispatch import job_labels
+from airflow_provider_gridaware.signals.grid_event import EventStatus, EventTarget
+from airflow_provider_gridaware.store.events import EventStore, RecordOutcome
+from airflow_provider_gridaware.store.responses import ResponseStore
+from tests.integration.airflow_stack import ADMIN_USER, AirflowStack, ManagedProcess, StackError, marked_pids, poll
+from tests.integration.airflow_stack import stop_processes as stop
+from tests.integration.test_kubernetes_dispatch import jobs as list_jobs
+from tests.integration.test_kubernetes_dispatch import start_emulator
+from tests.support.grid_events import make_event, simple_signal
+from tests.support.kube_emulator import kube_config
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+
+UTC = timezone.utc
+RESPONSE_DAG, BATCH_DAG = "gridaware_event_response_it", "gridaware_respond_batch_it"
+SOURCE = "webhook:respond-it"
+CLUSTERS = {"DE": "k8s_respond_de", "FR": "k8s_respond_fr"}
+API_CONN = "gridaware_airflow_api_it"
+CLASSES = ("critical", "flexible", "batch")
+ZONES = (EventTarget(kind="zone", value="DE"), EventTarget(kind="zone", value="FR"))
+#: the workload: runs until the finish flag exists; SIGTERM = checkpoint now (records it and exits).
+WORKLOAD = """
+import os, pathlib, signal, sys, time
+log = pathlib.Path(os.environ["LOG"])
+def checkpoint(*_):
+    with log.open("a") as f: f.write("checkpoint\\n")
+    sys.exit(0)
+signal.signal(signal.SIGTERM, checkpoint)
+with log.open("a") as f: f.write("start\\n")
+while not pathlib.Path(os.environ["FINISH"]).exists():
+    time.sleep(0.1)
+with log.open("a") as f: f.write("done\\n")
+"""
+
+
+def job_body(name: str, cls: str, zone: str, workdir: Path) -> dict[str, Any]:
+    labels = job_labels(priority_class=cls, zone=zone, dag_id="training", task_id=name, run_id="manual")
+    env = [{"name": "LOG", "value": str(workdir / f"{name}.log")}, {"name": "FINISH", "value": str(workdir / "finish")}]
+    container = {"name": "main", "image": "python:3.11", "command": [sys.executable, "-c", WORKLOAD], "env": env}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": "ml", "labels": labels},
+        "spec": {
+            "suspend": False,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"restartPolicy": "Never", "containers": [container], "terminationGracePeriodSeconds": 5},
+            },
+        },
+    }
+
+
+@contextlib.contextmanager
+def clusters(stack: AirflowStack, workdir: Path) -> Iterator[dict[str, str]]:
+    marker = uuid.uuid4().hex
+    procs: list[ManagedProcess] = []
+    try:
+        urls = {}
+        for zone, conn_id in CLUSTERS.items():
+            proc, urls[zone] = start_emulator(workdir / zone, f"kube-respond-{zone}", marker)
+            procs.append(proc)
+            stack.add_connection(conn_id, "kubernetes", extra={"kube_config": kube_config(urls[zone], namespace="ml")})
+        stack.add_connection(API_CONN, "http", host=stack.api_url, login=ADMIN_USER, password=stack.password)
+        yield urls
+    finally:
+        stop(procs, marker=marker)
+        if marked_pids(marker):
+            raise StackError(f"Kubernetes emulator processes survived teardown: {marked_pids(marker)}")
+
+
+def start_jobs(urls: dict[str, str], workdir: Path, *, prefix: str) -> dict[str, str]:
+    """One running Job per class in each cluster; ``{name: class}``."""
+    names = {}
+    for zone, url in urls.items():
+        for cls in CLASSES:
+            name = f"{prefix}{cls}-{zone.lower()}"
+            names[name] = cls
+            body = job_body(name, cls, zone, workdir)
+            httpx.post(f"{url}/apis/batch/v1/namespaces/ml/jobs", json=body, timeout=10).raise_for_status()
+    wait_states(urls, dict.fromkeys(names, "running"), "six Jobs running")
+    return names
+
+
+def job_states(urls: dict[str, str]) -> dict[str, str]:
+    """``{job name: running | suspended | complete | failed}`` over both clusters (running = started)."""
+    states = {}
+    for url in urls.values():
+        for job in list_jobs(url):
+            status = job.get("status") or {}
+            conditions = {c["type"] for c in status.get("conditions") or [] if c.get("status") == "True"}
+            if "Complete" in conditions:
+                state = "complete"
+            elif "Failed" in conditions:
+                state = "failed"
+            elif job["spec"].get("suspend"):
+                state = "suspended"
+            else:
+                state = "running" if status.get("startTime") and status.get("active") else "starting"
+            states[job["metadata"]["name"]] = state
+    return states
+
+
+def wait_states(urls: dict[str, str], want: dict[str, str], what: str, timeout: float = 120) -> None:
+    def check() -> bool | None:
+        states = job_states(urls)
+        return True if all(states.get(n) == s for n, s in want.items()) else None
+
+    poll(check, timeout=timeout, interval=0.2, what=what, on_timeout=lambda: str(job_states(urls)))
+
+
+def dag_paused(stack: AirflowStack, dag_id: str) -> bool:
+    return bool(stack.api("GET", f"/api/v2/dags/{dag_id}")["is_paused"])
+
+
+def wait_paused(stack: AirflowStack, dag_id: str, paused: bool, timeout: float = 120) -> None:
+    poll(
+        lambda: True if dag_paused(stack, dag_id) == paused else None,
+        timeout=timeout,
+        interval=0.3,
+        what=f"{dag_id} {'paused' if paused else 'unpaused'}",
+        on_timeout=lambda: stack.diagnostics(),
+    )
+
+
+def task_state(stack: AirflowStack, dag_id: str, run_id: str, task_id: str) -> str | None:
+    for ti in stack.task_instances(dag_id, run_id):
+        if ti["task_id"] == task_id:
+            return ti.get("state")
+    return None
+
+
+def response_failures(stack: AirflowStack) -> list[dict[str, Any]]:
+    runs = stack.api("GET", f"/api/v2/dags/{RESPONSE_DAG}/dagRuns", params={"limit": 100})["dag_runs"]
+    return [r for r in runs if r["state"] == "failed"]
+
+
+def event(event_id: str, *, mod: int = 0, status: EventStatus, start: datetime, minutes: float, level: int = 2):
+    return make_event(
+        source=SOURCE,
+        protocol="webhook",
+        event_id=event_id,
+        modification_number=mod,
+        status=status,
+        targets=ZONES,
+        signals=(simple_signal(start=start, levels=(level,), step=timedelta(minutes=minutes)),),
+        received_at=datetime.now(UTC),
+    )
+
+
+def test_an_event_pauses_flexible_and_batch_work_in_both_clusters_and_its_end_brings_it_back(
+    airflow_stack: AirflowStack, integration_workdir: Path
+) -> None:
+    stack = airflow_stack
+    workdir = integration_workdir / "grid-response"
+    workdir.mkdir(parents=True, exist_ok=True)
+    stack.wait_for_dag(RESPONSE_DAG)
+    stack.wait_for_dag(BATCH_DAG)
+    with clusters(stack, workdir) as urls, EventStore(stack.env["GRIDAWARE_STORE_URL"]) as events:
+        names = start_jobs(urls, workdir, prefix="")
+        gate, marker = workdir / "gate", workdir / "after-gate"
+        batch_run = stack.trigger_dag(BATCH_DAG, conf={"gate": str(gate), "marker": str(marker)})
+        poll(
+            lambda: True if task_state(stack, BATCH_DAG, batch_run, "gated") == "running" else None,
+            timeout=120,
+            what="the batch DAG's first task running",
+        )
+
+        # -- the event: flexible and batch suspended in both clusters, batch DAG paused, critical untouched
+        now = datetime.now(UTC)
+        assert events.record(event("peak-1", status=EventStatus.ACTIVE, start=now, minutes=30)).outcome.stored
+        paused = {n: ("running" if c == "critical" else "suspended") for n, c in names.items()}
+        wait_states(urls, paused, "flexible and batch Jobs suspended")
+        wait_paused(stack, BATCH_DAG, True)
+        print(f"\nevent stored -> Jobs suspended and DAG paused in {(datetime.now(UTC) - now).total_seconds():.1f} s")
+        for name, cls in names.items():
+            lines = (workdir / f"{name}.log").read_text().split()
+            assert lines == (["start"] if cls == "critical" else ["start", "checkpoint"]), (name, lines)
+        gate.touch()
+        poll(
+            lambda: True if task_state(stack, BATCH_DAG, batch_run, "gated") == "success" else None,
+            timeout=120,
+            what="the gated task done",
+        )
+
+        # -- the end: a completed state fires the asset, the next run resumes exactly what peak-1 held
+        assert not marker.exists(), "the paused batch DAG started its next task"
+        assert dag_paused(stack, BATCH_DAG)
+        events.record(event("peak-1", status=EventStatus.COMPLETED, start=now, minutes=30))
+        wait_states(urls, dict.fromkeys(names, "running"), "every Job resumed")
+        wait_paused(stack, BATCH_DAG, False)
+        assert stack.wait_for_run(BATCH_DAG, batch_run, timeout=180) == "success"
+        assert marker.exists()
+        (workdir / "finish").touch()
+        wait_states(urls, dict.fromkeys(names, "complete"), "every Job finished")
+
+        with ResponseStore(stack.env["GRIDAWARE_STORE_URL"]) as responses:
+            records = responses.records(event=(SOURCE, "peak-1"))
+            assert not responses.open_holds()
+        held = sorted(r.target.rsplit("/", 1)[-1] for r in records)
+        assert held == sorted([BATCH_DAG, *(n for n, c in names.items() if c != "critical")])
+        for record in records:
+            assert record.result == "paused" and record.resume_result == "resumed", record
+            assert record.waited_seconds is not None and record.waited_seconds > 0
+            assert record.resume_reason and "event ended" in record.resume_reason
+        assert not response_failures(stack)
+
+
+def test_duplicated_modified_cancelled_late_events_and_a_triggerer_restart_leave_nothing_paused_twice(
+    airflow_stack: AirflowStack, integration_workdir: Path
+) -> None:
+    stack = airflow_stack
+    workdir = integration_workdir / "grid-response-repeat"
+    workdir.mkdir(parents=True, exist_ok=True)
+    stack.wait_for_dag(RESPONSE_DAG)
+    with clusters(stack, workdir) as urls, EventStore(stack.env["GRIDAWARE_STORE_URL"]) as events:
+        names = start_jobs(urls, workdir, prefix="again-")
+        paused = {n: ("running" if c == "critical" else "suspended") for n, c in names.items()}
+        now = datetime.now(UTC)
+
+        # Announced, then active (two runs, may overlap), re-sent (a duplicate: stored once).
+        events.record(event("storm-1", status=EventStatus.NEAR, start=now, minutes=30))
+        events.record(event("storm-1", status=EventStatus.ACTIVE, start=now, minutes=30))
+        assert events.record(event("storm-1", status=EventStatus.ACTIVE, start=now, minutes=30)).outcome is (
+            RecordOutcome.DUPLICATE
+        )
+        # A second event overlapping the first, and one cancelled before it starts.
+        events.record(event("storm-2", status=EventStatus.ACTIVE, start=now, minutes=40, level=1))
+        later = now + timedelta(minutes=20)
+        events.record(event("later-3", status=EventStatus.FAR, start=later, minutes=10))
+        events.record(event("later-3", mod=1, status=EventStatus.CANCELLED, start=later, minutes=10))
+        wait_states(urls, paused, "flexible and batch Jobs suspended")
+        # storm-1 modified to have ended a second ago; then its old modification arrives late (stale).
+        ended = event("storm-1", mod=1, status=EventStatus.ACTIVE, start=now - timedelta(minutes=1), minutes=1)
+        events.record(ended)
+        stale = events.record(event("storm-1", status=EventStatus.ACTIVE, start=now, minutes=30, level=3))
+        assert stale.outcome in (RecordOutcome.STALE, RecordOutcome.DUPLICATE)
+
+        with ResponseStore(stack.env["GRIDAWARE_STORE_URL"]) as responses:
+
+            def storm_1_released() -> bool | None:
+                done = [
+                    r
+                    for r in responses.records(event=(SOURCE, "storm-1"))
+                    if r.resume_requested_at and r.target.rsplit("/", 1)[-1] in names
+                ]
+                return True if len(done) == len(names) - 2 else None
+
+            poll(storm_1_released, timeout=120, interval=0.3, what="storm-1's holds released")
+            # storm-2 still holds everything: nothing resumed.
+            assert job_states(urls) == paused
+
+            restart = stack.restart_component(
+                "triggerer",
+                while_down=lambda: events.record(
+                    event("storm-2", status=EventStatus.COMPLETED, start=now, minutes=40, level=1)
+                ),
+            )
+            print(f"\ntriggerer restart: {restart}")
+            wait_states(urls, dict.fromkeys(names, "running"), "every Job resumed after the restart")
+
+            records = [r for r in responses.records() if r.target.rsplit("/", 1)[-1] in names]
+            assert not [r for r in responses.open_holds() if r.target.rsplit("/", 1)[-1] in names]
+        physical = [r for r in records if r.result == "paused"]
+        # Each flexible and batch Job paused exactly once (by storm-1 or storm-2, whichever claimed first) ...
+        assert sorted(r.target.rsplit("/", 1)[-1] for r in physical) == sorted(
+            n for n, c in names.items() if c != "critical"
+        )
+        # ... held by both storms, never by the cancelled event, and resumed exactly once.
+        assert {r.event_id for r in records} == {"storm-1", "storm-2"}
+        assert sum(r.resume_result == "resumed" for r in records) == len(physical)
+        for name, cls in names.items():
+            lines = (workdir / f"{name}.log").read_text().split()
+            assert lines == (["start"] if cls == "critical" else ["start", "checkpoint", "start"]), (name, lines)
+        (workdir / "finish").touch()
+        wait_states(urls, dict.fromkeys(names, "complete"), "every Job finished")
+        assert not dag_paused(stack, BATCH_DAG)
+        assert not response_failures(stack)

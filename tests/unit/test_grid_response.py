@@ -1,0 +1,281 @@
+"""The grid-event response: the policy, the planner's exactly-once arithmetic, and a pass over a real store."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_gridaware.planning.event_constraints import shedding_spans
+from airflow_provider_gridaware.planning.grid_response import (
+    Hold,
+    InFlightWork,
+    TargetKind,
+    WorkState,
+    plan_response,
+)
+from airflow_provider_gridaware.planning.job import PriorityClass
+from airflow_provider_gridaware.planning.response_policy import (
+    PolicyError,
+    ResponseAction,
+    ResponsePolicy,
+    response_table,
+)
+from airflow_provider_gridaware.responder import respond
+from airflow_provider_gridaware.signals.grid_event import (
+    EventInterval,
+    EventSignal,
+    EventSignalKind,
+    EventStatus,
+    EventTarget,
+)
+from airflow_provider_gridaware.store.responses import ResponseRecord, ResponseStore
+from tests.support.grid_events import T0, make_event, price_signal, simple_signal
+
+HOUR = timedelta(hours=1)
+GB = (EventTarget(kind="zone", value="GB"),)
+DURING = T0 + timedelta(minutes=30)
+AFTER = T0 + 2 * HOUR
+
+
+def work(
+    target: str,
+    cls: str,
+    *,
+    zone: str | None = "GB",
+    state: WorkState = WorkState.RUNNING,
+    power_kw: float = 1.0,
+    weight: float = 1.0,
+    kind: TargetKind = TargetKind.KUBERNETES_JOB,
+) -> InFlightWork:
+    return InFlightWork(target, kind, PriorityClass(cls), zone, state, power_kw, weight)
+
+
+FLEET = [work("crit", "critical"), work("flex", "flexible"), work("batch", "batch")]
+
+
+def event(event_id: str = "e1", mod: int = 0, status: EventStatus = EventStatus.ACTIVE, **overrides: Any):
+    return make_event(event_id=event_id, modification_number=mod, status=status, targets=GB, **overrides)
+
+
+def capacity(limit_kw: float, start: datetime = T0) -> EventSignal:
+    return EventSignal(
+        kind=EventSignalKind.IMPORT_CAPACITY_LIMIT,
+        name="IMPORT_CAPACITY_LIMIT",
+        unit="kW",
+        intervals=(EventInterval(start=start, end=start + HOUR, value=limit_kw),),
+    )
+
+
+def holds_of(plan, start_id: int = 1) -> list[Hold]:
+    return [
+        Hold(start_id + i, p.work.target, (p.event.source, p.event.event_id), p.hold_no)
+        for i, p in enumerate(plan.pauses)
+    ]
+
+
+# -- the policy ---------------------------------------------------------------------------------------
+def test_defaults_critical_keeps_flexible_checkpoints_batch_stops():
+    plan = plan_response([event()], FLEET, [], now=DURING)
+    assert {(p.work.target, p.action) for p in plan.pauses} == {
+        ("flex", ResponseAction.CHECKPOINT),
+        ("batch", ResponseAction.STOP),
+    }
+    assert all("SIMPLE level 2" in p.reason for p in plan.pauses)
+
+
+def test_configured_levels_and_price_threshold():
+    policy = ResponsePolicy.from_config('{"simple_min_level": {"flexible": 3}, "price_thresholds": {"EUR": 300}}')
+    plan = plan_response([event()], FLEET, [], now=DURING, policy=policy)
+    assert [p.work.target for p in plan.pauses] == ["batch"]  # level 2: flexible only from 3
+    pricey = event("p", signals=(price_signal(prices=(350.0,)),))
+    cheap = event("c", signals=(price_signal(prices=(250.0,)),))
+    assert {p.work.target for p in plan_response([pricey], FLEET, [], now=DURING, policy=policy).pauses} == {
+        "flex",
+        "batch",
+    }
+    assert not plan_response([cheap], FLEET, [], now=DURING, policy=policy)
+    assert not plan_response([pricey], FLEET, [], now=DURING)  # no threshold by default: prices only steer
+
+
+@pytest.mark.parametrize(
+    ("config", "says"),
+    [
+        ({"actions": {"critical": "stop"}}, "critical work always keeps running"),
+        ({"simple_min_level": {"batch": 0}}, "not 1-3"),
+        ({"price_thresholds": {"EURO": 1}}, "ISO 4217"),
+        ({"gpu_kw": -1}, "positive power"),
+        ({"actions": {"batch": "explode"}}, "actions: keep, checkpoint, stop"),
+        ({"shed": True}, "unknown response policy key"),
+        ("{not json", "not valid JSON"),
+    ],
+)
+def test_a_bad_policy_says_what_is_wrong(config, says):
+    with pytest.raises(PolicyError, match=says):
+        ResponsePolicy.from_config(config)
+
+
+def test_capacity_limit_sheds_least_valuable_first_until_under_the_limit():
+    fleet = [
+        work("crit", "critical", power_kw=4.0),
+        work("flex-hi", "flexible", power_kw=2.8, weight=5),
+        work("flex-lo", "flexible", power_kw=2.8, weight=1),
+        work("batch", "batch", power_kw=1.4),
+    ]
+    # 11 kW planned, limit 7: batch (1.4) then the low-weight flexible (2.8) -> 6.8 kW.
+    plan = plan_response([event(signals=(capacity(7.0),))], fleet, [], now=DURING)
+    assert [p.work.target for p in plan.pauses] == ["batch", "flex-lo"]
+    # Re-planned with those held (paused): the same set, nothing released (no flapping).
+    paused = [
+        w
+        if w.target not in ("batch", "flex-lo")
+        else work(w.target, w.priority_class.value, state=WorkState.PAUSED, power_kw=w.power_kw, weight=w.weight)
+        for w in fleet
+    ]
+    again = plan_response([event(signals=(capacity(7.0),))], paused, holds_of(plan), now=DURING)
+    assert not again
+
+
+def test_power_from_gpus_or_declared_or_default():
+    policy = ResponsePolicy(gpu_kw=0.7, default_task_kw=0.3)
+    assert policy.task_kw(gpus=8) == pytest.approx(5.6)
+    assert policy.task_kw(gpus=8, power_kw=3.0) == 3.0
+    assert policy.task_kw() == 0.3
+
+
+def test_waiting_triggers_use_the_same_rule():
+    assert "GB" in shedding_spans([event()])
+    policy = ResponsePolicy.from_config({"simple_min_level": {"flexible": 3, "batch": 3}})
+    assert shedding_spans([event()], policy=policy) == {}
+    assert shedding_spans([event(signals=(simple_signal(levels=(3,)),))], policy=policy)["GB"]
+    assert shedding_spans([event(signals=(capacity(5.0),))])["GB"]
+    assert shedding_spans([event(signals=(price_signal(prices=(500.0,)),))]) == {}
+    priced = ResponsePolicy.from_config({"price_thresholds": {"EUR": 300}})
+    assert shedding_spans([event(signals=(price_signal(prices=(500.0,)),))], policy=priced)["GB"]
+
+
+def test_the_docs_table():
+    rows = response_table()
+    assert rows[0] == ("SIMPLE level 1", "keep", "checkpoint", "stop")
+    assert rows[-1][0] == "import capacity limit" and rows[-1][1] == "keep"
+
+
+# -- exactly once under duplicates, late, out-of-order, overlapping events ---------------------------------
+def test_duplicates_and_recorded_holds_plan_nothing_new():
+    first = plan_response([event(), event()], FLEET, [], now=DURING)
+    assert len(first.pauses) == 2
+    paused = [
+        work("crit", "critical"),
+        work("flex", "flexible", state=WorkState.PAUSED),
+        work("batch", "batch", state=WorkState.PAUSED),
+    ]
+    assert not plan_response([event(), event()], paused, holds_of(first), now=DURING)
+
+
+def test_the_end_releases_and_resumes_exactly_what_was_held():
+    first = plan_response([event()], FLEET, [], now=DURING)
+    paused = [
+        work("crit", "critical"),
+        work("flex", "flexible", state=WorkState.PAUSED),
+        work("batch", "batch", state=WorkState.PAUSED),
+        work("manual", "batch", state=WorkState.PAUSED),
+    ]
+    for events, now, why in [
+        ([event()], AFTER, "event ended"),  # the intervals ended, no message
+        ([event(), event(status=EventStatus.COMPLETED)], DURING, "event ended"),  # ended early by the party
+        ([event(status=EventStatus.COMPLETED), event()], DURING, "event ended"),  # a late "active" after it
+        ([event(), event(mod=1, status=EventStatus.CANCELLED)], DURING, "event cancelled"),
+        (
+            [event(), event(mod=1, signals=(simple_signal(levels=(2,), step=timedelta(minutes=20)),))],
+            DURING,
+            "event ended",
+        ),  # modified: shortened to 20 minutes
+    ]:
+        plan = plan_response(events, paused, holds_of(first), now=now)
+        assert not plan.pauses
+        assert {(r.hold.target, r.resume) for r in plan.releases} == {("flex", True), ("batch", True)}
+        assert all(why in r.reason for r in plan.releases)
+
+
+def test_a_cancellation_before_the_start_pauses_nothing_and_a_late_lower_modification_is_ignored():
+    cancelled = event(mod=1, status=EventStatus.CANCELLED)
+    assert not plan_response([cancelled, event(mod=0)], FLEET, [], now=DURING)  # mod 0 arrives late
+    assert not plan_response([event(status=EventStatus.FAR)], FLEET, [], now=T0 - HOUR)
+
+
+def test_overlapping_events_resume_only_when_the_last_hold_goes():
+    second = event("e2", signals=(simple_signal(levels=(1, 1)),))  # two hours
+    first_plan = plan_response([event()], FLEET, [], now=DURING)
+    paused = [
+        work("crit", "critical"),
+        work("flex", "flexible", state=WorkState.PAUSED),
+        work("batch", "batch", state=WorkState.PAUSED),
+    ]
+    joined = plan_response([event(), second], paused, holds_of(first_plan), now=DURING)
+    assert {(p.work.target, p.join) for p in joined.pauses} == {("flex", True), ("batch", True)}
+    holds = holds_of(first_plan) + holds_of(joined, start_id=10)
+    later = plan_response([event(), second], paused, holds, now=T0 + timedelta(minutes=90))
+    assert {(r.hold.event[1], r.resume) for r in later.releases} == {("e1", False)}
+    done = plan_response([event(), second], paused, holds_of(joined, start_id=10), now=T0 + 3 * HOUR)
+    assert {(r.hold.target, r.resume) for r in done.releases} == {("flex", True), ("batch", True)}
+
+
+def test_waiting_finished_and_hand_paused_work_is_never_touched_and_test_events_are_ignored():
+    others = [work("waiting", "batch", state=WorkState.OTHER), work("hand", "flexible", state=WorkState.PAUSED)]
+    assert not plan_response([event()], others, [], now=DURING)
+    assert not plan_response([event(test_event=True)], FLEET, [], now=DURING)
+    assert not plan_response([event()], [work("nl", "batch", zone="NL")], [], now=DURING)
+    assert plan_response([event()], [work("site", "batch", zone=None)], [], now=DURING).pauses
+
+
+# -- a pass over a real store --------------------------------------------------------------------------
+class FakeJobs:
+    kind = TargetKind.KUBERNETES_JOB
+
+    def __init__(self, fleet: list[InFlightWork]) -> None:
+        self.state = {w.target: w for w in fleet}
+        self.calls: list[tuple[str, str]] = []
+
+    def owns(self, target: str) -> bool:
+        return target in self.state
+
+    def discover(self) -> list[InFlightWork]:
+        return list(self.state.values())
+
+    def pause(self, w: InFlightWork, reason: str) -> tuple[str, dict[str, Any]]:
+        self.calls.append(("pause", w.target))
+        if w.target == "broken":
+            raise ConnectionError("cluster unreachable")
+        self.state[w.target] = work(w.target, w.priority_class.value, state=WorkState.PAUSED)
+        return "paused", {"why": reason}
+
+    def resume(self, record: ResponseRecord, reason: str) -> tuple[str, dict[str, Any]]:
+        self.calls.append(("resume", record.target))
+        w = self.state[record.target]
+        self.state[record.target] = work(w.target, w.priority_class.value)
+        return "resumed", {}
+
+
+def test_two_runners_apply_each_step_once_and_the_record_says_how_long_it_waited(tmp_path: Path):
+    now = [DURING]
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    jobs = FakeJobs([*FLEET, work("broken", "batch")])
+    with ResponseStore(url, clock=lambda: now[0]) as one, ResponseStore(url, clock=lambda: now[0]) as two:
+        first = respond(events=[event()], actuators=[jobs], store=one, now=DURING)
+        second = respond(events=[event(), event()], actuators=[jobs], store=two, now=DURING)
+        assert sorted(p["target"] for p in first.paused) == ["batch", "flex"]
+        assert [f["target"] for f in first.failed] == ["broken"] and "unreachable" in first.failed[0]["error"]
+        # The failed pause is closed: the next pass tries again (a new hold number), not twice at once.
+        assert [f["target"] for f in second.failed] == ["broken"] and not second.paused
+        now[0] = AFTER + timedelta(minutes=5)
+        ended = respond(events=[event()], actuators=[jobs], store=one, now=AFTER)
+        again = respond(events=[event()], actuators=[jobs], store=two, now=AFTER)
+        assert sorted(r["target"] for r in ended.resumed) == ["batch", "flex"] and not again.resumed
+        assert jobs.calls.count(("pause", "flex")) == 1 and jobs.calls.count(("resume", "flex")) == 1
+        assert ("pause", "crit") not in jobs.calls
+        records = {r.target: r for r in one.records() if r.result == "paused"}
+        assert records["flex"].waited_seconds == pytest.approx(95 * 60)
+        assert records["flex"].resume_reason.startswith("event ended")
+        assert not one.open_holds()
