@@ -40,13 +40,12 @@ def url(postgres_database: str) -> Iterator[str]:
     yield postgres_database
     engine = create_engine(postgres_database)
     with engine.begin() as connection:
-        connection.execute(
-            text(
-                "DROP TABLE IF EXISTS gridaware_forecast_point, gridaware_forecast_vintage, gridaware_actual_point,"
-                " gridaware_store_meta, gridaware_signal, gridaware_grid_event, gridaware_task_runtime, gridaware_relay_delivery,"
-                " gridaware_alembic_version CASCADE"
-            )
-        )
+        # Every table of the store, whatever migrations added since this test was written.
+        names = connection.execute(
+            text("SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename LIKE 'gridaware%'")
+        ).scalars()
+        for name in names:
+            connection.execute(text(f'DROP TABLE IF EXISTS "{name}" CASCADE'))
     engine.dispose()
 
 
