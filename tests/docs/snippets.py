@@ -24,6 +24,8 @@ REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs"
 
 _FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
+#: Fence languages checked as another: ``sh`` is checked as bash.
+_ALIASES = {"sh": "bash", "shell": "bash", "yml": "yaml"}
 _MARKER = re.compile(r"<!-- (quickstart:[\w-]+|snippet:run|snippet:skip(?: (?P<reason>[^>]*?))?) -->\s*$")
 
 
@@ -68,7 +70,8 @@ def page_snippets(page: Path) -> list[Snippet]:
             kind = "snippet:skip"
         elif not marker and before.lstrip().startswith(("<!-- snippet", "<!--snippet")):
             raise AssertionError(f"{page}:{line}: unknown snippet marker {before.strip()!r}")
-        found.append(Snippet(page, line, match.group(1) or "text", match.group(2), kind, reason))
+        lang = _ALIASES.get(match.group(1), match.group(1)) or "text"
+        found.append(Snippet(page, line, lang, match.group(2), kind, reason))
     return found
 
 

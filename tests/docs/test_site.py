@@ -100,6 +100,16 @@ def test_every_connection_type_has_one_how_to_with_its_generated_fields() -> Non
     assert all(len(p) == 1 for p in marked.values()), {t: p for t, p in marked.items() if len(p) > 1}
 
 
+def test_sphinx_roles_become_inline_code() -> None:
+    spec = importlib.util.spec_from_file_location("griffe_sphinx_roles", REPO / "tools" / "griffe_sphinx_roles.py")
+    assert spec and spec.loader
+    roles = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(roles)
+    text = "with :class:`~airflow_provider_gridaware.triggers.grid_window.GridWindowTrigger` and :meth:`get_latest`"
+    assert roles.plain_roles(text) == "with `GridWindowTrigger` and `get_latest`"
+    assert roles.plain_roles(":py:func:`a.b`") == "`a.b`"
+
+
 def test_readme_links_resolve() -> None:
     # README links into docs/ (GitHub renders them) must survive moves of pages.
     readme = (REPO / "README.md").read_text()
@@ -131,3 +141,5 @@ def test_site_builds_strictly(tmp_path: Path) -> None:
     assert "end_from_trigger" in sensor and "GridWindowSensor" in sensor
     operators = (site / "reference" / "operators" / "index.html").read_text()
     assert "GridAwareKubernetesJobOperator" in operators and "checkpoint_path" in operators
+    reference = [(site / "reference" / page / "index.html").read_text() for page in ("sensor", "trigger", "operators")]
+    assert not [page for page in reference if ":class:`" in page], "a Sphinx role shows as raw text"

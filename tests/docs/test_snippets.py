@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tomllib
 import yaml
 
 from airflow_provider_gridaware.get_provider_info import CONNECTION_TYPES
@@ -266,15 +267,18 @@ def test_bash_snippet_runs(snippet: Snippet, doc_env: dict[str, str], simulator_
 
 
 # -- yaml ----------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("snippet", _of("yaml"))
-def test_yaml_snippet_parses(snippet: Snippet) -> None:
-    assert yaml.safe_load(snippet.code) is not None
-    TALLY["yaml parsed"] += 1
+_PARSERS = {"yaml": yaml.safe_load, "json": json.loads, "toml": tomllib.loads}
+
+
+@pytest.mark.parametrize("snippet", [p for lang in _PARSERS for p in _of(lang)])
+def test_data_snippet_parses(snippet: Snippet) -> None:
+    _PARSERS[snippet.lang](snippet.code)
+    TALLY[f"{snippet.lang} parsed"] += 1
 
 
 def test_every_snippet_has_a_known_language() -> None:
-    # A fence with another language would be silently neither run nor checked.
-    known = {"python", "bash", "yaml", "text"}
+    # A fence in another language would be silently neither run nor checked: mark it `text` if it is no code.
+    known = {"python", "bash", "yaml", "json", "toml", "text"}
     unknown = [f"{s.id} ({s.lang})" for s in SNIPPETS if s.lang not in known]
     assert not unknown, f"fences in a language this test neither runs nor checks: {unknown}"
     assert not [s.id for s in SNIPPETS if s.marker == "snippet:run" and s.lang != "bash"], "snippet:run is for bash"
