@@ -1,7 +1,7 @@
 """Every code snippet of the docs runs, or is checked against the real tool it calls (see ``snippets.py``).
 
 - python: executed in a fresh namespace (top-level ``await`` allowed) with the connections pointed at a local
-  grid simulator; a ``<!-- snippet:skip REASON -->`` one is compiled only.
+  grid simulator (and ``vtn_main`` at the OpenADR 3 VTN of ``tests/support``); a ``<!-- snippet:skip REASON -->`` one is compiled only.
 - bash: every command is checked against the real parser of its tool (``gridaware``, ``airflow``, ``pip``,
   ``make`` targets, ``pytest`` paths, ``python -m`` modules, benchmark scripts and their flags); one marked
   ``<!-- snippet:run -->`` is executed as well.
@@ -38,6 +38,7 @@ import yaml
 
 from airflow_provider_gridaware.get_provider_info import CONNECTION_TYPES
 from tests.docs.snippets import REPO, Snippet, all_snippets, page_snippets, shell_commands
+from tests.support.openadr3_vtn import OpenADR3VTN
 
 DOC_SIMULATOR = "http://127.0.0.1:8099"
 VENV_BIN = Path(sys.executable).parent
@@ -73,9 +74,30 @@ def page_connections(simulator_url: str) -> dict[str, str]:
     return env
 
 
+@pytest.fixture(scope="module")
+def openadr3_vtn() -> Iterator[OpenADR3VTN]:
+    """The OpenADR 3 VTN the docs' ``vtn_main`` connection names, with one event in its ``dr-peak`` program."""
+    with OpenADR3VTN() as vtn:
+        vtn.add_event(vtn.add_program("dr-peak"), start=datetime.now(timezone.utc) + timedelta(hours=1))
+        yield vtn
+
+
 @pytest.fixture
-def doc_env(simulator_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
-    env = {**page_connections(simulator_url), "GRIDAWARE_CHECKPOINT_DIR": str(tmp_path / "checkpoints")}
+def doc_env(
+    simulator_url: str, openadr3_vtn: OpenADR3VTN, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> dict[str, str]:
+    vtn_main = {
+        "conn_type": "gridaware_openadr3",
+        "host": openadr3_vtn.url,
+        "login": openadr3_vtn.client_id,
+        "password": openadr3_vtn.client_secret,
+        "extra": {"programs": "dr-peak", "client_name": "fleet-eu-west", "zones": "DE"},
+    }
+    env = {
+        **page_connections(simulator_url),
+        "AIRFLOW_CONN_VTN_MAIN": json.dumps(vtn_main),
+        "GRIDAWARE_CHECKPOINT_DIR": str(tmp_path / "checkpoints"),
+    }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.chdir(tmp_path)
