@@ -288,8 +288,41 @@ def test_bash_snippet_runs(snippet: Snippet, doc_env: dict[str, str], simulator_
     TALLY["bash executed"] += 1
 
 
-# -- yaml ----------------------------------------------------------------------------------------------------
-_PARSERS = {"yaml": yaml.safe_load, "json": json.loads, "toml": tomllib.loads}
+# -- yaml, json, toml, dockerfile ----------------------------------------------------------------------------------------------------
+_DOCKERFILE_INSTRUCTIONS = set(
+    [
+        "FROM",
+        "RUN",
+        "CMD",
+        "LABEL",
+        "EXPOSE",
+        "ENV",
+        "ADD",
+        "COPY",
+        "ENTRYPOINT",
+        "VOLUME",
+        "USER",
+        "WORKDIR",
+        "ARG",
+        "ONBUILD",
+        "STOPSIGNAL",
+        "HEALTHCHECK",
+        "SHELL",
+    ]
+)
+
+
+def dockerfile_instructions(text: str) -> list[str]:
+    """The instructions of a Dockerfile (continuations joined); an unknown one is an error."""
+    joined = re.sub(r"\\\n", " ", text)
+    lines = [line.strip() for line in joined.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    words = [line.split()[0].upper() for line in lines]
+    unknown = [w for w in words if w not in _DOCKERFILE_INSTRUCTIONS]
+    assert not unknown and words and words[0] in {"FROM", "ARG"}, f"not a Dockerfile: {unknown or words[:1]}"
+    return words
+
+
+_PARSERS = {"yaml": yaml.safe_load, "json": json.loads, "toml": tomllib.loads, "dockerfile": dockerfile_instructions}
 
 
 @pytest.mark.parametrize("snippet", [p for lang in _PARSERS for p in _of(lang)])
@@ -300,7 +333,7 @@ def test_data_snippet_parses(snippet: Snippet) -> None:
 
 def test_every_snippet_has_a_known_language() -> None:
     # A fence in another language would be silently neither run nor checked: mark it `text` if it is no code.
-    known = {"python", "bash", "yaml", "json", "toml", "text"}
+    known = {"python", "bash", "yaml", "json", "toml", "dockerfile", "text"}
     unknown = [f"{s.id} ({s.lang})" for s in SNIPPETS if s.lang not in known]
     assert not unknown, f"fences in a language this test neither runs nor checks: {unknown}"
     assert not [s.id for s in SNIPPETS if s.marker == "snippet:run" and s.lang != "bash"], "snippet:run is for bash"
