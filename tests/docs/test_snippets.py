@@ -1,11 +1,13 @@
 """Every code snippet of the docs runs, or is checked against the real tool it calls (see ``snippets.py``).
 
-- python: executed in a fresh namespace (top-level ``await`` allowed) with the connections pointed at a local
-  grid simulator (and ``vtn_main`` at the OpenADR 3 VTN of ``tests/support``); a ``<!-- snippet:skip REASON -->`` one is compiled only.
+- python: executed in a fresh namespace (top-level ``await`` allowed; a few names the docs use without
+  defining them come from :func:`prelude`) with the connections pointed at a local grid simulator (and
+  ``vtn_main`` at the OpenADR 3 VTN of ``tests/support``); a ``<!-- snippet:skip REASON -->`` one is only
+  compiled.
 - bash: every command is checked against the real parser of its tool (``gridaware``, ``airflow``, ``pip``,
   ``make`` targets, ``pytest`` paths, ``python -m`` modules, benchmark scripts and their flags); one marked
   ``<!-- snippet:run -->`` is executed as well.
-- yaml: parsed.
+- yaml, json, toml: parsed; dockerfile: its instructions checked.
 
 ``http://127.0.0.1:8099`` (the simulator's documented address) becomes the test simulator's URL. The summary
 at the end of the session says how many ran (``tests/docs/conftest.py``).
