@@ -22,7 +22,33 @@ if TYPE_CHECKING:
     from airflow_provider_gridaware.sources.flow import Flow
 
 
-class GridSignalHook(BaseHook):
+class HttpSettingsMixin(BaseHook):
+    """Connection -> :class:`SourceSettings` -> one :class:`HttpTransport` per hook, sync and async.
+
+    For hooks over an HTTP source: they implement ``settings_from_connection`` and set
+    ``gridaware_conn_id`` and ``_transport = None`` in ``__init__``.
+    """
+
+    gridaware_conn_id: str
+    _transport: HttpTransport | None
+
+    def settings_from_connection(self, conn: Connection) -> SourceSettings:
+        raise NotImplementedError
+
+    def get_settings(self) -> SourceSettings:
+        return self.settings_from_connection(self.get_connection(self.gridaware_conn_id))
+
+    async def aget_settings(self) -> SourceSettings:
+        return self.settings_from_connection(await self.aget_connection(self.gridaware_conn_id))
+
+    def transport_for(self, settings: SourceSettings) -> HttpTransport:
+        """The transport of this connection (timeouts, retries, circuit breaker), built once per hook."""
+        if self._transport is None:
+            self._transport = transport_from_settings(settings)
+        return self._transport
+
+
+class GridSignalHook(HttpSettingsMixin):
     """Reads one grid signal source through an Airflow connection, sync and async.
 
     Subclasses set the class attributes and implement :meth:`signal_flow`; everything else (settings,
@@ -59,18 +85,6 @@ class GridSignalHook(BaseHook):
             password=conn.password or None,
             extra=extra,
         )
-
-    def get_settings(self) -> SourceSettings:
-        return self.settings_from_connection(self.get_connection(self.gridaware_conn_id))
-
-    async def aget_settings(self) -> SourceSettings:
-        return self.settings_from_connection(await self.aget_connection(self.gridaware_conn_id))
-
-    def transport_for(self, settings: SourceSettings) -> HttpTransport:
-        """The transport for this connection, built once per hook instance."""
-        if self._transport is None:
-            self._transport = transport_from_settings(settings)
-        return self._transport
 
     # -- the one thing a source implements -------------------------------------------------------------
     def signal_flow(self, settings: SourceSettings, query: SignalQuery) -> Flow[SignalSeries]:

@@ -16,9 +16,9 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_gridaware.hooks.connection_extra import ConnectionExtra
 from airflow_provider_gridaware.hooks.grid_event_base import GridEventHook, ReceivedEvent, record_events
 from airflow_provider_gridaware.signals.errors import MalformedPayloadError, SourceConfigError
 from airflow_provider_gridaware.times import UTC
@@ -71,56 +71,30 @@ class IEEE20305Hook(GridEventHook):
         source = f"{self.protocol}:{conn.conn_id}"
         extra: dict[str, Any] = conn.extra_dejson if conn.extra else {}
 
-        def text(key: str) -> str | None:
-            value = extra.get(key)
-            return str(value).strip() if value not in (None, "") else None
-
-        def pem(inline_key: str, file_key: str, what: str) -> bytes | None:
-            inline, path = text(inline_key), text(file_key)
-            if inline:
-                return inline.encode()
-            if path:
-                try:
-                    return Path(path).expanduser().read_bytes()
-                except OSError as exc:
-                    raise SourceConfigError(f"cannot read the {what} {path!r}: {exc.strerror}", source=source) from None
-            return None
-
-        def number(key: str, default: float) -> float:
-            value = extra.get(key)
-            if value in (None, ""):
-                return default
-            try:
-                result = float(value)
-            except (TypeError, ValueError):
-                result = -1.0
-            if result <= 0:
-                raise SourceConfigError(f"extra field {key!r} must be a positive number, not {value!r}", source=source)
-            return result
-
+        fields = ConnectionExtra(extra, source)
         if not conn.host:
             raise SourceConfigError("the connection needs the server URL in Host", source=source)
-        key_pem = conn.password.encode() if conn.password else pem("key_pem", "key_file", "client key file")
-        cert_pem = pem("cert_pem", "cert_file", "client certificate file")
+        key_pem = conn.password.encode() if conn.password else fields.pem("key_pem", "key_file", "client key file")
+        cert_pem = fields.pem("cert_pem", "cert_file", "client certificate file")
         if bool(key_pem) != bool(cert_pem):
             raise SourceConfigError("give both the client certificate and its private key, or neither", source=source)
-        for secret in (conn.password, text("key_pem")):
+        for secret in (conn.password, fields.text("key_pem")):
             if secret:
                 mask_secret(secret)
-        fingerprint = text("server_fingerprint")
+        fingerprint = fields.text("server_fingerprint")
         return ClientSettings(
             source=source,
             base_url=build_base_url(conn.host, conn.schema, conn.port, ""),
-            dcap_path=text("dcap_path") or "/dcap",
+            dcap_path=fields.text("dcap_path") or "/dcap",
             cert_pem=cert_pem,
             key_pem=key_pem,
-            ca_pem=pem("ca_pem", "ca_file", "CA file"),
+            ca_pem=fields.pem("ca_pem", "ca_file", "CA file"),
             server_fingerprint=normalise_sha256(fingerprint, source=source) if fingerprint else None,
             check_hostname=str(extra.get("check_hostname", "true")).strip().lower() in _TRUE,
-            end_device=text("end_device"),
-            page_size=int(number("page_size", 25)),
-            connect_timeout=number("connect_timeout", 5.0),
-            read_timeout=number("timeout", 10.0),
+            end_device=fields.text("end_device"),
+            page_size=int(fields.positive_number("page_size", 25)),
+            connect_timeout=fields.positive_number("connect_timeout", 5.0),
+            read_timeout=fields.positive_number("timeout", 10.0),
         )
 
     def get_settings(self) -> ClientSettings:

@@ -21,9 +21,9 @@ import asyncio
 import logging
 import threading
 from collections.abc import Coroutine
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+from airflow_provider_gridaware.hooks.connection_extra import ConnectionExtra
 from airflow_provider_gridaware.hooks.grid_event_base import GridEventHook, ReceivedEvent, record_events
 from airflow_provider_gridaware.signals.errors import SourceConfigError
 
@@ -110,63 +110,37 @@ class OpenADR2bHook(GridEventHook):
         source = f"{self.protocol}:{conn.conn_id}"
         extra: dict[str, Any] = conn.extra_dejson if conn.extra else {}
 
-        def text(key: str) -> str | None:
-            value = extra.get(key)
-            return str(value).strip() if value not in (None, "") else None
-
-        def pem(inline_key: str, file_key: str, what: str) -> bytes | None:
-            inline, path = text(inline_key), text(file_key)
-            if inline:
-                return inline.encode()
-            if path:
-                try:
-                    return Path(path).expanduser().read_bytes()
-                except OSError as exc:
-                    raise SourceConfigError(f"cannot read the {what} {path!r}: {exc.strerror}", source=source) from None
-            return None
-
-        def number(key: str, default: float) -> float:
-            value = extra.get(key)
-            if value in (None, ""):
-                return default
-            try:
-                result = float(value)
-            except (TypeError, ValueError):
-                result = -1.0
-            if result <= 0:
-                raise SourceConfigError(f"extra field {key!r} must be a positive number, not {value!r}", source=source)
-            return result
-
+        fields = ConnectionExtra(extra, source)
         if not conn.host:
             raise SourceConfigError("the connection needs the VTN URL in Host", source=source)
-        ven_name = conn.login or text("ven_name")
+        ven_name = conn.login or fields.text("ven_name")
         if not ven_name:
             raise SourceConfigError("the connection needs this VEN's name in Login", source=source)
-        key_pem = conn.password.encode() if conn.password else pem("private_key", "key_file", "private key file")
-        cert_pem = pem("cert_pem", "cert_file", "certificate file")
+        key_pem = conn.password.encode() if conn.password else fields.pem("private_key", "key_file", "private key file")
+        cert_pem = fields.pem("cert_pem", "cert_file", "certificate file")
         if bool(key_pem) != bool(cert_pem):
             raise SourceConfigError("give both the VEN's certificate and its private key, or neither", source=source)
-        passphrase = text("key_passphrase")
-        for secret in (conn.password, text("private_key"), passphrase):
+        passphrase = fields.text("key_passphrase")
+        for secret in (conn.password, fields.text("private_key"), passphrase):
             if secret:
                 mask_secret(secret)
-        fingerprint = text("vtn_fingerprint")
+        fingerprint = fields.text("vtn_fingerprint")
         return VenSettings(
             conn_id=conn.conn_id,
             vtn_url=build_base_url(conn.host, conn.schema, conn.port, ""),
             ven_name=ven_name,
-            vtn_id=text("vtn_id"),
+            vtn_id=fields.text("vtn_id"),
             vtn_fingerprint=normalise_fingerprint(fingerprint, source=source) if fingerprint else None,
-            ven_id=text("ven_id"),
+            ven_id=fields.text("ven_id"),
             cert_pem=cert_pem,
             key_pem=key_pem,
             key_passphrase=passphrase,
-            ca_pem=pem("ca_pem", "ca_file", "CA file"),
+            ca_pem=fields.pem("ca_pem", "ca_file", "CA file"),
             check_hostname=str(extra.get("check_hostname", "true")).strip().lower() in _TRUE,
-            poll_interval=number("poll_interval", self.default_poll_interval),
-            opt_policy=OptPolicy.parse(text("opt_policy"), source=source),
-            connect_timeout=number("connect_timeout", 5.0),
-            read_timeout=number("timeout", 10.0),
+            poll_interval=fields.positive_number("poll_interval", self.default_poll_interval),
+            opt_policy=OptPolicy.parse(fields.text("opt_policy"), source=source),
+            connect_timeout=fields.positive_number("connect_timeout", 5.0),
+            read_timeout=fields.positive_number("timeout", 10.0),
         )
 
     def get_settings(self) -> VenSettings:

@@ -6,7 +6,7 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_gridaware.hooks.base import transport_from_settings
+from airflow_provider_gridaware.hooks.base import HttpSettingsMixin
 from airflow_provider_gridaware.hooks.grid_event_base import GridEventHook, ReceivedEvent, record_events, with_zones
 from airflow_provider_gridaware.signals.errors import MalformedPayloadError
 from airflow_provider_gridaware.sources import openadr3
@@ -28,7 +28,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class OpenADR3Hook(GridEventHook):
+class OpenADR3Hook(HttpSettingsMixin, GridEventHook):
     """Reads the events of an OpenADR 3 VTN (3.0.1 or 3.1) as a VEN or BL client with OAuth2 client credentials.
 
     Each poll gets a token (cached until shortly before it expires; a 401 gets one new token), lists the
@@ -62,18 +62,6 @@ class OpenADR3Hook(GridEventHook):
             password=conn.password or None,
             extra=conn.extra_dejson if conn.extra else {},
         )
-
-    def get_settings(self) -> SourceSettings:
-        return self.settings_from_connection(self.get_connection(self.gridaware_conn_id))
-
-    async def aget_settings(self) -> SourceSettings:
-        return self.settings_from_connection(await self.aget_connection(self.gridaware_conn_id))
-
-    def transport_for(self, settings: SourceSettings) -> HttpTransport:
-        """The transport of this connection (timeouts, retries, circuit breaker), built once per hook."""
-        if self._transport is None:
-            self._transport = transport_from_settings(settings)
-        return self._transport
 
     def _on_token(self, settings: SourceSettings) -> openadr3.OnSecret:
         transport = self.transport_for(settings)

@@ -164,16 +164,16 @@ def run_now(ctx: _Context, job: ReplayJob) -> Execution:
 def oracle(ctx: _Context, job: ReplayJob) -> Execution:
     """The best execution with perfect knowledge of the actual signal (and the actual run time).
 
-    Its start range covers every other policy's (up to ``deadline - estimate``), so no policy beats it.
-    Interruptible jobs take the better of the best chunk set and the best contiguous window.
+    Every start in its range is tried exactly (:func:`exact_best_start`), and the range covers every other
+    policy's (up to ``deadline - estimate``, or ``deadline - actual`` when the run is shorter than told),
+    so no policy beats it. Interruptible jobs take the better of the best chunk set and the best
+    contiguous window.
     """
     replay = ctx.replay
-    latest = _peer_latest_start(replay, job, 0.0)
+    latest = max(job.submit_s, job.deadline_s - min(job.estimate_s, job.actual_s))
     grid = _outlook_grid(replay, job.zones, job.submit_s, max(job.deadline_s, latest + job.actual_s), truth=True)
-    choice = best_windows(
-        grid, duration_s=[job.actual_s], earliest_s=[job.submit_s], latest_start_s=[latest], min_gain=0.0
-    )
-    best = _contiguous(job, job.zones[int(choice.zone[0])], int(choice.start_s[0]), 1)
+    zone, start = exact_best_start(grid, job.submit_s, latest, job.actual_s)
+    best = _contiguous(job, job.zones[zone], start, 1)
     if not job.interruptible:
         return best
     chunked = _chunked_oracle(ctx, job)
@@ -182,6 +182,46 @@ def oracle(ctx: _Context, job: ReplayJob) -> Execution:
     ):
         return chunked
     return best
+
+
+def exact_best_start(grid: ObjectiveGrid, earliest_s: int, latest_s: int, duration_s: int) -> tuple[int, int]:
+    """The zone index and start in ``[earliest, latest]`` with the lowest exact integral over the run.
+
+    On a step-wise signal the integral over ``[s, s + duration]`` is piecewise linear in ``s`` with kinks
+    where the start or the *end* crosses a slot boundary, so its minimum lies at a range end, a
+    start-aligned or an end-aligned start: trying all of them is exact (the planner's own candidates, only
+    start-aligned ones, can miss a better end-aligned start). Ties go to the earliest start, then the lower
+    zone index (the home zone is 0). Without any usable window: the earliest start in the home zone.
+
+    :param grid: the objective grid (actual values for the oracle).
+    :param earliest_s: earliest start (epoch seconds).
+    :param latest_s: latest start (epoch seconds).
+    :param duration_s: run time in seconds.
+    """
+    step, origin = grid.step_s, grid.origin_s
+    latest_s = max(latest_s, earliest_s)
+
+    def aligned(lo: int, hi: int, shift: int) -> np.ndarray:
+        first, last = -(-(lo - origin) // step), (hi - origin) // step
+        return origin + step * np.arange(first, last + 1, dtype=np.int64) - shift
+
+    starts = np.unique(
+        np.concatenate(
+            [
+                np.array([earliest_s, latest_s], np.int64),
+                aligned(earliest_s, latest_s, 0),
+                aligned(earliest_s + duration_s, latest_s + duration_s, duration_s),
+            ]
+        )
+    )
+    zones = np.arange(grid.zones, dtype=np.int64)[None, :]
+    totals, usable = grid.integral(zones, starts[:, None], starts[:, None] + duration_s)
+    scores = np.where(usable, totals, INVALID)
+    best = int(np.argmin(scores))  # row-major: the earliest start first, then the lower zone index
+    start_index, zone = divmod(best, grid.zones)
+    if scores[start_index, zone] >= INVALID:
+        return 0, earliest_s
+    return int(zone), int(starts[start_index])
 
 
 def _chunked_oracle(ctx: _Context, job: ReplayJob) -> Execution | None:

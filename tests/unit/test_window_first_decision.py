@@ -30,7 +30,9 @@ def test_a_window_within_the_guard_is_waited_for_on_the_worker(monkeypatch: pyte
         deferrable=True,
     )
     now = clock.now()
-    dip = datetime.fromtimestamp(((now.timestamp() + 60) // 300 + 1) * 300, UTC)  # a 5-minute boundary 1-6 min ahead
+    # A 5-minute boundary 5-10 simulated minutes (2.5-5 wall seconds) ahead: far enough that a loaded
+    # machine's first decision (imports, the plan) does not reach it, well within the 30 s guard.
+    dip = datetime.fromtimestamp(((now.timestamp() + 300) // 300 + 1) * 300, UTC)
     forecast = build_series(
         kind=SignalKind.CARBON_INTENSITY,
         metric=CarbonMetric.AVERAGE,
