@@ -110,6 +110,16 @@ def test_sphinx_roles_become_inline_code() -> None:
     assert roles.plain_roles(":py:func:`a.b`") == "`a.b`"
 
 
+def test_benchmark_figures_are_those_of_their_pages() -> None:
+    # docs/benchmarks.md quotes figures measured and explained elsewhere: a re-measured page must not leave it stale.
+    summary = (DOCS / "benchmarks.md").read_text()
+    elsewhere = "\n".join(p.read_text() for p in DOCS.rglob("*.md") if p.name != "benchmarks.md")
+    figures = set(re.findall(r"(?<![\w.])\d+\.\d+(?![\w.])", summary))
+    assert figures, "no figures found in docs/benchmarks.md"
+    stale = sorted(f for f in figures if not re.search(rf"(?<![\w.]){re.escape(f)}(?![\w.])", elsewhere))
+    assert not stale, f"docs/benchmarks.md quotes figures no other page has (re-measured since?): {stale}"
+
+
 def test_readme_links_resolve() -> None:
     # README links into docs/ (GitHub renders them) must survive moves of pages.
     readme = (REPO / "README.md").read_text()
