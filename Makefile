@@ -3,10 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-EXTRAS ?= dev,kubernetes,aws,openadr,ieee2030_5
+EXTRAS ?= dev,kubernetes,aws,openadr,ieee2030_5,docs
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint typecheck unit contract integration bench clean lock
+.PHONY: install demo test lint typecheck unit contract integration bench docs docs-serve clean lock
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,8 +25,8 @@ test: install lint typecheck
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check airflow_provider_gridaware tests example_dags benchmarks
-	$(BIN)/ruff format --check airflow_provider_gridaware tests example_dags benchmarks
+	$(BIN)/ruff check airflow_provider_gridaware tests example_dags benchmarks tools
+	$(BIN)/ruff format --check airflow_provider_gridaware tests example_dags benchmarks tools
 
 typecheck: install
 	$(BIN)/mypy
@@ -43,9 +43,16 @@ integration: install
 bench: install
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
+## docs: build the documentation site into site/, strictly (a warning or a broken internal link fails)
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs-serve: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --strict
+
 ## lock: refresh constraints.txt (our own lock: the upstream Airflow constraints file is not reachable)
 lock:
-	$(BIN)/uv pip compile pyproject.toml --extra dev --extra kubernetes --extra aws --extra openadr --extra ieee2030_5 --universal --python-version 3.10 -o constraints.txt
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra kubernetes --extra aws --extra openadr --extra ieee2030_5 --extra docs --universal --python-version 3.10 -o constraints.txt
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site

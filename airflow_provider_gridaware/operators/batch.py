@@ -121,7 +121,7 @@ class GridAwareBatchOperator(GridWindowMixin, BaseOperator):
     :param grace_period_seconds: told to the workload as its SIGTERM-to-SIGKILL time. On AWS Batch the real
         time is the ECS agent's ``ECS_CONTAINER_STOP_TIMEOUT`` (default 30 s): set the two alike.
     :param poll_interval: seconds between job status checks while waiting.
-    :param grid_window_kwargs: any other :class:`~airflow_provider_gridaware.window.GridWindowArgs` field
+    :param kwargs: any other :class:`~airflow_provider_gridaware.window.GridWindowArgs` field
         (``sources``, ``price_conn_id``, ``carbon_weight``, ``price_weight``, ``priority_class``,
         ``zone_penalty`` (added to the queues' penalties, winning per zone), ``min_gain`` ...).
     """

@@ -137,7 +137,7 @@ class GridAwareKubernetesJobOperator(GridWindowMixin, KubernetesJobOperator):
         i.e. the time the workload has to checkpoint when the Job is suspended.
     :param on_kill_action: when the task is killed: ``delete`` the Job (default), ``suspend`` it, or ``keep`` it.
     :param job_poll_interval: seconds between Job status reads while waiting for completion.
-    :param grid_window_kwargs: any other :class:`~airflow_provider_gridaware.window.GridWindowArgs` field
+    :param kwargs: any other :class:`~airflow_provider_gridaware.window.GridWindowArgs` field
         (``sources``, ``price_conn_id``, ``priority_class``, ``min_gain``, ``zone_penalty`` (added to the
         clusters' penalties), ``interruptible``, ``refresh_interval`` ...).
     """

@@ -32,7 +32,7 @@ class GridWindowSensor(GridWindowMixin, BaseSensorOperator):
     :param end_from_trigger: with ``deferrable``, end the task from the triggerer itself (no worker at all
         after deferral). Airflow 3.3 stores such an XCom as JSON text: downstream, ``json.loads`` it if it
         arrives as a ``str``.
-    :param grid_window_kwargs: any other :class:`~airflow_provider_gridaware.window.GridWindowArgs` field
+    :param kwargs: any other :class:`~airflow_provider_gridaware.window.GridWindowArgs` field
         (``price_conn_id``, ``priority_class``, ``min_gain``, ``interruptible``, ``refresh_interval`` ...).
     """
 
