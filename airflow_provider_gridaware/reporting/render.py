@@ -10,9 +10,9 @@ import csv
 import io
 import json
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from html import escape
-from typing import Any
+from typing import Any, Protocol
 
 from airflow_provider_gridaware.ledger.records import LedgerRecord
 from airflow_provider_gridaware.reporting.daily import (
@@ -487,3 +487,26 @@ def render_report_files(
     files.update(charts)
     files[JSON_FILE] = (json.dumps(summary_dict(report, [*files, JSON_FILE]), indent=2) + "\n").encode("utf-8")
     return files
+
+
+class WritableDirectory(Protocol):
+    """What :func:`write_report_files` writes into: a :class:`pathlib.Path` or an Airflow ``ObjectStoragePath``."""
+
+    def __truediv__(self, name: str) -> Any: ...
+
+
+def write_report_files(files: Mapping[str, bytes], directory: WritableDirectory) -> list[Any]:
+    """Write ``files`` (relative name -> bytes) under ``directory``, creating sub-folders; the HTML last, so a
+    reader never finds a page whose charts are not there yet.
+
+    :param files: what :func:`render_report_files` made.
+    :param directory: a local ``Path`` or an ``ObjectStoragePath`` (``file://``, ``s3://``, ``gs://`` ...).
+    :returns: the paths written.
+    """
+    written = []
+    for name in sorted(files, key=lambda n: (n == HTML_FILE, n)):
+        path = directory / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(files[name])
+        written.append(path)
+    return written
