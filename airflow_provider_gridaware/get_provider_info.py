@@ -369,6 +369,11 @@ def get_provider_info() -> dict[str, Any]:
                 "external-doc-url": "https://github.com/gridaware/airflow-provider-gridaware/blob/main/docs/batch.md",
                 "tags": ["aws"],
             },
+            {
+                "integration-name": "Daily carbon report",
+                "external-doc-url": "https://github.com/gridaware/airflow-provider-gridaware/blob/main/docs/report.md",
+                "tags": ["software"],
+            },
         ],
         "hooks": [
             {
@@ -404,6 +409,7 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {"integration-name": "Kubernetes dispatch", "python-modules": [f"{_PKG}.operators.kubernetes"]},
             {"integration-name": "AWS Batch dispatch", "python-modules": [f"{_PKG}.operators.batch"]},
+            {"integration-name": "Daily carbon report", "python-modules": [f"{_PKG}.operators.carbon_report"]},
         ],
         "sensors": [
             {"integration-name": "Grid signals", "python-modules": [f"{_PKG}.sensors.grid_window"]},
