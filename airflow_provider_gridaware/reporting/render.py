@@ -436,7 +436,7 @@ def report_html(report: DailyReport, charts: Sequence[tuple[str, str]] = ()) -> 
         f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{_CSS}</style></head><body>'
         f"<h1>Carbon report, {day}</h1>"
         f'<p class="sub">Grid-aware tasks whose run started {day} 00:00 to 24:00 UTC. Generated '
-        f"{_t(report.generated_at)}.</p>"
+        f"{_t(report.generated_at.replace(microsecond=0))}.</p>"
     )
     files = (
         f'<p>Files: <a href="{CSV_FILE}">{CSV_FILE}</a> (one row per try), <a href="{JSON_FILE}">{JSON_FILE}</a>.</p>'
@@ -444,7 +444,8 @@ def report_html(report: DailyReport, charts: Sequence[tuple[str, str]] = ()) -> 
     footer = "<footer>airflow-provider-gridaware daily carbon report</footer></body></html>"
     if report.empty:
         body = f'<p class="empty">No grid-aware task ran on {day}: nothing was scheduled, waited or saved.</p>'
-        return head + body + _events_html(report) + _notes_html(report.quality_notes) + files + footer
+        notes = _notes_html(report.quality_notes) if report.quality_notes else ""
+        return head + body + _events_html(report) + notes + files + footer
     figures = "".join(f'<img src="{escape(name)}" alt="carbon intensity in {escape(zone)}">' for name, zone in charts)
     sections = [
         _totals_html(report),
