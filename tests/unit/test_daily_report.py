@@ -20,7 +20,12 @@ from airflow_provider_gridaware.reporting.daily import (
     finalise_records,
     percentile,
 )
-from airflow_provider_gridaware.reporting.render import CSV_COLUMNS, render_report_files, summary_dict
+from airflow_provider_gridaware.reporting.render import (
+    CSV_COLUMNS,
+    render_report_files,
+    summary_dict,
+    write_report_files,
+)
 from tests.support.grid_events import make_event, simple_signal
 from tests.support.ledger_day import DAY, at, fixed_day_records, half_hourly_actuals
 
@@ -246,3 +251,11 @@ def test_ledger_file_round_trip_and_clear_errors(tmp_path):
     with pytest.raises(LedgerFileError, match="cannot read the ledger file"):
         LedgerFile(tmp_path / "missing.json")
     assert DAY.date() == REPORT_DAY
+
+
+def test_files_are_written_html_last_into_sub_folders(tmp_path):
+    files = render_report_files(fixed_report(), draw_charts=lambda r: {"charts/intensity-GB.png": b"png"})
+    written = write_report_files(files, tmp_path)
+    assert [p.relative_to(tmp_path).as_posix() for p in written][-1] == "report.html"
+    assert (tmp_path / "charts" / "intensity-GB.png").read_bytes() == b"png"
+    assert {p.relative_to(tmp_path).as_posix() for p in written} == set(files)
