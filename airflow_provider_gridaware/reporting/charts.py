@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -99,37 +100,39 @@ def zone_chart_png(report: DailyReport, curve: ZoneCurve) -> bytes:
         plt.close(figure)
 
 
-def _draw_windows(axes: object, runs: list[LedgerRecord], homes: list[LedgerRecord]) -> None:
-    from matplotlib.axes import Axes
+def merged_windows(windows: Iterable[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    """The union of ``windows`` as disjoint spans, in time order (a busy zone draws a few spans, not thousands)."""
+    merged: list[tuple[datetime, datetime]] = []
+    for start, end in sorted(windows):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _draw_windows(axes: Any, runs: list[LedgerRecord], homes: list[LedgerRecord]) -> None:
     from matplotlib.dates import date2num
 
-    assert isinstance(axes, Axes)
-    label = len(runs) <= MAX_LABELLED_RUNS
-    for index, record in enumerate(runs):
-        axes.axvspan(
-            date2num(record.actual.start),
-            date2num(record.actual.end),
-            color=RUN_COLOUR,
-            alpha=0.28,
-            linewidth=0,
-            label="run (actual window)" if index == 0 else None,
-        )
-        if label:
+    for index, (start, end) in enumerate(merged_windows((r.actual.start, r.actual.end) for r in runs)):
+        label = "run (actual window)" if index == 0 else None
+        axes.axvspan(date2num(start), date2num(end), color=RUN_COLOUR, alpha=0.28, linewidth=0, label=label)
+    if len(runs) <= MAX_LABELLED_RUNS:
+        for index, record in enumerate(runs):
             axes.annotate(
                 record.key.task_id,
-                xy=(record.actual.start, 1.0),
+                xy=(date2num(record.actual.start), 1.0),
                 xycoords=("data", "axes fraction"),
                 xytext=(2, -12 - 10 * (index % 3)),
                 textcoords="offset points",
                 fontsize=7,
                 color="#1d6f65",
             )
-    for index, record in enumerate(homes):
-        cf = record.counterfactual
-        assert cf is not None
+    counterfactuals = ((r.counterfactual.start, r.counterfactual.end) for r in homes if r.counterfactual is not None)
+    for index, (start, end) in enumerate(merged_windows(counterfactuals)):
         axes.axvspan(
-            date2num(cf.start),
-            date2num(cf.end),
+            date2num(start),
+            date2num(end),
             facecolor="none",
             edgecolor=COUNTERFACTUAL_COLOUR,
             hatch="///",
