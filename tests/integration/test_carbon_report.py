@@ -13,7 +13,7 @@ from airflow_provider_gridaware.hooks.store import shared_archive, shared_event_
 from airflow_provider_gridaware.ledger.file import write_ledger_file
 from tests.integration.airflow_stack import AirflowStack
 from tests.support.grid_events import make_event, simple_signal
-from tests.support.ledger_day import at, fixed_day_records, half_hourly_actuals
+from tests.support.ledger_day import REPORT_FILES, at, fixed_day_records, half_hourly_actuals
 
 pytestmark = pytest.mark.integration
 
@@ -36,14 +36,7 @@ def test_the_report_dag_writes_the_day_with_the_ledgers_numbers(airflow_stack: A
 
     folder = out / "2026-12-01"
     written = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
-    assert written == {
-        "report.html",
-        "records.csv",
-        "summary.json",
-        "charts/intensity-CAISO_NORTH.png",
-        "charts/intensity-FR.png",
-        "charts/intensity-GB.png",
-    }
+    assert written == REPORT_FILES
     summary = airflow_stack.xcom(dag_id, run_id, "carbon_report")
     assert summary == {**json.loads((folder / "summary.json").read_text()), "location": f"file://{folder}"}
     # Exactly the day's tries, with the savings the ledger's records say (hand-computed in test_daily_report).

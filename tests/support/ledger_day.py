@@ -23,6 +23,17 @@ from airflow_provider_gridaware.signals.units import CarbonMetric, SeriesType, S
 from airflow_provider_gridaware.times import UTC
 
 DAY = datetime(2026, 12, 1, tzinfo=UTC)
+#: The files of the fixed day's report, with a chart per zone.
+REPORT_FILES = frozenset(
+    {
+        "report.html",
+        "records.csv",
+        "summary.json",
+        "charts/intensity-CAISO_NORTH.png",
+        "charts/intensity-FR.png",
+        "charts/intensity-GB.png",
+    }
+)
 
 
 def at(hour: float, day: datetime = DAY) -> datetime:

@@ -24,17 +24,10 @@ from airflow_provider_gridaware.operators.carbon_report import (
 from airflow_provider_gridaware.signals.units import CarbonMetric
 from airflow_provider_gridaware.times import UTC
 from tests.support.grid_events import make_event, simple_signal
-from tests.support.ledger_day import at, fixed_day_records, half_hourly_actuals
+from tests.support.ledger_day import REPORT_FILES, at, fixed_day_records, half_hourly_actuals
 
 DAY = date(2026, 12, 1)
-FILES = {
-    "report.html",
-    "records.csv",
-    "summary.json",
-    "charts/intensity-CAISO_NORTH.png",
-    "charts/intensity-FR.png",
-    "charts/intensity-GB.png",
-}
+FILES = REPORT_FILES
 
 
 @pytest.fixture
