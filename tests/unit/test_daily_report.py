@@ -259,3 +259,23 @@ def test_files_are_written_html_last_into_sub_folders(tmp_path):
     assert [p.relative_to(tmp_path).as_posix() for p in written][-1] == "report.html"
     assert (tmp_path / "charts" / "intensity-GB.png").read_bytes() == b"png"
     assert {p.relative_to(tmp_path).as_posix() for p in written} == set(files)
+
+
+def test_busy_zones_draw_merged_windows():
+    from airflow_provider_gridaware.reporting.charts import merged_windows
+
+    windows = [(at(3), at(4)), (at(1), at(2)), (at(1.5), at(2.5)), (at(2.5), at(2.75)), (at(5), at(6))]
+    assert merged_windows(windows) == [(at(1), at(2.75)), (at(3), at(4)), (at(5), at(6))]
+    assert merged_windows([]) == []
+
+
+def test_without_matplotlib_the_report_is_written_without_charts_and_says_why():
+    from airflow_provider_gridaware.reporting.charts import ChartsUnavailableError
+
+    def no_matplotlib(report):
+        raise ChartsUnavailableError("the daily report's charts need matplotlib: pip install '...[report]'")
+
+    files = render_report_files(fixed_report(), draw_charts=no_matplotlib)
+    assert set(files) == {"report.html", "records.csv", "summary.json"}
+    assert "Charts not drawn: the daily report&#x27;s charts need matplotlib" in files["report.html"].decode()
+    assert any("Charts not drawn" in note for note in json.loads(files["summary.json"])["data_quality"])
