@@ -25,6 +25,7 @@ from airflow_provider_gridaware.signals.units import CarbonMetric
 from airflow_provider_gridaware.times import UTC
 from tests.support.grid_events import make_event, simple_signal
 from tests.support.ledger_day import REPORT_FILES, at, fixed_day_records, half_hourly_actuals
+from tests.support.smtp_server import SmtpServer
 
 DAY = date(2026, 12, 1)
 FILES = REPORT_FILES
@@ -183,3 +184,35 @@ def test_the_cli_refuses_bad_input_clearly(store: str, tmp_path: Path, capsys: A
         main(["report", "--date", "yesterday", "--out", str(tmp_path)])
     assert exit_info.value.code == 2
     assert "'yesterday' is not a date like 2026-12-01" in capsys.readouterr().err
+
+
+def test_the_report_is_mailed_through_airflows_smtp_notifier(store: str, tmp_path: Path, make_connection: Any) -> None:
+    smtp = pytest.importorskip("airflow.providers.smtp.notifications.smtp")
+    with SmtpServer() as server:
+        conn_id = make_connection(
+            "smtp_report",
+            "smtp",
+            host="127.0.0.1",
+            port=server.port,
+            extra={"disable_tls": True, "disable_ssl": True, "from_email": "airflow@example.com", "retry_limit": 0},
+        )
+        notifier = smtp.SmtpNotifier(
+            to="green-ops@example.com",
+            smtp_conn_id=conn_id,
+            subject="Carbon report {{ carbon_report.day }}: {{ carbon_report.headline }}",
+            html_content="<p>{{ carbon_report.headline }}</p><p>{{ carbon_report.location }}/report.html</p>",
+        )
+        summary = DailyCarbonReportOperator(
+            task_id="carbon_report",
+            ledger=InMemoryLedger(fixed_day_records()),
+            report_date="2026-12-01",
+            output_dir=str(tmp_path / "out"),
+            notifier=notifier,
+        ).execute({})  # type: ignore[arg-type]
+    (mail,) = server.received
+    assert mail.recipients == ["green-ops@example.com"]
+    message = mail.message
+    subject = " ".join(str(message["Subject"]).split())  # long subjects are folded
+    assert subject == f"Carbon report 2026-12-01: {summary['headline']}"
+    body = next(part for part in message.walk() if part.get_content_type() == "text/html").get_payload(decode=True)
+    assert f"{summary['location']}/report.html".encode() in body
