@@ -22,6 +22,8 @@ COUNTERFACTUAL_COLOUR = "#e76f51"
 CURVE_COLOUR = "#264653"
 #: more runs than this in one zone: no per-run labels (they would overlap).
 MAX_LABELLED_RUNS = 10
+#: more windows than this in one zone: draw how many tries were running over time instead of each window.
+MAX_DRAWN_WINDOWS = 60
 
 
 class ChartsUnavailableError(RuntimeError):
@@ -81,7 +83,11 @@ def zone_chart_png(report: DailyReport, curve: ZoneCurve) -> bytes:
         else:
             top = 1.0
             axes.text(0.5, 0.5, f"no actual intensity for {curve.zone}", transform=axes.transAxes, ha="center")
-        _draw_windows(axes, runs, homes)
+        if len(runs) + len(homes) <= MAX_DRAWN_WINDOWS:
+            _draw_windows(axes, runs, homes)
+            handles, labels = axes.get_legend_handles_labels()
+        else:
+            handles, labels = _draw_concurrency(axes, runs, homes)
         axes.set_xlim(since, until)
         axes.set_ylim(0, top * 1.25)  # headroom for the run labels
         axes.set_title(f"{curve.zone}: actual carbon intensity and runs, {report.day.isoformat()} (UTC)", fontsize=11)
@@ -91,7 +97,7 @@ def zone_chart_png(report: DailyReport, curve: ZoneCurve) -> bytes:
         axes.grid(axis="y", color="#dddddd", linewidth=0.6)
         for side in ("top", "right"):
             axes.spines[side].set_visible(False)
-        axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), fontsize=8, frameon=False, ncol=4)
+        axes.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.13), fontsize=8, frameon=False, ncol=4)
         figure.tight_layout()
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png")
@@ -140,6 +146,49 @@ def _draw_windows(axes: Any, runs: list[LedgerRecord], homes: list[LedgerRecord]
             alpha=0.6,
             label="had it started at once (counterfactual)" if index == 0 else None,
         )
+
+
+def running_counts(windows: Iterable[tuple[datetime, datetime]]) -> tuple[list[datetime], list[int]]:
+    """How many windows are open over time, as a step function: ``counts[i]`` holds from ``times[i]`` on."""
+    changes: dict[datetime, int] = {}
+    for start, end in windows:
+        changes[start] = changes.get(start, 0) + 1
+        changes[end] = changes.get(end, 0) - 1
+    times, counts, running = [], [], 0
+    for when in sorted(changes):
+        running += changes[when]
+        times.append(when)
+        counts.append(running)
+    return times, counts
+
+
+def _draw_concurrency(axes: Any, runs: list[LedgerRecord], homes: list[LedgerRecord]) -> tuple[list[Any], list[str]]:
+    """A busy zone: tries running over time (right axis), and as many had they started at once (dashed)."""
+    twin = axes.twinx()
+    times, counts = running_counts((r.actual.start, r.actual.end) for r in runs)
+    if times:
+        twin.fill_between(times, counts, step="post", color=RUN_COLOUR, alpha=0.3, linewidth=0, label="tries running")
+    cf_times, cf_counts = running_counts(
+        (r.counterfactual.start, r.counterfactual.end) for r in homes if r.counterfactual is not None
+    )
+    if cf_times:
+        twin.step(
+            cf_times,
+            cf_counts,
+            where="post",
+            color=COUNTERFACTUAL_COLOUR,
+            linestyle="--",
+            linewidth=1.1,
+            label="had they started at once (counterfactual)",
+        )
+    twin.set_ylim(0, max([*counts, *cf_counts, 1]) * 1.25)
+    twin.set_ylabel("tries running")
+    twin.spines["top"].set_visible(False)
+    axes.set_zorder(twin.get_zorder() + 1)  # the intensity curve over the shading
+    axes.patch.set_visible(False)
+    handles, labels = axes.get_legend_handles_labels()
+    twin_handles, twin_labels = twin.get_legend_handles_labels()
+    return [*handles, *twin_handles], [*labels, *twin_labels]
 
 
 def render_charts(report: DailyReport) -> dict[str, bytes]:

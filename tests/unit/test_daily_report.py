@@ -279,3 +279,24 @@ def test_without_matplotlib_the_report_is_written_without_charts_and_says_why():
     assert set(files) == {"report.html", "records.csv", "summary.json"}
     assert "Charts not drawn: the daily report&#x27;s charts need matplotlib" in files["report.html"].decode()
     assert any("Charts not drawn" in note for note in json.loads(files["summary.json"])["data_quality"])
+
+
+def test_a_busy_zone_charts_how_many_tries_ran():
+    from airflow_provider_gridaware.reporting import charts
+
+    assert charts.running_counts([(at(1), at(3)), (at(2), at(4)), (at(3), at(5))]) == (
+        [at(1), at(2), at(3), at(4), at(5)],
+        [1, 2, 2, 1, 0],
+    )
+    base = day_records()[0]
+    busy = [
+        replace(
+            base, key=replace(base.key, try_number=i), actual=replace(base.actual, start=at(i / 10), end=at(i / 10 + 1))
+        )
+        for i in range(1, charts.MAX_DRAWN_WINDOWS + 2)
+    ]
+    report = build_daily_report(
+        REPORT_DAY, busy, curves=[ZoneCurve("GB", "average", half_hourly_actuals("GB", {1: 100}))]
+    )
+    png = charts.zone_chart_png(report, report.curves[0])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
