@@ -62,6 +62,7 @@ def run_report(args: argparse.Namespace) -> int:
         fetch_day_actuals,
         ledger_finaliser,
         ledger_reader_for_url,
+        response_paused_work,
     )
     from airflow_provider_gridaware.hooks.store import GridStoreHook, shared_archive, shared_event_store
     from airflow_provider_gridaware.ledger.file import LedgerFile, LedgerFileError
@@ -87,6 +88,7 @@ def run_report(args: argparse.Namespace) -> int:
         archive=shared_archive(url),
         event_store=shared_event_store(url),
         finaliser=ledger_finaliser(),
+        paused_work=response_paused_work(url),
         fetched_actuals=fetched,
         dag_ids=args.dag_ids,
         extra_notes=notes,

@@ -17,6 +17,7 @@ from airflow_provider_gridaware.reporting.daily import day_bounds
 
 if TYPE_CHECKING:
     from airflow_provider_gridaware.ledger.records import LedgerReader
+    from airflow_provider_gridaware.reporting.collect import PausedWorkSource
     from airflow_provider_gridaware.reporting.daily import Finaliser
     from airflow_provider_gridaware.signals.models import SignalSeries
 
@@ -58,6 +59,23 @@ def ledger_finaliser() -> Finaliser | None:
     data-quality notes say which are not finalised.
     """
     return None
+
+
+def response_paused_work(url: str) -> PausedWorkSource | None:
+    """What the grid-event response paused and resumed, read from its record in the store at ``url``.
+
+    ``None`` when this build has no response record: the report then says what was paused is not shown.
+
+    :param url: the store's SQLAlchemy URL.
+    """
+    from airflow_provider_gridaware.hooks import store as store_hooks
+    from airflow_provider_gridaware.reporting.collect import paused_work_from_holds
+
+    opener = getattr(store_hooks, "shared_response_store", None)
+    if opener is None:
+        return None
+    responses = opener(url)
+    return lambda since, until: paused_work_from_holds(responses.records(), since, until)
 
 
 def open_ledger_reader(store_conn_id: str | None = None) -> LedgerReader:

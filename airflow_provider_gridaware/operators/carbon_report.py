@@ -141,7 +141,8 @@ class DailyCarbonReportOperator(BaseOperator):
     :param actuals_conn_ids: zone -> grid-signal connection: fetch the day's actuals through it first (they
         are archived); without it the archive's actuals are used.
     :param dag_ids: report only these DAGs (templated).
-    :param paused_work: ``(since, until) -> [PausedWork]``: what the grid-event response did that day.
+    :param paused_work: ``(since, until) -> [PausedWork]``: what the grid-event response did that day;
+        default: read from the response record in the store, when this build has one.
     :param notifier: an Airflow notifier (``SmtpNotifier``, ``SlackNotifier`` ...) called once the files
         are written; its templates see ``carbon_report`` (the summary, plus ``location`` and ``html``).
     """
@@ -192,7 +193,11 @@ class DailyCarbonReportOperator(BaseOperator):
         return open_ledger_reader(self.store_conn_id)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_provider_gridaware.hooks.carbon_report import fetch_day_actuals, ledger_finaliser
+        from airflow_provider_gridaware.hooks.carbon_report import (
+            fetch_day_actuals,
+            ledger_finaliser,
+            response_paused_work,
+        )
         from airflow_provider_gridaware.hooks.store import GridStoreHook
         from airflow_provider_gridaware.reporting.collect import collect_daily_report
         from airflow_provider_gridaware.reporting.render import HTML_FILE, JSON_FILE, render_report_files
@@ -208,7 +213,7 @@ class DailyCarbonReportOperator(BaseOperator):
             archive=store.get_archive(),
             event_store=store.get_event_store(),
             finaliser=self.finaliser or ledger_finaliser(),
-            paused_work=self.paused_work,
+            paused_work=self.paused_work or response_paused_work(store.get_url()),
             fetched_actuals=fetched,
             dag_ids=self.dag_ids,
             extra_notes=notes,

@@ -6,9 +6,9 @@ it takes the ledger reader, archive and event store it is given (no Airflow impo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from airflow_provider_gridaware.ledger.records import LedgerReader
 from airflow_provider_gridaware.reporting.curves import load_actual_curves
@@ -28,6 +28,50 @@ if TYPE_CHECKING:
 
 #: Where the grid-event response's actions come from: ``(since, until) -> what was paused``.
 PausedWorkSource = Callable[[datetime, datetime], Sequence[PausedWork]]
+
+
+class ResponseHold(Protocol):
+    """What the report reads of one hold in the grid-event response's record (``store/responses.py``)."""
+
+    target: str
+    target_kind: str
+    event_source: str
+    event_id: str
+    action: str
+    reason: str
+    requested_at: datetime
+    applied_at: datetime | None
+    result: str
+    resume_reason: str | None
+    resume_requested_at: datetime | None
+    resumed_at: datetime | None
+    resume_result: str | None
+    waited_seconds: float | None
+
+
+def paused_work_from_holds(holds: Iterable[ResponseHold], since: datetime, until: datetime) -> list[PausedWork]:
+    """The pauses and resumes in ``[since, until)`` of the grid-event response's holds, as report rows.
+
+    :param holds: the response store's records (one per hold: a pause and, once released, its resume).
+    :param since: start of the day.
+    :param until: its end.
+    """
+    rows: list[PausedWork] = []
+    for hold in holds:
+        target = f"{hold.target_kind} {hold.target}"
+        event = f"{hold.event_source} {hold.event_id}"
+        paused_at = hold.applied_at or hold.requested_at
+        if since <= paused_at < until:
+            rows.append(PausedWork(paused_at, hold.action, target, event, hold.result, hold.reason))
+        resumed_at = hold.resumed_at or hold.resume_requested_at
+        if resumed_at is not None and since <= resumed_at < until:
+            held = f"held {hold.waited_seconds / 60:.0f} min; " if hold.waited_seconds is not None else ""
+            rows.append(
+                PausedWork(
+                    resumed_at, "resume", target, event, hold.resume_result or "", held + (hold.resume_reason or "")
+                )
+            )
+    return sorted(rows, key=lambda row: row.at)
 
 
 def collect_daily_report(

@@ -96,23 +96,21 @@ class ZoneCurve:
 
 @dataclass(frozen=True)
 class PausedWork:
-    """One thing the grid-event response did to running work (fed to the report by the respond side).
+    """One thing the grid-event response did to work (a pause or a resume), as the report lists it.
 
-    :param at: when.
+    :param at: when it was applied (or asked for, if never applied).
     :param action: ``pause``, ``checkpoint``, ``resume`` ...
-    :param dag_id: the DAG of the work.
-    :param run_id: its run.
-    :param task_id: its task.
+    :param target: the work, in words (``kubernetes_job k8s_paris/ml/train-7``, ``dag nightly_export``).
     :param event: the grid event it answered (``source event_id``).
-    :param detail: anything else worth a line (the Job, the Batch job id, how long it was paused).
+    :param result: how it went (``paused``, ``resumed``, ``failed`` ...).
+    :param detail: why, or anything else worth a line (how long the work was held).
     """
 
     at: datetime
     action: str
-    dag_id: str
-    run_id: str
-    task_id: str
+    target: str
     event: str
+    result: str = ""
     detail: str = ""
 
 

@@ -183,10 +183,9 @@ def summary_dict(report: DailyReport, files: Iterable[str] = ()) -> dict[str, An
             {
                 "at": _t(p.at),
                 "action": p.action,
-                "dag_id": p.dag_id,
-                "run_id": p.run_id,
-                "task_id": p.task_id,
+                "target": p.target,
                 "event": p.event,
+                "result": p.result,
                 "detail": p.detail,
             }
             for p in report.paused
@@ -399,20 +398,12 @@ def _events_html(report: DailyReport) -> str:
         paused = "<p>Nothing was paused, checkpointed or resumed for a grid event.</p>"
     else:
         paused = _table(
-            ["at", "action", "DAG", "task", "run", "event", "detail"],
+            ["at", "action", "work", "grid event", "result", "detail"],
             (
-                [
-                    _t(p.at),
-                    escape(p.action),
-                    escape(p.dag_id),
-                    escape(p.task_id),
-                    escape(p.run_id),
-                    escape(p.event),
-                    escape(p.detail),
-                ]
+                [_t(p.at), escape(p.action), escape(p.target), escape(p.event), escape(p.result), escape(p.detail)]
                 for p in report.paused
             ),
-            text_columns=7,
+            text_columns=6,
         )
     return f"<h2>Grid events</h2>{events}<h3>Paused for grid events</h3>{paused}"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from airflow.sdk import BaseNotifier
 
 from airflow_provider_gridaware.cli import main
 from airflow_provider_gridaware.hooks import carbon_report as report_hooks
+from airflow_provider_gridaware.hooks import store as store_hooks
 from airflow_provider_gridaware.hooks.store import close_shared_archives, shared_archive, shared_event_store
 from airflow_provider_gridaware.ledger.file import InMemoryLedger, write_ledger_file
 from airflow_provider_gridaware.operators.carbon_report import (
@@ -216,3 +218,56 @@ def test_the_report_is_mailed_through_airflows_smtp_notifier(store: str, tmp_pat
     assert subject == f"Carbon report 2026-12-01: {summary['headline']}"
     body = next(part for part in message.walk() if part.get_content_type() == "text/html").get_payload(decode=True)
     assert f"{summary['location']}/report.html".encode() in body
+
+
+@dataclass
+class Hold:
+    """The fields of a response-store record the report reads."""
+
+    target: str
+    event_id: str
+    requested_at: datetime
+    applied_at: datetime | None
+    result: str
+    resumed_at: datetime | None = None
+    resume_result: str | None = None
+    waited_seconds: float | None = None
+    target_kind: str = "kubernetes_job"
+    event_source: str = "openadr2b:vtn"
+    action: str = "pause"
+    reason: str = "event level 2 sheds flexible work"
+    resume_reason: str | None = "event over"
+    resume_requested_at: datetime | None = None
+
+
+def test_what_the_grid_event_response_did_that_day(store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    holds = [
+        Hold("k8s/ml/train", "peak", at(17), at(17.01), "paused", at(19), "resumed", 7164),
+        Hold("k8s/ml/eval", "old", at(-2), at(-2), "paused", at(1), "resumed", 3 * 3600),  # paused the day before
+        Hold("dag nightly", "late", at(23.9), None, "claimed"),  # asked for, not applied yet
+        Hold("k8s/ml/next", "tomorrow", at(25), at(25), "paused"),
+    ]
+
+    class Responses:
+        def records(self) -> list[Hold]:
+            return holds
+
+    monkeypatch.setattr(store_hooks, "shared_response_store", lambda url: Responses(), raising=False)
+    summary = DailyCarbonReportOperator(
+        task_id="carbon_report",
+        ledger=InMemoryLedger(fixed_day_records()),
+        report_date="2026-12-01",
+        output_dir=str(tmp_path / "out"),
+    ).execute({})  # type: ignore[arg-type]
+    rows = [(p["at"][11:16], p["action"], p["target"], p["result"]) for p in summary["paused"]]
+    assert rows == [
+        ("01:00", "resume", "kubernetes_job k8s/ml/eval", "resumed"),
+        ("17:00", "pause", "kubernetes_job k8s/ml/train", "paused"),
+        ("19:00", "resume", "kubernetes_job k8s/ml/train", "resumed"),
+        ("23:54", "pause", "kubernetes_job dag nightly", "claimed"),
+    ]
+    assert summary["paused"][2]["detail"] == "held 119 min; event over"
+    assert summary["paused"][1]["event"] == "openadr2b:vtn peak"
+
+    monkeypatch.delattr(store_hooks, "shared_response_store", raising=False)
+    assert report_hooks.response_paused_work(store) is None

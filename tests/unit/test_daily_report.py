@@ -156,7 +156,9 @@ def test_missing_periods_merge_gaps_and_edges():
 def test_events_of_the_day_and_the_paused_section():
     today = make_event(event_id="peak", signals=(simple_signal(at(17), (2, 3)),))
     last_week = make_event(event_id="old", signals=(simple_signal(at(-24 * 7), (1,)),))
-    paused = [PausedWork(at(17), "pause", "nightly_train", "r", "train", "openadr2b:vtn peak", "Job suspended")]
+    paused = [
+        PausedWork(at(17), "pause", "kubernetes_job k8s/ml/train", "openadr2b:vtn peak", "paused", "Job suspended")
+    ]
     report = fixed_report(events=[today, last_week], paused=paused)
     assert [e.event_id for e in report.events] == ["peak"]
     assert report.paused == tuple(paused)
