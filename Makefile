@@ -52,7 +52,7 @@ docs-serve: install
 
 ## lock: refresh constraints.txt (our own lock: the upstream Airflow constraints file is not reachable)
 lock:
-	$(BIN)/uv pip compile pyproject.toml --extra dev --extra kubernetes --extra aws --extra openadr --extra ieee2030_5 --extra docs --universal --python-version 3.10 -o constraints.txt
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra kubernetes --extra aws --extra openadr --extra ieee2030_5 --extra docs --extra report --universal --python-version 3.10 -o constraints.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site

@@ -374,6 +374,11 @@ def get_provider_info() -> dict[str, Any]:
                 "external-doc-url": "https://github.com/gridaware/airflow-provider-gridaware/blob/main/docs/grid_event_response.md",
                 "tags": ["software"],
             },
+            {
+                "integration-name": "Daily carbon report",
+                "external-doc-url": "https://github.com/gridaware/airflow-provider-gridaware/blob/main/docs/report.md",
+                "tags": ["software"],
+            },
         ],
         "hooks": [
             {
@@ -412,6 +417,7 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "Kubernetes dispatch", "python-modules": [f"{_PKG}.operators.kubernetes"]},
             {"integration-name": "AWS Batch dispatch", "python-modules": [f"{_PKG}.operators.batch"]},
             {"integration-name": "Grid-event response", "python-modules": [f"{_PKG}.operators.grid_event_response"]},
+            {"integration-name": "Daily carbon report", "python-modules": [f"{_PKG}.operators.carbon_report"]},
         ],
         "sensors": [
             {"integration-name": "Grid signals", "python-modules": [f"{_PKG}.sensors.grid_window"]},

@@ -17,6 +17,7 @@ STATEMENTS = {
     "import airflow_provider_gridaware.signals": "import airflow_provider_gridaware.signals",
     "import airflow.sdk": "import airflow.sdk",
     "import airflow.sdk + hooks.ukci": "import airflow.sdk, airflow_provider_gridaware.hooks.ukci",
+    "import airflow.sdk + operators.carbon_report": "import airflow.sdk, airflow_provider_gridaware.operators.carbon_report",
 }
 
 

@@ -8,7 +8,10 @@ import sys
 
 import pytest
 
-HEAVY = ["requests", "httpx", "aiohttp", "pandas", "numpy", "kubernetes", "boto3", "botocore", "fastapi", "uvicorn"]
+HEAVY = [
+    "requests", "httpx", "aiohttp", "pandas", "numpy", "kubernetes", "boto3", "botocore", "fastapi", "uvicorn",
+    "matplotlib", "PIL",
+]  # fmt: skip
 
 
 def modules_loaded_by(statement: str) -> set[str]:
@@ -24,6 +27,7 @@ def modules_loaded_by(statement: str) -> set[str]:
         "import airflow_provider_gridaware.signals",
         "import airflow_provider_gridaware.transport",
         "from airflow_provider_gridaware.get_provider_info import get_provider_info; get_provider_info()",
+        "import airflow_provider_gridaware.reporting.collect, airflow_provider_gridaware.reporting.render",
     ],
 )
 def test_no_heavy_module_is_imported(statement):
@@ -33,7 +37,11 @@ def test_no_heavy_module_is_imported(statement):
 
 
 def test_pure_core_does_not_import_airflow():
-    loaded = modules_loaded_by("import airflow_provider_gridaware.signals, airflow_provider_gridaware.sources.ukci")
+    loaded = modules_loaded_by(
+        "import airflow_provider_gridaware.signals, airflow_provider_gridaware.sources.ukci,"
+        " airflow_provider_gridaware.reporting.collect, airflow_provider_gridaware.reporting.render,"
+        " airflow_provider_gridaware.ledger.file"
+    )
     assert not any(m == "airflow" or m.startswith("airflow.") for m in loaded)
 
 
@@ -42,7 +50,8 @@ def test_dag_facing_modules_add_no_heavy_module_beyond_airflow_sdk():
     baseline = modules_loaded_by("import airflow.sdk")
     with_hook = modules_loaded_by(
         "import airflow.sdk, airflow_provider_gridaware.hooks.ukci, airflow_provider_gridaware.sensors.grid_window,"
-        " airflow_provider_gridaware.decorators.gridaware, airflow_provider_gridaware.triggers.grid_window"
+        " airflow_provider_gridaware.decorators.gridaware, airflow_provider_gridaware.triggers.grid_window,"
+        " airflow_provider_gridaware.operators.carbon_report"
     )
     added = sorted(m for m in with_hook - baseline if m.split(".")[0] in HEAVY)
     assert not added, added

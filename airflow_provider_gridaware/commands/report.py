@@ -1,0 +1,111 @@
+"""``gridaware report --date YYYY-MM-DD --out DIR``: the daily carbon report, the same files the DAG writes.
+
+Reads the day's records from the ledger in the provider's store (or a ledger file), the zones' actuals
+from the forecast archive and the day's grid events from the event log, finalises the records with the
+ledger's finaliser, and writes ``report.html`` (charts under ``charts/``), ``records.csv`` and
+``summary.json`` into DIR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from airflow_provider_gridaware.cli import EXIT_USAGE, CommandError
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-12-01") from None
+
+
+def _zone_conn(text: str) -> tuple[str, str]:
+    zone, sep, conn_id = text.partition("=")
+    if not sep or not zone.strip() or not conn_id.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: expected ZONE=CONN_ID, e.g. GB=gridaware_ukci_default")
+    return zone.strip(), conn_id.strip()
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "report",
+        help="write the daily carbon report of one UTC day",
+        description="Write the daily carbon report of one UTC day (the same files the daily report DAG writes): "
+        "report.html with charts, records.csv and summary.json.",
+    )
+    parser.add_argument("--date", type=_date, default=None, help="the UTC day, YYYY-MM-DD (default: yesterday)")
+    parser.add_argument("--out", required=True, type=Path, help="the folder to write the report into")
+    parser.add_argument("--ledger-file", type=Path, help="read the records from this ledger file (.json/.jsonl)")
+    parser.add_argument("--store", default=None, help="SQLAlchemy URL of the store (default: the provider's)")
+    parser.add_argument("--dag-id", action="append", dest="dag_ids", help="only this DAG (repeatable)")
+    parser.add_argument(
+        "--actuals",
+        action="append",
+        type=_zone_conn,
+        default=[],
+        metavar="ZONE=CONN_ID",
+        help="fetch the zone's actuals through this grid-signal connection first (repeatable)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON instead of the headline")
+    parser.set_defaults(func=run_report)
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from airflow_provider_gridaware.hooks.carbon_report import (
+        LedgerStoreMissingError,
+        fetch_day_actuals,
+        ledger_finaliser,
+        ledger_reader_for_url,
+        response_paused_work,
+    )
+    from airflow_provider_gridaware.hooks.store import GridStoreHook, shared_archive, shared_event_store
+    from airflow_provider_gridaware.ledger.file import LedgerFile, LedgerFileError
+    from airflow_provider_gridaware.ledger.records import LedgerReader
+    from airflow_provider_gridaware.reporting.collect import collect_daily_report
+    from airflow_provider_gridaware.reporting.render import JSON_FILE, render_report_files, write_report_files
+    from airflow_provider_gridaware.times import UTC
+
+    day: date = args.date or (datetime.now(UTC) - timedelta(days=1)).date()
+    out: Path = args.out
+    if out.exists() and not out.is_dir():
+        raise CommandError(f"--out {out} exists and is not a folder", EXIT_USAGE)
+    url = args.store or GridStoreHook().get_url()
+    ledger: LedgerReader
+    try:
+        ledger = LedgerFile(args.ledger_file) if args.ledger_file else ledger_reader_for_url(url)
+    except (LedgerFileError, LedgerStoreMissingError) as exc:
+        raise CommandError(str(exc)) from None
+    fetched, notes = fetch_day_actuals(dict(args.actuals), day) if args.actuals else ({}, [])
+    report = collect_daily_report(
+        day,
+        ledger,
+        archive=shared_archive(url),
+        event_store=shared_event_store(url),
+        finaliser=ledger_finaliser(),
+        paused_work=response_paused_work(url),
+        fetched_actuals=fetched,
+        dag_ids=args.dag_ids,
+        extra_notes=notes,
+    )
+    files = render_report_files(report)
+    try:
+        written = write_report_files(files, out)
+    except OSError as exc:
+        raise CommandError(f"cannot write the report into {out}: {exc.strerror or exc}") from None
+    if args.json:
+        summary = json.loads(files[JSON_FILE])
+        summary["location"] = str(out.resolve())
+        print(json.dumps(summary, indent=2))
+    else:
+        print(report.headline())
+        for path in written:
+            print(f"  {path}")
+        print(f"open {(out / 'report.html').resolve().as_uri()}")
+    sys.stdout.flush()
+    return 0
