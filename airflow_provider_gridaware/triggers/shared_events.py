@@ -107,30 +107,18 @@ def _price_states(events: tuple[GridEvent, ...]) -> dict[str, frozenset[tuple[st
     return {zone: frozenset(states) for zone, states in found.items()}
 
 
-def _read_last_seq() -> int:
-    from airflow_provider_gridaware.hooks.store import GridStoreHook
-
-    return GridStoreHook().get_event_store().last_seq()
-
-
-def _read_current(now: datetime) -> list[GridEvent]:
-    from airflow_provider_gridaware.hooks.store import GridStoreHook
-
-    return GridStoreHook().get_event_store().current(now=now)
-
-
 @dataclass(eq=False)
 class GridEventWatcher:
     """Per event loop: the last snapshot of the store's events, and the wake-ups of the triggers waiting on them.
 
-    :param read_last_seq: the store's newest position (blocking; run in a thread).
-    :param read_current: the events not over at a moment (blocking; run in a thread).
+    :param read_last_seq: the store's newest position (blocking; run in a thread); default: the default store's.
+    :param read_current: the events not over at a moment (blocking; run in a thread); default: the default store's.
     :param now: the current time on the clock waiting code plans with.
     :param poll_interval_s: how often ``read_last_seq`` is called.
     """
 
-    read_last_seq: Callable[[], int] = _read_last_seq
-    read_current: Callable[[datetime], list[GridEvent]] = _read_current
+    read_last_seq: Callable[[], int] | None = None
+    read_current: Callable[[datetime], list[GridEvent]] | None = None
     now: Callable[[], datetime] | None = None
     poll_interval_s: float = POLL_INTERVAL_S
     snapshot: GridEventSnapshot | None = None
@@ -212,6 +200,10 @@ class GridEventWatcher:
             await asyncio.sleep(pause)
 
     async def _poll(self) -> None:
+        if self.read_last_seq is None or self.read_current is None:
+            from airflow_provider_gridaware.hooks.grid_event_base import event_log_position, events_not_over
+
+            self.read_last_seq, self.read_current = event_log_position, events_not_over
         seq = await asyncio.to_thread(self.read_last_seq)
         self.polled_at = time.monotonic()
         if seq == self.seq and self.polled_at - self.read_at < EVENTS_MAX_AGE_S:

@@ -38,10 +38,16 @@ class FakeStore:
         self.events: list[GridEvent] = []
         self.seq_reads = 0
         self.event_reads = 0
+        self.replaced = 0
+
+    def replace(self, index: int, event: GridEvent) -> None:
+        """A new state of a stored event (a new row in the real store's log)."""
+        self.events[index] = event
+        self.replaced += 1
 
     def last_seq(self) -> int:
         self.seq_reads += 1
-        return len(self.events)
+        return len(self.events) + self.replaced
 
     def current(self, now: datetime) -> list[GridEvent]:
         self.event_reads += 1
