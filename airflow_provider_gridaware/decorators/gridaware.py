@@ -141,6 +141,9 @@ class _GridAwareDecoratedOperator(GridWindowMixin, DecoratedOperator, PythonOper
             zone=zone, priority_class=args.priority_class, interruptible=args.interruptible, state=state, pauses=pauses
         )
         context[CHECKPOINT_KEY] = checkpoint  # type: ignore[literal-required]
+        # PythonOperator.execute merges op_kwargs into the context and keeps the result in op_kwargs: drop what a
+        # run before a pause left there (in one process, as under dag.test()), or it would win over these.
+        self.op_kwargs = {k: v for k, v in self.op_kwargs.items() if k not in (DECISION_KEY, CHECKPOINT_KEY)}
         clock = current_clock()
         # The callable's own run time (not the waits around it) is what duration="auto" estimates from.
         started_at = clock.now() if first_started_at is None else parse_time(first_started_at, what="first_started_at")

@@ -23,16 +23,10 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_gridaware.signals.grid_event import (
-    EventInterval,
-    EventSignal,
-    EventSignalKind,
-    EventStatus,
-    EventTarget,
-    build_event,
-)
+from airflow_provider_gridaware.signals.grid_event import EventStatus, EventTarget, GridEvent
 from airflow_provider_gridaware.store.events import EventStore
 from tests.integration.airflow_stack import AirflowStack, poll
+from tests.support.grid_events import make_event, simple_signal
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -57,22 +51,14 @@ def _flat_trace(path: Path) -> Path:
     return path
 
 
-def _called_event(start: datetime, end: datetime) -> Any:
-    return build_event(
+def _called_event(start: datetime, end: datetime) -> GridEvent:
+    """A SIMPLE level-2 event for zone EVT over ``[start, end)``, as the relay would store it."""
+    return make_event(
         source="webhook:event-pause-it",
         protocol="webhook",
         event_id="evt-peak-1",
-        modification_number=0,
-        program="it",
         status=EventStatus.ACTIVE,
-        signals=(
-            EventSignal(
-                kind=EventSignalKind.SIMPLE,
-                name="SIMPLE",
-                unit="level",
-                intervals=(EventInterval(start=start, end=end, value=2),),
-            ),
-        ),
+        signals=(simple_signal(start=start, levels=(2,), step=end - start),),
         targets=(EventTarget(kind="zone", value=ZONE),),
         received_at=start,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -19,6 +19,7 @@ from tests.support.grid_events import T0, make_event, simple_signal
 from tests.unit.test_event_watcher import FakeStore
 
 HOUR = timedelta(hours=1)
+UTC = timezone.utc
 
 
 def called(zone: str = "GB", *, start: datetime = T0, levels: tuple[int, ...] = (2,), **overrides: object) -> GridEvent:
@@ -172,3 +173,60 @@ def test_a_cancellation_resumes_at_once_but_not_within_the_resume_guard_and_a_ne
 
     elapsed, _ = asyncio.run(main())
     assert elapsed >= 1.0
+
+
+def test_the_decorated_task_defers_on_a_pause_and_resumes_its_callable_with_the_saved_state() -> None:
+    """The operator's side, on the session store: pause -> TaskDeferred on the clear trigger (with the resume
+    guard), then the resume method runs the callable again from the saved state and records one run."""
+    import uuid
+
+    from airflow.sdk.exceptions import TaskDeferred
+
+    from airflow_provider_gridaware.decorators.gridaware import _GridAwareDecoratedOperator
+    from airflow_provider_gridaware.hooks.store import GridStoreHook
+    from tests.unit.test_duration_auto import context
+
+    zone = f"ZOP{uuid.uuid4().hex[:6]}"  # the session store is shared: an event no other test plans in
+    now = datetime.now(UTC)
+    GridStoreHook().get_event_store().record(called(zone, start=now - HOUR, levels=(2, 2), event_id=zone))
+    calls: list[dict] = []
+
+    def work(grid_checkpoint: GridCheckpoint | None = None) -> dict:
+        assert grid_checkpoint is not None
+        state = grid_checkpoint.state or {"step": 0}
+        calls.append(dict(state))
+        while state["step"] < 5:
+            state["step"] += 1
+            if state["step"] == 2 and not grid_checkpoint.resumed and grid_checkpoint.should_pause():
+                grid_checkpoint.save(state)
+                grid_checkpoint.pause()
+        return {**state, "pauses": grid_checkpoint.pauses}
+
+    operator = _GridAwareDecoratedOperator(
+        task_id="train",
+        python_callable=work,
+        duration=timedelta(minutes=10),
+        deadline=timedelta(hours=12),
+        conn_id="carbon",
+        zones=[zone],
+        interruptible=True,
+    )
+    dag_id = f"pause_{uuid.uuid4().hex[:8]}"
+    released = {"plan": {"zone": zone}, "reason": "released at once"}
+    with pytest.raises(TaskDeferred) as deferred:
+        operator.execute_complete(context(dag_id), released)
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, GridEventClearTrigger) and trigger.request.zone == zone
+    assert trigger.request.not_before is not None and trigger.request.not_before >= time.time() + 25  # the guard
+    assert deferred.value.method_name == "resume_after_grid_event"
+    kwargs = deferred.value.kwargs or {}
+    assert kwargs["state"] == {"step": 2} and kwargs["pauses"] == 1 and kwargs["decision"] == released
+
+    cleared = {"status": "clear", "zone": zone, "paused_at": "x", "cleared_at": "y"}
+    result = operator.resume_after_grid_event(context(dag_id), cleared, **kwargs)
+    assert result == {"step": 5, "pauses": 1}
+    assert calls == [{"step": 0}, {"step": 2}]  # the second run started from the checkpoint
+    [run] = GridStoreHook().get_runtime_history().recent(dag_id, "train", limit=5)
+    assert run.zone == zone and run.run_seconds < 5  # one run recorded, summed over its two pieces
+    with pytest.raises(RuntimeError, match="unexpected event"):
+        operator.resume_after_grid_event(context(dag_id), {"status": "error"}, **kwargs)
