@@ -39,6 +39,7 @@ from airflow_provider_gridaware.triggers.shared_signals import SharedSignalCache
 
 if TYPE_CHECKING:
     from airflow_provider_gridaware.planning.calibration import ForecastCalibration
+    from airflow_provider_gridaware.planning.event_constraints import GridEventSnapshot
     from airflow_provider_gridaware.planning.planner import PlanningGrid
     from airflow_provider_gridaware.signals.models import SignalSeries
     from airflow_provider_gridaware.times import Clock
@@ -264,6 +265,8 @@ class GridWindowTrigger(BaseTrigger):
                 # Asleep until the wake-up, unless the triggerer's event watcher sees an event that concerns us.
                 step = min(remaining, MAX_SLEEP_STEP_S / clock.wall_seconds(1.0))
                 if await watcher.sleep_or_change(interest, clock, step):
+                    if self._window_clear_of(watcher.snapshot, interest):
+                        continue  # the change leaves its window alone: no re-plan (thousands may share a zone)
                     self.log.info("grid events changed for %s: deciding again", ", ".join(sorted(interest.zones)))
                     break
 
@@ -275,6 +278,21 @@ class GridWindowTrigger(BaseTrigger):
             prices=self.job.price_weight > 0 and any(s.kind == "price" for s in self.sources),
         )
         return _INTERESTS.setdefault(interest, interest)
+
+    def _window_clear_of(self, snapshot: GridEventSnapshot | None, interest: EventInterest) -> bool:
+        """Whether the committed window is still outside every called event of ``snapshot``, so the plan stands.
+
+        Blocking slots only removes options: a plan none of whose slots is blocked stays the best one. An event
+        that ends or is cancelled may open a better window; that is taken up at the next regular re-plan (a
+        cancelled event never makes the standing plan start inside one). Price changes always re-plan.
+        """
+        if snapshot is None or self._previous is None or interest.prices:
+            return False
+        start = self._previous.start
+        # An interruptible plan's later chunks may lie anywhere up to the deadline.
+        end = self.job.deadline if self.job.interruptible else start + self.job.duration * (1 + self.job.runtime_margin)
+        start_s, end_s = start.timestamp(), end.timestamp()
+        return not any(s < end_s and e > start_s for s, e in snapshot.shedding.get(self._previous.zone, ()))
 
     def _remember(self, decision: Decision) -> None:
         if decision.fallback:

@@ -122,20 +122,22 @@ def test_a_store_that_cannot_be_read_keeps_the_last_snapshot_and_says_why(caplog
     assert caplog.text.count("store down") == 1  # once per distinct reason
 
 
-def test_a_waiting_trigger_learns_of_a_called_event_and_does_not_start_inside_it(tmp_path, monkeypatch) -> None:
-    """Without the event the trigger releases in the dip at T0+2h; the event (T0+1.5h..T0+3.5h in GB, stored
-    while it waits) wakes it, and it re-plans around it: released outside the event, never inside."""
-    # Simulated time from T0, an hour per wall second: the dip is two wall seconds away.
+DIP_START = T0 + 2 * HOUR
+
+
+def wait_through_event(tmp_path, monkeypatch, event: GridEvent) -> tuple[list[datetime], dict]:
+    """A trigger planning a job for the dip at T0+2h (flat 300 g elsewhere, re-planning only every 6 h) on a
+    scaled clock from T0 (an hour per wall second); ``event`` is stored at about T0+0.3h. Returns the times it
+    decided at and its release payload."""
     clock = ScaledClock(sim_epoch_s=T0.timestamp(), wall_epoch_s=time.time(), speed=3600.0)
     monkeypatch.setattr(grid_window, "current_clock", lambda: clock)
-    dip_start = T0 + 2 * HOUR
 
     async def fetch(key):
         from airflow_provider_gridaware.signals.errors import SourceUnavailableError
 
         if not key.forecast:
             raise SourceUnavailableError("no history", source="c")
-        return series(300.0, dip=(dip_start, HOUR), issued_at=T0)
+        return series(300.0, dip=(DIP_START, HOUR), issued_at=T0)
 
     install_fetch(monkeypatch, fetch)
     decided_at: list[datetime] = []
@@ -149,22 +151,19 @@ def test_a_waiting_trigger_learns_of_a_called_event_and_does_not_start_inside_it
     store = EventStore(f"sqlite:///{tmp_path / 'events.db'}")
     monkeypatch.setattr(shared_events, "_SHARED", shared_events.weakref.WeakKeyDictionary())
     job = Job(duration=HOUR, earliest_start=T0, deadline=T0 + 12 * HOUR, zones=("GB",), min_gain=0.05)
-    event = zone_event("GB", signals=(simple_signal(start=T0 + 1.5 * HOUR, levels=(2, 2)),))
 
     async def main() -> dict:
         loop = asyncio.get_running_loop()
         shared_events._SHARED[loop] = GridEventWatcher(
             read_last_seq=store.last_seq, read_current=lambda now: store.current(now=now), now=clock.now
         )
-        trigger = GridWindowTrigger(
-            GridWindowRequest(
-                job=job.to_dict(),
-                sources=[SignalSource(conn_id="c", zone="GB")],
-                use_history=False,
-                refresh_seconds=6 * 3600,
-            )  # no re-plan before the dip but for the event
+        request = GridWindowRequest(
+            job=job.to_dict(),
+            sources=[SignalSource(conn_id="c", zone="GB")],
+            use_history=False,
+            refresh_seconds=6 * 3600,
         )
-        waiting = asyncio.ensure_future(anext(trigger.run()))
+        waiting = asyncio.ensure_future(anext(GridWindowTrigger(request).run()))
         await asyncio.sleep(0.3)  # it has planned the dip and sleeps towards it
         assert not waiting.done()
         await asyncio.to_thread(store.record, event)
@@ -172,9 +171,23 @@ def test_a_waiting_trigger_learns_of_a_called_event_and_does_not_start_inside_it
         return fired.payload
 
     with store:
-        payload = asyncio.run(main())
+        return decided_at, asyncio.run(main())
+
+
+def test_a_waiting_trigger_learns_of_a_called_event_and_does_not_start_inside_it(tmp_path, monkeypatch) -> None:
+    """Without the event the trigger releases in the dip; the event (T0+1.5h..T0+3.5h) wakes it, and it
+    re-plans around it: released outside the event, never inside."""
+    event = zone_event("GB", signals=(simple_signal(start=T0 + 1.5 * HOUR, levels=(2, 2)),))
+    decided_at, payload = wait_through_event(tmp_path, monkeypatch, event)
     # Woken by the event (stored at about T0+0.3h): a decision well before the dip it had planned for.
-    assert any(T0 + 0.2 * HOUR < at < dip_start - 0.5 * HOUR for at in decided_at), decided_at
+    assert any(at < DIP_START - 0.5 * HOUR for at in decided_at[1:]), decided_at
     released_at = datetime.fromisoformat(payload["released_at"])
     assert event.start is not None and event.end is not None
     assert released_at < event.start or released_at >= event.end, (released_at, payload["reason"])
+
+
+def test_an_event_that_leaves_the_planned_window_alone_does_not_re_plan(tmp_path, monkeypatch) -> None:
+    event = zone_event("GB", signals=(simple_signal(start=T0 + 5 * HOUR, levels=(2,)),))
+    decided_at, payload = wait_through_event(tmp_path, monkeypatch, event)
+    assert len(decided_at) == 2 and decided_at[1] >= DIP_START, decided_at  # the first decision, then the release
+    assert payload["plan"]["chunks"][0]["start"].startswith(DIP_START.strftime("%Y-%m-%dT%H:%M"))
