@@ -268,6 +268,7 @@ class GridWindowTrigger(BaseTrigger):
                     if self._window_clear_of(watcher.snapshot, interest):
                         continue  # the change leaves its window alone: no re-plan (thousands may share a zone)
                     self.log.info("grid events changed for %s: deciding again", ", ".join(sorted(interest.zones)))
+                    await watcher.replan_turn()
                     break
 
     def _event_interest(self) -> EventInterest:

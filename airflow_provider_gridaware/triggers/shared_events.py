@@ -15,6 +15,7 @@ The watcher stops itself after :data:`IDLE_STOP_S` without use; a store that can
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -41,6 +42,8 @@ ERROR_RETRY_S = 5.0
 EVENTS_MAX_AGE_S = 30.0
 #: the first read of a triggerer is waited for at most this long (wall seconds).
 FIRST_WAIT_S = 5.0
+#: re-plans after a wake-up let through per event-loop iteration (each is about a millisecond of CPU).
+REPLANS_PER_TURN = 20
 #: a watcher nobody has asked anything for this long stops (a triggerer with no grid-aware task left).
 IDLE_STOP_S = 120.0
 
@@ -134,6 +137,9 @@ class GridEventWatcher:
     _task: asyncio.Task[None] | None = None
     _first_read: asyncio.Event = field(default_factory=asyncio.Event)
     _used_at: float = field(default_factory=time.monotonic)
+    _turns_used: int = 0
+    _turn_queue: collections.deque[asyncio.Future[None]] = field(default_factory=collections.deque)
+    _turn_scheduled: bool = False
     _reported: set[str] = field(default_factory=set)
 
     async def get(self) -> GridEventSnapshot | None:
@@ -181,6 +187,36 @@ class GridEventWatcher:
                 self._waiting[interest] = left
             elif self._waiters.get(interest) is woken:
                 del self._waiters[interest]  # nobody waits on it any more
+
+    async def replan_turn(self) -> None:
+        """Wait for a turn to re-plan after a wake-up: at most :data:`REPLANS_PER_TURN` per loop iteration, in
+        the order woken.
+
+        An event can wake thousands of triggers whose plans it touches; re-planning all of them in one loop
+        iteration would stall the triggerer (heartbeats, other triggers' releases) for as long as they all take.
+        """
+        loop = asyncio.get_running_loop()
+        if self._turns_used >= REPLANS_PER_TURN or self._turn_queue:
+            turn = loop.create_future()
+            self._turn_queue.append(turn)
+            await turn  # granted by _new_turn, which counted it already
+        else:
+            self._turns_used += 1
+        if not self._turn_scheduled:
+            self._turn_scheduled = True
+            loop.call_soon(self._new_turn)
+
+    def _new_turn(self) -> None:
+        """Next loop iteration: grant the next waiters their turns."""
+        self._turns_used = 0
+        while self._turn_queue and self._turns_used < REPLANS_PER_TURN:
+            turn = self._turn_queue.popleft()
+            if not turn.done():  # a trigger cancelled while waiting for its turn gives it up
+                turn.set_result(None)
+                self._turns_used += 1
+        self._turn_scheduled = bool(self._turn_queue)
+        if self._turn_scheduled:
+            asyncio.get_running_loop().call_soon(self._new_turn)
 
     def _ensure_running(self) -> None:
         self._used_at = time.monotonic()

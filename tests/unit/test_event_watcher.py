@@ -127,7 +127,7 @@ DIP_START = T0 + 2 * HOUR
 
 def wait_through_event(tmp_path, monkeypatch, event: GridEvent) -> tuple[list[datetime], dict]:
     """A trigger planning a job for the dip at T0+2h (flat 300 g elsewhere, re-planning only every 6 h) on a
-    scaled clock from T0 (an hour per wall second); ``event`` is stored at about T0+0.3h. Returns the times it
+    scaled clock from T0 (an hour per wall second); ``event`` is stored once it has planned. Returns the times it
     decided at and its release payload."""
     clock = ScaledClock(sim_epoch_s=T0.timestamp(), wall_epoch_s=time.time(), speed=3600.0)
     monkeypatch.setattr(grid_window, "current_clock", lambda: clock)
@@ -143,8 +143,11 @@ def wait_through_event(tmp_path, monkeypatch, event: GridEvent) -> tuple[list[da
     decided_at: list[datetime] = []
     real_decide = grid_window.decide
 
+    first_decision = asyncio.Event()
+
     def recording_decide(job, grid, now, *args, **kwargs):
         decided_at.append(now)
+        first_decision.set()
         return real_decide(job, grid, now, *args, **kwargs)
 
     monkeypatch.setattr(grid_window, "decide", recording_decide)
@@ -164,10 +167,11 @@ def wait_through_event(tmp_path, monkeypatch, event: GridEvent) -> tuple[list[da
             refresh_seconds=6 * 3600,
         )
         waiting = asyncio.ensure_future(anext(GridWindowTrigger(request).run()))
-        await asyncio.sleep(0.3)  # it has planned the dip and sleeps towards it
+        await first_decision.wait()
+        await asyncio.sleep(0.05)  # it has planned the dip and sleeps towards it
         assert not waiting.done()
         await asyncio.to_thread(store.record, event)
-        fired = await asyncio.wait_for(waiting, 10)
+        fired = await asyncio.wait_for(waiting, 30)
         return fired.payload
 
     with store:
@@ -179,7 +183,7 @@ def test_a_waiting_trigger_learns_of_a_called_event_and_does_not_start_inside_it
     re-plans around it: released outside the event, never inside."""
     event = zone_event("GB", signals=(simple_signal(start=T0 + 1.5 * HOUR, levels=(2, 2)),))
     decided_at, payload = wait_through_event(tmp_path, monkeypatch, event)
-    # Woken by the event (stored at about T0+0.3h): a decision well before the dip it had planned for.
+    # Woken by the event: a decision well before the dip it had planned for.
     assert any(at < DIP_START - 0.5 * HOUR for at in decided_at[1:]), decided_at
     released_at = datetime.fromisoformat(payload["released_at"])
     assert event.start is not None and event.end is not None
@@ -191,3 +195,29 @@ def test_an_event_that_leaves_the_planned_window_alone_does_not_re_plan(tmp_path
     decided_at, payload = wait_through_event(tmp_path, monkeypatch, event)
     assert len(decided_at) == 2 and decided_at[1] >= DIP_START, decided_at  # the first decision, then the release
     assert payload["plan"]["chunks"][0]["start"].startswith(DIP_START.strftime("%Y-%m-%dT%H:%M"))
+
+
+def test_re_plans_after_a_wake_up_are_paced_per_loop_iteration_in_the_order_woken() -> None:
+    watcher = GridEventWatcher(read_last_seq=FakeStore().last_seq, read_current=FakeStore().current)
+    iteration = [0]
+    turns: list[tuple[int, int]] = []  # (who, loop iteration of its turn)
+
+    def tick() -> None:
+        iteration[0] += 1
+        asyncio.get_running_loop().call_soon(tick)
+
+    async def replan(who: int) -> None:
+        await watcher.replan_turn()
+        turns.append((who, iteration[0]))
+
+    async def main() -> None:
+        asyncio.get_running_loop().call_soon(tick)
+        await asyncio.gather(*(replan(i) for i in range(100)))
+
+    asyncio.run(main())
+    per_iteration: dict[int, int] = {}
+    for _, at in turns:
+        per_iteration[at] = per_iteration.get(at, 0) + 1
+    assert len(turns) == 100 and max(per_iteration.values()) <= shared_events.REPLANS_PER_TURN
+    assert [who for who, _ in turns] == list(range(100))
+    assert not watcher._turn_queue
