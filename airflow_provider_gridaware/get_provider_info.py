@@ -408,7 +408,10 @@ def get_provider_info() -> dict[str, Any]:
         "connection-types": CONNECTION_TYPES,
         "triggers": [
             {"integration-name": "Grid signals", "python-modules": [f"{_PKG}.triggers.grid_window"]},
-            {"integration-name": "Grid events", "python-modules": [f"{_PKG}.triggers.grid_event"]},
+            {
+                "integration-name": "Grid events",
+                "python-modules": [f"{_PKG}.triggers.grid_event", f"{_PKG}.triggers.grid_event_clear"],
+            },
             {"integration-name": "Grid-event response", "python-modules": [f"{_PKG}.triggers.grid_response"]},
             {"integration-name": "Kubernetes dispatch", "python-modules": [f"{_PKG}.triggers.kubernetes"]},
             {"integration-name": "AWS Batch dispatch", "python-modules": [f"{_PKG}.triggers.batch"]},

@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk.bases.decorator import DecoratedOperator, task_decorator_factory
@@ -31,7 +31,11 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
     from airflow.sdk.bases.decorator import TaskDecorator
 
+    from airflow_provider_gridaware.cooperative_pause import PauseForGridEvent
+
 DECISION_KEY = "grid_decision"
+#: The callable's checkpoint helper (:class:`~airflow_provider_gridaware.cooperative_pause.GridCheckpoint`).
+CHECKPOINT_KEY = "grid_checkpoint"
 
 
 class _GridAwareDecoratedOperator(GridWindowMixin, DecoratedOperator, PythonOperator):
@@ -88,23 +92,119 @@ class _GridAwareDecoratedOperator(GridWindowMixin, DecoratedOperator, PythonOper
         if not event or "plan" not in event:
             raise RuntimeError(f"grid window trigger returned an unexpected event: {event!r}")
         self.log.info("grid window open: %s", event.get("reason") or event["plan"].get("reason"))
-        context[DECISION_KEY] = event  # type: ignore[literal-required]  # offered to the callable by name
-        from airflow_provider_gridaware.runtime_history import record_task_run
-        from airflow_provider_gridaware.times import current_clock
+        return self._run_callable(context, event, state=None, pauses=0, ran_s=0.0, first_started_at=None)
 
-        # The callable's own run time (not the wait before it) is what duration="auto" estimates from.
-        started_at, started = current_clock().now(), time.monotonic()
-        result = super().execute(context)
+    def resume_after_grid_event(
+        self,
+        context: Context,
+        event: dict[str, Any] | None = None,
+        *,
+        decision: dict[str, Any],
+        state: dict[str, Any] | None,
+        pauses: int,
+        ran_s: float,
+        first_started_at: str,
+    ) -> Any:
+        """The grid event that paused the callable is over: run it again, in the same try, with its saved state."""
+        if not event or event.get("status") != "clear":
+            raise RuntimeError(f"grid event clear trigger returned an unexpected event: {event!r}")
+        self.log.info(
+            "grid event over in %s (paused %s, clear %s): resuming from the checkpoint (pause %d)",
+            event.get("zone"),
+            event.get("paused_at"),
+            event.get("cleared_at"),
+            pauses,
+        )
+        return self._run_callable(
+            context, decision, state=state, pauses=pauses, ran_s=ran_s, first_started_at=first_started_at
+        )
+
+    def _run_callable(
+        self,
+        context: Context,
+        decision: dict[str, Any],
+        *,
+        state: dict[str, Any] | None,
+        pauses: int,
+        ran_s: float,
+        first_started_at: str | None,
+    ) -> Any:
+        """Run the callable with ``grid_decision`` and ``grid_checkpoint``; a pause defers until the event is over."""
+        from airflow_provider_gridaware.cooperative_pause import GridCheckpoint, PauseForGridEvent
+        from airflow_provider_gridaware.runtime_history import record_task_run
+        from airflow_provider_gridaware.times import current_clock, format_time, parse_time
+
+        args = self.window_args()
+        zone = (decision.get("plan") or {}).get("zone") or args.candidate_zones()[0]
+        context[DECISION_KEY] = decision  # type: ignore[literal-required]  # offered to the callable by name
+        checkpoint = GridCheckpoint(
+            zone=zone, priority_class=args.priority_class, interruptible=args.interruptible, state=state, pauses=pauses
+        )
+        context[CHECKPOINT_KEY] = checkpoint  # type: ignore[literal-required]
+        # PythonOperator.execute merges op_kwargs into the context and keeps the result in op_kwargs: drop what a
+        # run before a pause left there (in one process, as under dag.test()), or it would win over these.
+        self.op_kwargs = {k: v for k, v in self.op_kwargs.items() if k not in (DECISION_KEY, CHECKPOINT_KEY)}
+        clock = current_clock()
+        # The callable's own run time (not the waits around it) is what duration="auto" estimates from.
+        started_at = clock.now() if first_started_at is None else parse_time(first_started_at, what="first_started_at")
+        started = time.monotonic()
+        try:
+            result = super().execute(context)
+        except PauseForGridEvent as pause:
+            self._defer_until_clear(
+                decision,
+                pause,
+                zone=zone,
+                pauses=pauses,
+                ran_s=ran_s + time.monotonic() - started,
+                first_started_at=format_time(started_at),
+            )
         record_task_run(
             context,
             started_at=started_at,
-            ended_at=current_clock().now(),
-            wall_seconds=time.monotonic() - started,
+            ended_at=clock.now(),
+            wall_seconds=ran_s + time.monotonic() - started,
             kind="python",
-            zone=(event.get("plan") or {}).get("zone"),
+            chunks=pauses + 1,
+            zone=zone,
             logger=self.log,
         )
         return result
+
+    def _defer_until_clear(
+        self,
+        decision: dict[str, Any],
+        pause: PauseForGridEvent,
+        *,
+        zone: str,
+        pauses: int,
+        ran_s: float,
+        first_started_at: str,
+    ) -> NoReturn:
+        from airflow_provider_gridaware.times import current_clock, format_time
+        from airflow_provider_gridaware.triggers.grid_event_clear import GridEventClearRequest, GridEventClearTrigger
+        from airflow_provider_gridaware.triggers.resume_guard import resume_not_before
+
+        if pause.state is None:
+            self.log.warning("paused with no saved state: the callable starts afresh when the event is over")
+        self.log.info("pausing for a grid event: %s; deferring until it is over", pause.reason)
+        request = GridEventClearRequest(
+            zone=zone,
+            priority_class=self.window_args().priority_class,
+            paused_at=format_time(current_clock().now()),
+            not_before=resume_not_before(),  # the resume race: this trigger must not fire at once
+        )
+        self.defer(
+            trigger=GridEventClearTrigger(request),
+            method_name="resume_after_grid_event",
+            kwargs={
+                "decision": decision,
+                "state": pause.state,
+                "pauses": pauses + 1,
+                "ran_s": ran_s,
+                "first_started_at": first_started_at,
+            },
+        )
 
 
 def gridaware_task(

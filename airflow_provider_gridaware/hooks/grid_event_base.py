@@ -21,6 +21,8 @@ from airflow.sdk import BaseHook
 from airflow_provider_gridaware.signals.errors import SourceConfigError
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from airflow_provider_gridaware.planning.event_constraints import GridEventSnapshot
     from airflow_provider_gridaware.signals.grid_event import GridEvent
     from airflow_provider_gridaware.store.events import EventStore, Recorded
@@ -194,3 +196,17 @@ def current_grid_events(store_conn_id: str | None = None) -> GridEventSnapshot:
     from airflow_provider_gridaware.planning.event_constraints import GridEventSnapshot
 
     return GridEventSnapshot(GridStoreHook(store_conn_id).get_event_store().current())
+
+
+def event_log_position() -> int:
+    """The default store's newest grid-event position (blocking: one indexed query; watchers poll it)."""
+    from airflow_provider_gridaware.hooks.store import GridStoreHook
+
+    return GridStoreHook().get_event_store().last_seq()
+
+
+def events_not_over(now: datetime) -> list[GridEvent]:
+    """The default store's events not over at ``now`` (blocking: one store read)."""
+    from airflow_provider_gridaware.hooks.store import GridStoreHook
+
+    return GridStoreHook().get_event_store().current(now=now)

@@ -194,3 +194,28 @@ class GridEventSnapshot:
         made = grid.blocked(shedding)
         self._blocked[(id(grid), cls)] = (weakref.ref(grid), made)
         return made
+
+    def shedding_until(self, zone: str, at: datetime, priority_class: str) -> datetime | None:
+        """When the called events pausing work of ``priority_class`` in ``zone`` at ``at`` end (overlapping and
+        back-to-back spans joined); ``None`` if none pauses it now. Critical work is never paused.
+
+        The same spans as :meth:`block` (``shedding_spans``): a running interruptible task pauses exactly
+        where a waiting one would not be placed.
+
+        :param zone: the zone the work runs in.
+        :param at: the moment asked about (aware).
+        :param priority_class: ``critical``, ``flexible`` or ``batch``.
+        """
+        from airflow_provider_gridaware.planning.job import PriorityClass
+
+        if PriorityClass(priority_class) is PriorityClass.CRITICAL:
+            return None
+        at_s = at.timestamp()
+        end_s: float | None = None
+        for start_s, span_end_s in sorted(self.shedding.get(zone, ())):
+            if end_s is None:
+                if start_s <= at_s < span_end_s:
+                    end_s = span_end_s
+            elif start_s <= end_s:
+                end_s = max(end_s, span_end_s)
+        return None if end_s is None else datetime.fromtimestamp(end_s, tz=at.tzinfo)

@@ -34,10 +34,12 @@ from airflow_provider_gridaware.signals.errors import GridSignalError, SourceCon
 from airflow_provider_gridaware.times import current_clock, format_duration, format_time, from_epoch, parse_time
 from airflow_provider_gridaware.triggers.resume_guard import hold_until
 from airflow_provider_gridaware.triggers.shared_calibrations import shared_calibrations
+from airflow_provider_gridaware.triggers.shared_events import EventInterest, shared_grid_events
 from airflow_provider_gridaware.triggers.shared_signals import SharedSignalCache, SignalKey, shared_cache
 
 if TYPE_CHECKING:
     from airflow_provider_gridaware.planning.calibration import ForecastCalibration
+    from airflow_provider_gridaware.planning.event_constraints import GridEventSnapshot
     from airflow_provider_gridaware.planning.planner import PlanningGrid
     from airflow_provider_gridaware.signals.models import SignalSeries
     from airflow_provider_gridaware.times import Clock
@@ -130,6 +132,7 @@ async def _outcomes(pending: list[Outcome | asyncio.Future[Outcome]]) -> list[Ou
 # Triggers waiting on the same sources share one (frozen) SignalSource instance, tuple of them and SignalKey.
 _SOURCES: dict[Any, Any] = {}
 _KEYS: dict[tuple[SignalSource, bool], SignalKey] = {}
+_INTERESTS: dict[EventInterest, EventInterest] = {}
 
 
 def _key(source: SignalSource, forecast: bool) -> SignalKey:
@@ -223,10 +226,13 @@ class GridWindowTrigger(BaseTrigger):
         if self._waiting_since is None:
             self._waiting_since = clock.now()
         problems: list[str] = []  # of the last read (at the latest start no signals are read)
+        watcher = shared_grid_events()
+        interest = self._event_interest()
         while True:
             now = clock.now()
             grid: PlanningGrid | None = None
             freshness = ""
+            planned_on = watcher.version  # a snapshot installed while deciding is planned on again
             if needs_signals(self.job, now):
                 grid, problems, freshness = await self._signals(now, clock)
             # In a copy of the context: numpy's errstate sets a context variable, which would otherwise stay in
@@ -239,7 +245,11 @@ class GridWindowTrigger(BaseTrigger):
             self._remember(decision)
             if decision.release:
                 if not self.end_from_trigger:
+                    seen = watcher.version
                     await hold_until(self.not_before)  # the resume guard (a worker picks the task up next)
+                    if watcher.version != seen and interest.any:
+                        self.log.info("grid events changed during the resume guard: deciding again")
+                        continue
                 yield self._event(decision, problems, replans)
                 return
             if decision.fallback:
@@ -248,9 +258,42 @@ class GridWindowTrigger(BaseTrigger):
                 self.log.info("decision %d%s: %s", replans, freshness, decision.reason)
                 problems = []  # planned: a later release at the latest start is no no-signal fallback
             wake = decision.wake_at or now
+            if watcher.version != planned_on and interest.any:
+                wake = now  # grid events changed while deciding: decide again at once
             del decision, freshness  # nothing of the decision is kept while waiting (memory per trigger)
             while (remaining := (wake - clock.now()).total_seconds()) > 0:
-                await clock.sleep(min(remaining, MAX_SLEEP_STEP_S / clock.wall_seconds(1.0)))
+                # Asleep until the wake-up, unless the triggerer's event watcher sees an event that concerns us.
+                step = min(remaining, MAX_SLEEP_STEP_S / clock.wall_seconds(1.0))
+                if await watcher.sleep_or_change(interest, clock, step):
+                    if self._window_clear_of(watcher.snapshot, interest):
+                        continue  # the change leaves its window alone: no re-plan (thousands may share a zone)
+                    self.log.info("grid events changed for %s: deciding again", ", ".join(sorted(interest.zones)))
+                    await watcher.replan_turn()
+                    break
+
+    def _event_interest(self) -> EventInterest:
+        """What grid events this job's decision depends on (shared instances: thousands of triggers, few kinds)."""
+        interest = EventInterest(
+            zones=frozenset(s.zone for s in self.sources),
+            shedding=self.job.priority_class is not PriorityClass.CRITICAL,
+            prices=self.job.price_weight > 0 and any(s.kind == "price" for s in self.sources),
+        )
+        return _INTERESTS.setdefault(interest, interest)
+
+    def _window_clear_of(self, snapshot: GridEventSnapshot | None, interest: EventInterest) -> bool:
+        """Whether the committed window is still outside every called event of ``snapshot``, so the plan stands.
+
+        Blocking slots only removes options: a plan none of whose slots is blocked stays the best one. An event
+        that ends or is cancelled may open a better window; that is taken up at the next regular re-plan (a
+        cancelled event never makes the standing plan start inside one). Price changes always re-plan.
+        """
+        if snapshot is None or self._previous is None or interest.prices:
+            return False
+        start = self._previous.start
+        # An interruptible plan's later chunks may lie anywhere up to the deadline.
+        end = self.job.deadline if self.job.interruptible else start + self.job.duration * (1 + self.job.runtime_margin)
+        start_s, end_s = start.timestamp(), end.timestamp()
+        return not any(s < end_s and e > start_s for s, e in snapshot.shedding.get(self._previous.zone, ()))
 
     def _remember(self, decision: Decision) -> None:
         if decision.fallback:
@@ -284,8 +327,6 @@ class GridWindowTrigger(BaseTrigger):
             return None, problems, ""
         history = self._history(history_keys, outcomes[len(keys) :])
         calibrations = await self._calibrations(carbon, price, now, clock)
-        from airflow_provider_gridaware.triggers.shared_events import shared_grid_events
-
         events = await shared_grid_events().get()
         if events is not None and price and self.job.price_weight > 0:
             price = events.apply(price)  # a called peak's price, before it starts too

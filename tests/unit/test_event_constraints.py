@@ -128,7 +128,7 @@ def test_the_triggerer_reads_the_stores_events_once_and_goes_on_without_a_store(
         monkeypatch.setenv("GRIDAWARE_STORE_URL", "postgresql+psycopg2://nobody@127.0.0.1:1/none")
         with caplog.at_level(logging.WARNING):
             assert asyncio.run(_read_shared()) is None
-        assert "planning without them" in caplog.text
+        assert "planning on the last ones read" in caplog.text
     finally:
         close_shared_archives()
 
