@@ -182,10 +182,7 @@ class GridEventSnapshot:
         cls = job.priority_class
         if cls is PriorityClass.CRITICAL or not any(z in self.shedding for z in grid.zones):
             return grid
-        shedding = self._class_shedding.get(cls)
-        if shedding is None:
-            shedding = shedding_spans(self.events, policy=self.policy, priority_class=cls)
-            self._class_shedding[cls] = shedding
+        shedding = self._spans_for(cls)
         if not any(z in shedding for z in grid.zones):
             return grid
         held = self._blocked.get((id(grid), cls))
@@ -194,6 +191,13 @@ class GridEventSnapshot:
         made = grid.blocked(shedding)
         self._blocked[(id(grid), cls)] = (weakref.ref(grid), made)
         return made
+
+    def _spans_for(self, cls: PriorityClass) -> dict[str, list[tuple[int, int]]]:
+        shedding = self._class_shedding.get(cls)
+        if shedding is None:
+            shedding = shedding_spans(self.events, policy=self.policy, priority_class=cls)
+            self._class_shedding[cls] = shedding
+        return shedding
 
     def shedding_until(self, zone: str, at: datetime, priority_class: str) -> datetime | None:
         """When the called events pausing work of ``priority_class`` in ``zone`` at ``at`` end (overlapping and
@@ -206,13 +210,12 @@ class GridEventSnapshot:
         :param at: the moment asked about (aware).
         :param priority_class: ``critical``, ``flexible`` or ``batch``.
         """
-        from airflow_provider_gridaware.planning.job import PriorityClass
-
-        if PriorityClass(priority_class) is PriorityClass.CRITICAL:
+        cls = PriorityClass(priority_class)
+        if cls is PriorityClass.CRITICAL or zone not in self.shedding:
             return None
         at_s = at.timestamp()
         end_s: float | None = None
-        for start_s, span_end_s in sorted(self.shedding.get(zone, ())):
+        for start_s, span_end_s in sorted(self._spans_for(cls).get(zone, ())):
             if end_s is None:
                 if start_s <= at_s < span_end_s:
                     end_s = span_end_s
