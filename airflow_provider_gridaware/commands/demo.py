@@ -78,9 +78,9 @@ def add_parser(subparsers: Any) -> None:
     airflow.add_argument(
         "--window-in",
         type=float,
-        default=50.0,
+        default=90.0,
         metavar="MINUTES",
-        help="the clean window opens at least this many simulated minutes after the trigger (default 50)",
+        help="the clean window opens at least this many simulated minutes after the trigger (default 90)",
     )
     airflow.add_argument("--port", type=int, default=0, help="the Airflow UI's port (default: a free one)")
     airflow.add_argument(

@@ -76,7 +76,7 @@ class DemoOptions:
 
     home: Path
     speed: float = 60.0
-    window_lead: timedelta = timedelta(minutes=50)
+    window_lead: timedelta = timedelta(minutes=90)
     window_length: timedelta = timedelta(hours=6)
     window_depth: float = 0.9
     port: int = 0
