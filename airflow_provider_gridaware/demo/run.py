@@ -189,7 +189,7 @@ def run_demo(options: DemoOptions, out: IO[str] = sys.stdout) -> int:
             f" {clock.wall_seconds(opens_in.total_seconds()):.0f} s of wall time"
         )
         run_id = stack.trigger_dag(DAG_ID)
-        say.say(f"triggered {DAG_ID} (run {run_id}): {TASK_ID} runs 2 h of training before a 12 h deadline")
+        say.say(f"triggered {DAG_ID} (run {run_id}): {TASK_ID}, 2 h of training due within 12 h, plans its start")
         watch = watch_run(stack, run_id, say, timeout=options.run_timeout)
         code = summarise(watch, window_start, window_end, say)
         day = simulated_day(watch, clock)
@@ -198,12 +198,13 @@ def run_demo(options: DemoOptions, out: IO[str] = sys.stdout) -> int:
         say.plain(f"Airflow home (logs, SQLite DB, DAGs): {options.home}")
         if report is not None:
             say.plain(f"Daily report for {day.isoformat()}: {report}")
-        say.plain(f"Airflow UI: {stack.api_url}  (user admin, password {stack.password})")
+        login = f"user admin, password {stack.password}"
         if options.keep_running:
+            say.plain(f"Airflow UI: {stack.api_url}  ({login})")
             say.plain("Airflow and the simulator keep running (simulated time too); Ctrl-C stops them.")
             wait_for_interrupt()
         else:
-            say.plain("`make demo-ui` runs the same demo and keeps Airflow up afterwards.")
+            say.plain(f"Airflow UI: {stack.api_url}  ({login}), up while the demo ran: `make demo-ui` keeps it up.")
         return code
     finally:
         say.say("stopping Airflow and the simulator")
@@ -278,11 +279,11 @@ def watch_run(stack: AirflowStack, run_id: str, say: Narrator, *, timeout: float
     def check() -> str | None:
         for ti in stack.task_instances(DAG_ID, run_id):
             task_id, state = str(ti["task_id"]), str(ti.get("state") or "none")
+            if state not in ("none", "scheduled", "queued") and ti.get("try_number"):
+                narrate(task_id, int(ti["try_number"]))  # what led to the state first
             if task_id == TASK_ID and state != "none" and (not watch.states or watch.states[-1] != state):
                 watch.states.append(state)
                 say.say(f"{TASK_ID} is {state}{STATE_NOTES.get(state, '')}")
-            if state not in ("none", "scheduled", "queued") and ti.get("try_number"):
-                narrate(task_id, int(ti["try_number"]))
         run_state = str(stack.dag_run(DAG_ID, run_id)["state"])
         return run_state if run_state in ("success", "failed") else None
 
@@ -366,5 +367,8 @@ def write_daily_report(day: date, out_dir: Path, env: Mapping[str, str], say: Na
 
 
 def wait_for_interrupt() -> None:
-    """Block until Ctrl-C (SIGINT raises ``KeyboardInterrupt`` in the main thread)."""
-    threading.Event().wait()
+    """Block until Ctrl-C: for ``make demo-ui`` that is the normal end, not an error."""
+    try:
+        threading.Event().wait()  # SIGINT raises KeyboardInterrupt here, in the main thread
+    except KeyboardInterrupt:
+        return
