@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 EXTRAS ?= dev,kubernetes,aws,openadr,ieee2030_5,docs
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint typecheck unit contract integration bench docs docs-serve clean lock
+.PHONY: install demo demo-ui demo-signals test lint typecheck unit contract integration bench docs docs-serve clean lock
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,9 +16,18 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-## demo: start the local grid simulator, read every source through its hook, print the next clean window
+## demo: a real Airflow 3.3 + the grid simulator on accelerated time: the example training task defers, is
+## released in the clean window, then the daily report is written; ends (exit 0) after the report
 demo: install
 	$(BIN)/gridaware demo
+
+## demo-ui: the same, then keeps Airflow (and its UI) up until Ctrl-C
+demo-ui: install
+	$(BIN)/gridaware demo --keep-running --port $(or $(DEMO_PORT),8080)
+
+## demo-signals: no Airflow: read every source through its hook against the simulator, print each decision
+demo-signals: install
+	$(BIN)/gridaware demo --signals
 
 ## test: lint, type-check, then the whole suite (unit, contract, integration against a real Airflow)
 test: install lint typecheck

@@ -55,7 +55,10 @@ def example_gridaware_task() -> None:
             raise ValueError("no grid decision: this function runs through @task.gridaware")
         plan = grid_decision["plan"]
         window = plan["chunks"][0]
-        log.info("running in %s from %s (%s): %s", plan["zone"], window["start"], plan["status"], plan["reason"])
+        # grid_decision["reason"] says why it runs now (after a wait: against starting when the wait began).
+        log.info(
+            "running in %s from %s (%s): %s", plan["zone"], window["start"], plan["status"], grid_decision["reason"]
+        )
         # ... the real work (training, a backfill, a batch export) goes here ...
         return {
             "zone": plan["zone"],
@@ -63,7 +66,8 @@ def example_gridaware_task() -> None:
             "window_end": window["end"],
             "status": plan["status"],
             "expected": plan["expected_signals"],
-            "if_started_at_once": plan["now_signals"],
+            # The counterfactual: started at once when the task was released to wait (not the signal at release).
+            "if_started_at_once": (grid_decision.get("counterfactual") or {}).get("signals", plan["now_signals"]),
             "problems": grid_decision["problems"],
         }
 
@@ -72,8 +76,11 @@ def example_gridaware_task() -> None:
         """Log what the wait was worth, in one line."""
         import logging
 
-        expected = summary["expected"].get("gCO2eq/kWh")
-        at_once = summary["if_started_at_once"].get("gCO2eq/kWh")
+        def rounded(value: float | None) -> str:
+            return "-" if value is None else f"{value:.0f}"
+
+        expected = rounded(summary["expected"].get("gCO2eq/kWh"))
+        at_once = rounded(summary["if_started_at_once"].get("gCO2eq/kWh"))
         logging.getLogger("gridaware.example").info(
             "ran in %s from %s (%s): %s gCO2eq/kWh expected, %s if started at once",
             summary["zone"],

@@ -1,9 +1,15 @@
-"""``gridaware demo``: the main job on the embedded defaults, with no keys and no network.
+"""``gridaware demo``: the main job end to end on this machine, with no keys and no network.
 
-Starts the local grid simulator (bundled real GB data), points one Airflow connection of each type at
-it, reads a forecast through every hook exactly as a DAG would, and prints what ``decide()`` (the release
-rule every grid-aware task runs) does with a job on each: start now, or wait for a cleaner (or cheaper)
-window, against starting it now.
+``gridaware demo`` starts a real Airflow 3.3 with the example DAGs and the local grid simulator on
+accelerated time, triggers the example training DAG and shows its task deferring, being released in the
+clean window with its decision in plain words, then writes the daily report for the simulated day
+(:mod:`airflow_provider_gridaware.demo.run`). ``--keep-running`` (``make demo-ui``) keeps Airflow up
+afterwards until Ctrl-C.
+
+``gridaware demo --signals`` is the quick look without Airflow: it starts the simulator, points one
+Airflow connection of each type at it, reads a forecast through every hook exactly as a DAG would, and
+prints what ``decide()`` (the release rule every grid-aware task runs) does with a job on each: start
+now, or wait for a cleaner (or cheaper) window, against starting it now.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_gridaware.cli import EXIT_USAGE, CommandError, time_argument
@@ -54,18 +61,42 @@ SOURCES = (
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "demo",
-        help="run the main job on the embedded defaults (local simulator, bundled data, no keys)",
+        help="run the main job end to end: a real Airflow, the local simulator on accelerated time, the report",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--hours", type=float, default=3.0, help="job duration in hours (default 3)")
-    parser.add_argument("--within", type=float, default=24.0, help="deadline in hours from now (default 24)")
-    parser.add_argument(
+    airflow = parser.add_argument_group("the Airflow run (default)")
+    airflow.add_argument(
+        "--home",
+        type=Path,
+        default=Path(".demo/airflow-home"),
+        help="the demo's AIRFLOW_HOME; an earlier demo's is wiped first (default: .demo/airflow-home)",
+    )
+    airflow.add_argument(
+        "--speed", type=float, default=60.0, help="simulated seconds per wall second (default 60: 1 h = 1 min)"
+    )
+    airflow.add_argument(
+        "--window-in",
+        type=float,
+        default=90.0,
+        metavar="MINUTES",
+        help="the clean window opens at least this many simulated minutes after the trigger (default 90)",
+    )
+    airflow.add_argument("--port", type=int, default=0, help="the Airflow UI's port (default: a free one)")
+    airflow.add_argument(
+        "--keep-running", action="store_true", help="keep Airflow up after the report until Ctrl-C (make demo-ui)"
+    )
+    airflow.add_argument("--timeout", type=float, default=600.0, help="wall seconds the run may take (default 600)")
+    signals = parser.add_argument_group("--signals: every source through its hook, no Airflow")
+    signals.add_argument("--signals", action="store_true", help="only read every source and print each decision")
+    signals.add_argument("--hours", type=float, default=3.0, help="job duration in hours (default 3)")
+    signals.add_argument("--within", type=float, default=24.0, help="deadline in hours from now (default 24)")
+    signals.add_argument(
         "--at",
         type=functools.partial(time_argument, naive_is_utc=True),
         help="simulated 'now', ISO 8601 (default: the real time; the trace loops)",
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON object per source")
+    signals.add_argument("--json", action="store_true", help="print one JSON object per source")
     parser.set_defaults(func=run)
 
 
@@ -85,6 +116,36 @@ def connection_env(sim_url: str) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.signals:
+        return run_signals(args)
+    return run_airflow(args)
+
+
+def run_airflow(args: argparse.Namespace) -> int:
+    """The main job on a real Airflow (:func:`airflow_provider_gridaware.demo.run.run_demo`)."""
+    if not args.speed > 0:
+        raise CommandError(f"--speed must be positive, not {args.speed:g}", EXIT_USAGE)
+    if not args.window_in > 0:
+        raise CommandError(f"--window-in must be positive, not {args.window_in:g}", EXIT_USAGE)
+    from airflow_provider_gridaware.demo.processes import StackError
+    from airflow_provider_gridaware.demo.run import DemoOptions, run_demo
+
+    options = DemoOptions(
+        home=args.home.resolve(),
+        speed=args.speed,
+        window_lead=timedelta(minutes=args.window_in),
+        port=args.port,
+        keep_running=args.keep_running,
+        run_timeout=args.timeout,
+    )
+    try:
+        return run_demo(options)
+    except StackError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def run_signals(args: argparse.Namespace) -> int:
+    """Every source through its hook against the simulator, and what ``decide()`` makes of each (no Airflow)."""
     if not 0 < args.hours < args.within:
         raise CommandError("need 0 < --hours < --within", EXIT_USAGE)
     # Keep the demo from writing an airflow.cfg into the user's home.

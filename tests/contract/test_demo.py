@@ -11,7 +11,7 @@ from airflow_provider_gridaware.cli import main
 
 def test_demo_reads_every_source_and_shows_the_decision(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
     monkeypatch.setenv("GRIDAWARE_ARCHIVE", "0")
-    assert main(["demo", "--hours", "3", "--json"]) == 0
+    assert main(["demo", "--signals", "--hours", "3", "--json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert {r["source"] for r in rows} == {"ukci", "electricity_maps", "watttime", "entsoe", "replay"}
     for row in rows:
