@@ -218,6 +218,7 @@ class GridWindowArgs:
             if not first.decision.fallback:
                 extra["previous_zone"] = first.decision.plan.zone
                 extra["previous_start"] = format_time(first.decision.plan.start)
+            extra["first_decision"] = first.decision.summary()
         return GridWindowRequest(
             job=job.to_dict(),
             sources=self.signal_sources(),

@@ -1,0 +1,105 @@
+"""The Grid page's data: one JSON document built from the zones, the waiting tasks, the grid events and
+the ledger's savings (what ``GET /gridaware/api/grid`` answers)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_gridaware.times import format_time
+from airflow_provider_gridaware.ui.savings import savings_by_dag
+
+if TYPE_CHECKING:
+    from airflow_provider_gridaware.ledger.records import LedgerRecord
+    from airflow_provider_gridaware.signals.grid_event import GridEvent
+    from airflow_provider_gridaware.ui.waiting import WaitingTask
+    from airflow_provider_gridaware.ui.zones import ZoneView
+
+#: The savings table covers this period.
+SAVINGS_PERIOD = timedelta(days=30)
+#: Events that ended within this long are "recent".
+RECENT_EVENTS = timedelta(days=7)
+
+
+def event_json(event: GridEvent, now: datetime) -> dict[str, Any]:
+    """One grid event for the page.
+
+    :param event: the latest stored state of the event.
+    :param now: for its status now.
+    """
+    start, end = event.start, event.end
+    return {
+        "source": event.source,
+        "event_id": event.event_id,
+        "program": event.program,
+        "status": event.status_at(now).value,
+        "start": None if start is None else format_time(start),
+        "end": None if end is None else format_time(end),
+        "description": event.describe(),
+        "test_event": event.test_event,
+        "received_at": format_time(event.received_at),
+    }
+
+
+def grid_page(
+    *,
+    now: datetime,
+    zones: Sequence[ZoneView],
+    waiting: Sequence[WaitingTask],
+    events: Iterable[GridEvent],
+    ledger: Iterable[LedgerRecord] | None,
+    ledger_error: str | None = None,
+    problems: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The page's JSON document.
+
+    :param now: the current time.
+    :param zones: one view per configured zone.
+    :param waiting: the waiting tasks the user may see.
+    :param events: active and recent grid events.
+    :param ledger: the last :data:`SAVINGS_PERIOD` of ledger records the user may see (``None``: no ledger).
+    :param ledger_error: why there is no ledger, when there is none.
+    :param problems: what could not be read (each named), shown on the page.
+    """
+    ordered = sorted(waiting, key=lambda t: (t.planned_start or t.latest_start, t.key.dag_id, t.key.task_id))
+    shown_events = [event_json(e, now) for e in events if e.end is None or e.end > now - RECENT_EVENTS]
+    return {
+        "now": format_time(now),
+        "zones": [z.to_json() for z in zones],
+        "waiting": [t.to_json() for t in ordered],
+        "events": shown_events,
+        "savings": {
+            "since": format_time(now - SAVINGS_PERIOD),
+            "until": format_time(now),
+            "per_dag": None if ledger is None else [row.to_json() for row in savings_by_dag(ledger)],
+            "error": ledger_error,
+        },
+        "problems": list(problems),
+    }
+
+
+def ledger_record_json(record: LedgerRecord) -> dict[str, Any]:
+    """One ledger record for a task's decision view: what the release decided and what actually happened."""
+
+    def when(value: datetime | None) -> str | None:
+        return None if value is None else format_time(value)
+
+    actual, cf = record.actual, record.counterfactual
+    return {
+        "try_number": record.key.try_number,
+        "state": record.state,
+        "reason": record.reason,
+        "planned_start": when(record.planned_start),
+        "planned_end": when(record.planned_end),
+        "waited_s": record.waited_s,
+        "zone": actual.zone,
+        "started": format_time(actual.start),
+        "ended": format_time(actual.end),
+        "intensity_g_per_kwh": actual.intensity_g_per_kwh,
+        "counterfactual_intensity_g_per_kwh": None if cf is None else cf.intensity_g_per_kwh,
+        "emissions_kg": None if actual.emissions_g is None else actual.emissions_g / 1000,
+        "saved_kg": None if record.saved_g is None else record.saved_g / 1000,
+        "missed_deadline": record.missed_deadline,
+        "notes": list(record.notes),
+    }
