@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from airflow_provider_gridaware.ledger.records import TryKey
 from airflow_provider_gridaware.planning.decision import Counterfactual, decide
 from airflow_provider_gridaware.planning.job import Job
 from airflow_provider_gridaware.planning.signal_grid import grid_for
@@ -17,7 +18,6 @@ from airflow_provider_gridaware.signals.models import CarbonMetric, SeriesType, 
 from airflow_provider_gridaware.triggers.grid_window import GridWindowTrigger
 from airflow_provider_gridaware.ui.page import grid_page
 from airflow_provider_gridaware.ui.savings import savings_by_dag
-from airflow_provider_gridaware.ledger.records import TryKey
 from airflow_provider_gridaware.ui.waiting import NO_DECISION_KEPT, waiting_task
 from airflow_provider_gridaware.ui.zones import CurvePoint, cleanest_window, zone_view
 from airflow_provider_gridaware.window import FirstDecision, GridWindowArgs
