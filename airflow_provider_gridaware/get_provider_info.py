@@ -408,6 +408,7 @@ def get_provider_info() -> dict[str, Any]:
         "sensors": [
             {"integration-name": "Grid signals", "python-modules": [f"{_PKG}.sensors.grid_window"]},
         ],
+        "extra-links": [f"{_PKG}.links.grid_decision.GridDecisionLink"],
         "task-decorators": [
             {"name": "gridaware", "class-name": f"{_PKG}.decorators.gridaware.gridaware_task"},
         ],

@@ -22,6 +22,18 @@ SAVINGS_PERIOD = timedelta(days=30)
 RECENT_EVENTS = timedelta(days=7)
 
 
+def asks(event: GridEvent) -> str:
+    """What an event asks for, in a few words (``simple level 2, 3``, ``price 250 EUR/MWh``)."""
+    parts = []
+    for signal in event.signals:
+        values = ", ".join(dict.fromkeys(f"{i.value:g}" for i in signal.intervals))
+        if signal.unit == "level":
+            parts.append(f"level {values}")
+        else:
+            parts.append(f"{signal.kind.value} {values}{'' if not signal.unit else ' ' + signal.unit}")
+    return "; ".join(parts) or "no signal"
+
+
 def event_json(event: GridEvent, now: datetime) -> dict[str, Any]:
     """One grid event for the page.
 
@@ -36,7 +48,7 @@ def event_json(event: GridEvent, now: datetime) -> dict[str, Any]:
         "status": event.status_at(now).value,
         "start": None if start is None else format_time(start),
         "end": None if end is None else format_time(end),
-        "description": event.describe(),
+        "asks": asks(event),
         "test_event": event.test_event,
         "received_at": format_time(event.received_at),
     }

@@ -174,7 +174,9 @@ def zone_view(
         current = forecast.value_at(now)
     calibrated: tuple[CurvePoint, ...] = ()
     note = ""
-    if calibration is not None and raw and forecast.issued_at is not None:
+    if calibration is not None and not calibration.has_history:
+        note = calibration.reason()  # nothing to correct by yet: no second curve
+    elif calibration is not None and raw and forecast.issued_at is not None:
         issued = forecast.issued_at
         leads = [(p.start - issued).total_seconds() for p in raw]
         corrected, _ = calibration.apply(leads, [p.value for p in raw])

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 from airflow_provider_gridaware.ledger.records import LedgerRecord, RunFigures, TryKey, latest_versions
+from airflow_provider_gridaware.times import UTC
 
 
 class InMemoryLedger:
@@ -78,4 +79,24 @@ def record(
         waited_s=7200.0,
         deadline=deadline,
         recorded_at=end,
+    )
+
+
+#: The DAG the Grid page's browser test shows savings for.
+SAMPLE_DAG = "gridaware_ui_waiting"
+
+
+def sample_ledger(store_url: str) -> InMemoryLedger:
+    """A ledger reader for a test api-server (``[gridaware] ledger_reader = tests.support.ledger:sample_ledger``):
+    three runs of :data:`SAMPLE_DAG` in the last days, two of them in cleaner windows.
+
+    :param store_url: the store's URL (unused: the records are in memory).
+    """
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    return InMemoryLedger(
+        [
+            record(SAMPLE_DAG, now - timedelta(days=1), energy_kwh=400, intensity=120, counterfactual_intensity=280),
+            record(SAMPLE_DAG, now - timedelta(days=3), energy_kwh=400, intensity=150, counterfactual_intensity=250),
+            record(SAMPLE_DAG, now - timedelta(days=5), energy_kwh=400, intensity=260, counterfactual_intensity=240),
+        ]
     )

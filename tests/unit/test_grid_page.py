@@ -132,6 +132,8 @@ def test_a_zone_view_draws_the_calibrated_curve_beside_the_raw_one():
     class Shifted:
         """A calibration that says the provider ran 20 high."""
 
+        has_history = True
+
         def apply(self, lead_s, provider, own=None):
             return [v - 20 for v in provider], [5.0 for _ in provider]
 
@@ -145,6 +147,28 @@ def test_a_zone_view_draws_the_calibrated_curve_beside_the_raw_one():
     assert view["clean_window"]["start"] == "2026-12-04T14:00:00Z"
     assert view["clean_window"]["mean"] == 122.0
     assert "corrected -20" in view["calibration_note"]
+
+    class Untested(Shifted):
+        has_history = False
+
+        def reason(self) -> str:
+            return "ukci forecast used as published (no past forecasts to check it against yet)"
+
+    plain = zone_view("GB", "c", carbon_series(), now=T0, calibration=Untested()).to_json()  # type: ignore[arg-type]
+    assert plain["calibrated"] == []
+    assert plain["clean_window"]["mean"] == 142.0
+    assert plain["calibration_note"].endswith("(no past forecasts to check it against yet)")
+
+
+def test_an_event_says_what_it_asks_in_a_few_words():
+    from airflow_provider_gridaware.signals.grid_event import EventStatus
+    from airflow_provider_gridaware.ui.page import event_json
+    from tests.support.grid_events import make_event, price_signal, simple_signal
+
+    event = make_event(status=EventStatus.ACTIVE, signals=(simple_signal(T0, levels=(2, 3, 2)), price_signal(T0)))
+    shown = event_json(event, T0 + timedelta(minutes=30))
+    assert shown["asks"] == "level 2, 3; price 250 EUR/MWh"
+    assert shown["status"] == "active"
 
 
 # -- the plugin's app, behind Airflow's security dependencies -------------------------------------------------

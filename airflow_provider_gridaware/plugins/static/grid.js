@@ -168,7 +168,7 @@ function renderEvents(data) {
       el("td", {}, el("span", { class: `pill ${e.status}` }, e.status)),
       el("td", { class: "num" }, when(e.start, data.now)),
       el("td", { class: "num" }, when(e.end, data.now)),
-      el("td", {}, e.description)));
+      el("td", {}, e.asks)));
   }
 }
 
