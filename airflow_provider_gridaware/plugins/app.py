@@ -65,12 +65,12 @@ class GridPageSources:
     @classmethod
     def from_airflow(cls, zone_cache: ZoneCache | None = None) -> GridPageSources:
         """The sources of a running api-server."""
+        from airflow_provider_gridaware.hooks.ledger_reader import open_ledger_reader
         from airflow_provider_gridaware.plugins.sources import (
             UI_ZONES_KEY,
             DeferredGridTasks,
             ZoneCache,
             _gridaware_config,
-            open_ledger_reader,
             parse_zone_list,
             recent_events,
         )

@@ -8,7 +8,6 @@ still shown.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 import time
@@ -23,52 +22,20 @@ from airflow_provider_gridaware.ui.waiting import WaitingTask, waiting_task
 from airflow_provider_gridaware.ui.zones import ZoneView, zone_view
 
 if TYPE_CHECKING:
-    from airflow_provider_gridaware.ledger.records import LedgerReader
     from airflow_provider_gridaware.signals.grid_event import GridEvent
 
 log = logging.getLogger(__name__)
 
 #: What ``GridWindowTrigger.serialize()`` names as the trigger's class path.
 GRID_WINDOW_CLASSPATH = "airflow_provider_gridaware.triggers.grid_window.GridWindowTrigger"
-#: The config key naming a callable that returns the ledger's reader (default: the store's ledger).
-LEDGER_READER_KEY = "ledger_reader"
-DEFAULT_LEDGER_READER = "airflow_provider_gridaware.store.ledger:LedgerStore"
 #: The config key listing zones always shown: ``conn_id:zone`` pairs, comma-separated.
 UI_ZONES_KEY = "ui_zones"
 
 
-class LedgerUnavailableError(RuntimeError):
-    """No ledger can be read (not installed yet, or misconfigured); the message says which and why."""
-
-
 def _gridaware_config(key: str) -> str | None:
-    from airflow.configuration import conf
+    from airflow_provider_gridaware.hooks.store import _config
 
-    value = conf.get("gridaware", key, fallback=None)
-    return value.strip() if isinstance(value, str) and value.strip() else None
-
-
-def open_ledger_reader() -> LedgerReader:
-    """The ledger's reader: ``[gridaware] ledger_reader`` (``module:callable``) called with the store's URL,
-    by default the store's ``LedgerStore``.
-
-    :raises LedgerUnavailableError: the named module or callable does not exist, or opening failed.
-    """
-    from airflow_provider_gridaware.hooks.store import GridStoreHook
-
-    path = _gridaware_config(LEDGER_READER_KEY) or DEFAULT_LEDGER_READER
-    module_name, _, attribute = path.partition(":")
-    try:
-        factory = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as exc:
-        raise LedgerUnavailableError(
-            f"no ledger reader {path!r} ({exc}); set [gridaware] {LEDGER_READER_KEY} to module:callable"
-        ) from None
-    try:
-        reader: LedgerReader = factory(GridStoreHook().get_url())
-    except Exception as exc:
-        raise LedgerUnavailableError(f"the ledger reader {path!r} failed to open: {exc}") from exc
-    return reader
+    return _config(key)
 
 
 def parse_zone_list(text: str | None) -> list[tuple[str, str]]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_provider_gridaware.ledger.records import LedgerRecord
+from airflow_provider_gridaware.ledger.slo import ran_in_cleaner_window
 
 
 @dataclass
@@ -55,11 +56,7 @@ class DagSavings:
         if saved is not None and cf is not None:
             self.runs_compared += 1
             self.saved_g += saved
-            if (
-                actual.intensity_g_per_kwh is not None
-                and cf.intensity_g_per_kwh is not None
-                and actual.intensity_g_per_kwh < cf.intensity_g_per_kwh
-            ):
+            if ran_in_cleaner_window(record):
                 self.clean_runs += 1
         saved_cost = record.saved_cost
         if saved_cost is not None and actual.currency:

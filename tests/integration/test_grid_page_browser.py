@@ -18,10 +18,12 @@ import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
 
+from airflow_provider_gridaware.links.grid_decision import grid_decision_url
 from tests.integration.airflow_stack import (
     REPO,
     AirflowStack,
@@ -189,6 +191,31 @@ def test_the_grid_page_in_a_browser(ui_stack, waiting_run, active_event, integra
             expect(savings).to_contain_text("67 % (2 of 3)")
             page.screenshot(path=str(shots / "grid_light.png"), full_page=True)
 
+            # From the task in Airflow's own UI, through its "Grid decision" extra link, to its decision.
+            links = stack.api(
+                "GET", f"/api/v2/dags/{SAMPLE_DAG}/dagRuns/{quote(waiting_run, safe='')}/taskInstances/retrain/links"
+            )
+            expected = grid_decision_url(stack.api_url, SAMPLE_DAG, waiting_run, "retrain")
+            assert links["extra_links"] == {"Grid decision": expected}, links
+            page.goto(f"{stack.api_url}/dags/{SAMPLE_DAG}/runs/{quote(waiting_run, safe='')}/tasks/retrain")
+            link = page.get_by_role("link", name="Grid decision").or_(page.get_by_role("button", name="Grid decision"))
+            expect(link.first).to_be_visible(timeout=60_000)
+            if link.first.get_attribute("target") == "_blank":
+                with page.context.expect_page() as opened:
+                    link.first.click()
+                decision_page = opened.value
+            else:
+                link.first.click()
+                decision_page = page
+            decision_page.wait_for_load_state("networkidle")
+            assert decision_page.url == expected
+            expect(decision_page.locator("#focus .decision")).to_have_text(reason, timeout=30_000)
+            expect(decision_page.locator("tr.focused")).to_contain_text(f"{SAMPLE_DAG}.retrain")
+            decision_page.screenshot(path=str(shots / "grid_decision.png"), full_page=True)
+            if decision_page is not page:
+                decision_page.close()
+
+            page.goto(f"{stack.api_url}/plugin/gridaware", wait_until="networkidle")
             page.evaluate("localStorage.setItem('theme', 'dark')")
             page.reload(wait_until="networkidle")
             expect(grid.locator(f"tr[data-task='{SAMPLE_DAG}.retrain']")).to_contain_text(reason, timeout=60_000)
