@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from airflow_provider_gridaware.ledger.records import TryKey
@@ -34,6 +34,8 @@ class WaitingTask:
     :param expected_signals: expected mean signal per unit in that window.
     :param now_signals: the same had it started when the wait began (the counterfactual).
     :param fallback: no usable signal: it waits for its latest start.
+    :param duration: the work's expected run time.
+    :param interruptible: whether the work can checkpoint and stop.
     """
 
     key: TryKey
@@ -49,6 +51,8 @@ class WaitingTask:
     expected_signals: Mapping[str, float] = field(default_factory=dict)
     now_signals: Mapping[str, float] = field(default_factory=dict)
     fallback: bool = False
+    duration: timedelta = timedelta(0)
+    interruptible: bool = False
 
     @property
     def expected_saving(self) -> dict[str, float]:
@@ -127,4 +131,6 @@ def waiting_task(key: TryKey, request: Mapping[str, Any]) -> WaitingTask:
         expected_signals={str(u): float(v) for u, v in dict(first.get("expected_signals") or {}).items()},
         now_signals={str(u): float(v) for u, v in dict(counterfactual.get("signals") or {}).items()},
         fallback=bool(first.get("fallback", False)),
+        duration=parsed.duration,
+        interruptible=parsed.interruptible,
     )

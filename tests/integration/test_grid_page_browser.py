@@ -197,7 +197,8 @@ def test_the_grid_page_in_a_browser(ui_stack, waiting_run, active_event, integra
             )
             expected = grid_decision_url(stack.api_url, SAMPLE_DAG, waiting_run, "retrain")
             assert links["extra_links"] == {"Grid decision": expected}, links
-            page.goto(f"{stack.api_url}/dags/{SAMPLE_DAG}/runs/{quote(waiting_run, safe='')}/tasks/retrain")
+            # The task instance's Details tab lists its extra links.
+            page.goto(f"{stack.api_url}/dags/{SAMPLE_DAG}/runs/{quote(waiting_run, safe='')}/tasks/retrain/details")
             link = page.get_by_role("link", name="Grid decision").or_(page.get_by_role("button", name="Grid decision"))
             expect(link.first).to_be_visible(timeout=60_000)
             if link.first.get_attribute("target") == "_blank":
