@@ -8,28 +8,36 @@ to its DAG.
 
 from __future__ import annotations
 
+import json
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
-from fastapi import Depends, FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse, Response
 
 from airflow_provider_gridaware.times import UTC
-from airflow_provider_gridaware.ui.page import SAVINGS_PERIOD, grid_page
+from airflow_provider_gridaware.ui.page import SAVINGS_PERIOD, grid_page, savings_json
 
 if TYPE_CHECKING:
-    from airflow_provider_gridaware.ledger.records import LedgerReader, LedgerRecord
+    from airflow_provider_gridaware.ledger.records import LedgerReader
     from airflow_provider_gridaware.plugins.sources import ZoneCache
     from airflow_provider_gridaware.signals.grid_event import GridEvent
     from airflow_provider_gridaware.ui.waiting import WaitingTask
     from airflow_provider_gridaware.ui.zones import ZoneView
 
 log = logging.getLogger(__name__)
+_V = TypeVar("_V")
+#: The page lists this many waiting tasks by default (the soonest planned); a laptop screen shows far fewer.
+WAITING_LIMIT = 500
+#: The savings table is recomputed at most this often per set of readable DAGs, in seconds.
+SAVINGS_TTL_S = 60.0
 
 _STATIC = {
     "grid.js": "text/javascript",
@@ -47,20 +55,22 @@ def _utcnow() -> datetime:
 class GridPageSources:
     """What the page reads; each part replaceable (tests, benchmarks).
 
-    :param waiting: ``dag_ids -> (waiting tasks, their (dag_id, request) pairs, problems)``.
+    :param waiting: ``dag_ids -> (waiting tasks, the (conn_id, zone) pairs they read, problems)``.
     :param ledger: opens the ledger's reader (raises with a clear message when there is none).
     :param events: ``now -> grid events`` (latest state of each).
     :param zones: ``(conn_id, zone) pairs, now -> views``.
     :param configured_zones: ``(conn_id, zone)`` pairs always shown (``[gridaware] ui_zones``).
     :param clock: the current UTC time.
+    :param savings_cache: keeps the savings table per set of readable DAGs (default: not kept).
     """
 
-    waiting: Callable[[Iterable[str] | None], tuple[list[WaitingTask], list[tuple[str, dict[str, Any]]], list[str]]]
+    waiting: Callable[[Iterable[str] | None], tuple[list[WaitingTask], list[tuple[str, str]], list[str]]]
     ledger: Callable[[], LedgerReader]
     events: Callable[[datetime], list[GridEvent]]
     zones: Callable[[Sequence[tuple[str, str]], datetime], list[ZoneView]]
     configured_zones: Callable[[], list[tuple[str, str]]] = field(default=lambda: [])
     clock: Callable[[], datetime] = _utcnow
+    savings_cache: TtlCache = field(default_factory=lambda: TtlCache(0.0))
 
     @classmethod
     def from_airflow(cls, zone_cache: ZoneCache | None = None) -> GridPageSources:
@@ -82,30 +92,32 @@ class GridPageSources:
             events=recent_events,
             zones=cache.views,
             configured_zones=lambda: parse_zone_list(_gridaware_config(UI_ZONES_KEY)),
+            savings_cache=TtlCache(SAVINGS_TTL_S),
         )
 
 
-def page_data(sources: GridPageSources, readable_dag_ids: set[str] | None) -> dict[str, Any]:
+def page_data(
+    sources: GridPageSources, readable_dag_ids: set[str] | None, *, waiting_limit: int | None = None
+) -> dict[str, Any]:
     """The page's JSON for a user who may read ``readable_dag_ids`` (``None``: every DAG).
 
     :param sources: where the data comes from.
     :param readable_dag_ids: the DAGs whose tasks and savings the user may see.
+    :param waiting_limit: list at most this many waiting tasks (the soonest planned); all are counted.
     """
-    from airflow_provider_gridaware.plugins.sources import zones_of
-
     now = sources.clock()
     problems: list[str] = []
     try:
-        waiting, requests, unreadable = sources.waiting(readable_dag_ids)
+        waiting, waiting_zones, unreadable = sources.waiting(readable_dag_ids)
         problems += unreadable
     except Exception as exc:
         log.exception("Grid page: reading the deferred tasks failed")
-        waiting, requests = [], []
+        waiting, waiting_zones = [], []
         problems.append(f"waiting tasks: {exc}")
     try:
-        pairs = list(dict.fromkeys([*sources.configured_zones(), *zones_of(requests)]))
+        pairs = list(dict.fromkeys([*sources.configured_zones(), *waiting_zones]))
     except ValueError as exc:
-        pairs = list(dict.fromkeys(zones_of(requests)))
+        pairs = list(dict.fromkeys(waiting_zones))
         problems.append(str(exc))
     zones = sources.zones(pairs, now) if pairs else []
     events: list[GridEvent] = []
@@ -114,23 +126,77 @@ def page_data(sources: GridPageSources, readable_dag_ids: set[str] | None) -> di
     except Exception as exc:
         log.exception("Grid page: reading grid events failed")
         problems.append(f"grid events: {exc}")
-    records: list[LedgerRecord] | None = None
-    ledger_error = None
-    try:
+
+    def savings() -> tuple[list[dict[str, Any]] | None, str | None]:
         dag_filter = None if readable_dag_ids is None else sorted(readable_dag_ids)
-        records = sources.ledger().records(now - SAVINGS_PERIOD, now, dag_ids=dag_filter)
-    except Exception as exc:  # the ledger is one part of the page: its absence is said, not fatal
-        ledger_error = str(exc)
-        log.warning("Grid page: no savings shown: %s", exc)
+        try:
+            return savings_json(sources.ledger().records(now - SAVINGS_PERIOD, now, dag_ids=dag_filter)), None
+        except Exception as exc:  # the ledger is one part of the page: its absence is said, not fatal
+            log.warning("Grid page: no savings shown: %s", exc)
+            return None, str(exc)
+
+    key = None if readable_dag_ids is None else frozenset(readable_dag_ids)
+    per_dag, ledger_error = sources.savings_cache.get(key, savings)
     return grid_page(
         now=now,
         zones=zones,
         waiting=waiting,
         events=events,
-        ledger=records,
+        savings=per_dag,
         ledger_error=ledger_error,
         problems=problems,
+        waiting_limit=waiting_limit,
     )
+
+
+class TtlCache:
+    """Values kept for ``ttl_s`` per key (the 30-day savings change slowly; the page refreshes every minute).
+
+    A value older than ``ttl_s`` is still returned while one background thread computes its successor, so
+    only the first request for a key waits for ``compute``.
+
+    :param ttl_s: how long a value is fresh (0: computed on every call, in the caller).
+    :param clock: monotonic seconds.
+    """
+
+    def __init__(self, ttl_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl_s = ttl_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._values: dict[Any, tuple[float, Any]] = {}
+        self._refreshing: set[Any] = set()
+        #: The last background refresh started (tests join it).
+        self.refresh_thread: threading.Thread | None = None
+
+    def get(self, key: Any, compute: Callable[[], _V]) -> _V:
+        """The value for ``key``: computed now when there is none, refreshed in the background when stale."""
+        with self._lock:
+            held = self._values.get(key)
+            stale = held is not None and self._clock() - held[0] >= self.ttl_s
+            if held is not None and stale and self.ttl_s > 0 and key not in self._refreshing:
+                self._refreshing.add(key)
+                self.refresh_thread = threading.Thread(target=self._refresh, args=(key, compute), daemon=True)
+                self.refresh_thread.start()
+        if held is not None and (not stale or self.ttl_s > 0):
+            return cast("_V", held[1])
+        return self._store(key, compute())
+
+    def _refresh(self, key: Any, compute: Callable[[], Any]) -> None:
+        try:
+            self._store(key, compute())
+        except Exception:  # the stale value stays; the next call tries again
+            log.exception("Grid page: refreshing a cached value failed")
+        finally:
+            with self._lock:
+                self._refreshing.discard(key)
+
+    def _store(self, key: Any, value: _V) -> _V:
+        now = self._clock()
+        with self._lock:
+            # Keys not asked for within a few periods (users who left) are dropped.
+            self._values = {k: v for k, v in self._values.items() if now - v[0] < max(self.ttl_s, 1.0) * 5}
+            self._values[key] = (now, value)
+        return value
 
 
 def readable_dags(user: Any) -> set[str]:
@@ -167,9 +233,13 @@ def create_app(sources: GridPageSources | None = None) -> FastAPI:
         return Response(_static_text(name), media_type=media_type)
 
     @app.get("/api/grid")
-    def grid(user: GetUserDep) -> dict[str, Any]:
-        """The page's data: zones, waiting tasks, events and 30-day savings, for the DAGs the user may read."""
-        return page_data(current_sources(), readable_dags(user))
+    def grid(user: GetUserDep, limit: int = Query(WAITING_LIMIT, ge=1, le=100_000)) -> Response:
+        """The page's data: zones, waiting tasks (the ``limit`` soonest, all counted), events and 30-day savings,
+        for the DAGs the user may read."""
+        data = page_data(current_sources(), readable_dags(user), waiting_limit=limit)
+        # Encoded here: FastAPI's generic encoder would walk every value again (most of the time at 5,000 tasks).
+        body = json.dumps(data, separators=(",", ":"))
+        return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
 
     @app.get("/api/decision/{dag_id}/{run_id}/{task_id}", dependencies=[Depends(requires_access_dag("GET"))])
     def decision(dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> dict[str, Any]:

@@ -57,14 +57,24 @@ def parse_zone_list(text: str | None) -> list[tuple[str, str]]:
 class DeferredGridTasks:
     """Deferred tasks waiting on a ``GridWindowTrigger``, read from Airflow's metadata database.
 
-    One query joins ``task_instance`` and ``trigger``; each trigger's kwargs are decrypted and read
-    into a :class:`WaitingTask`. A trigger that cannot be read is named, not fatal.
+    One query joins ``task_instance`` and ``trigger``. A trigger's kwargs never change while it exists, so
+    each is decrypted and read once and kept by trigger id (dropped when not seen for
+    :attr:`forget_after_s`); a trigger that cannot be read is named, not fatal.
+
+    :param forget_after_s: how long an entry no query returned is kept.
+    :param clock: monotonic seconds.
     """
 
-    def read(
-        self, dag_ids: Iterable[str] | None
-    ) -> tuple[list[WaitingTask], list[tuple[str, dict[str, Any]]], list[str]]:
-        """The waiting tasks of ``dag_ids`` (``None``: all), their sources, and the problems met.
+    def __init__(self, *, forget_after_s: float = 600.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.forget_after_s = forget_after_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._read: dict[int, tuple[WaitingTask, tuple[tuple[str, str], ...]]] = {}
+        self._seen: dict[int, float] = {}
+
+    def read(self, dag_ids: Iterable[str] | None) -> tuple[list[WaitingTask], list[tuple[str, str]], list[str]]:
+        """The waiting tasks of ``dag_ids`` (``None``: all), the (connection, zone) pairs they read, and the
+        problems met.
 
         :param dag_ids: the DAGs the user may read.
         """
@@ -76,6 +86,7 @@ class DeferredGridTasks:
 
         query = (
             select(
+                Trigger.id,
                 TaskInstance.dag_id,
                 TaskInstance.run_id,
                 TaskInstance.task_id,
@@ -93,28 +104,45 @@ class DeferredGridTasks:
             query = query.where(TaskInstance.dag_id.in_(wanted))
         with create_session() as session:
             rows = session.execute(query).all()
+        return self.from_rows(rows)
+
+    def from_rows(
+        self, rows: Iterable[tuple[int, str, str, str, int, int, str]]
+    ) -> tuple[list[WaitingTask], list[tuple[str, str]], list[str]]:
+        """Waiting tasks from ``(trigger id, dag_id, run_id, task_id, map_index, try_number, encrypted kwargs)``."""
+        from airflow.models.trigger import Trigger
+
         tasks: list[WaitingTask] = []
-        requests: list[tuple[str, dict[str, Any]]] = []
+        zones: dict[tuple[str, str], None] = {}
         problems: list[str] = []
-        for dag_id, run_id, task_id, map_index, try_number, encrypted in rows:
-            key = TryKey(dag_id, run_id, task_id, map_index, try_number)
-            try:
-                request = Trigger._decrypt_kwargs(encrypted)["request"]
-                tasks.append(waiting_task(key, request))
-                requests.append((dag_id, request))
-            except Exception as exc:  # one unreadable trigger must not hide the others
-                problems.append(f"{dag_id}.{task_id} ({run_id}): its trigger could not be read: {exc}")
-        return tasks, requests, problems
+        now = self._clock()
+        with self._lock:
+            for trigger_id, dag_id, run_id, task_id, map_index, try_number, encrypted in rows:
+                held = self._read.get(trigger_id)
+                if held is None:
+                    key = TryKey(dag_id, run_id, task_id, map_index, try_number)
+                    try:
+                        request = Trigger._decrypt_kwargs(encrypted)["request"]
+                        held = self._read[trigger_id] = (waiting_task(key, request), tuple(carbon_sources(request)))
+                    except Exception as exc:  # one unreadable trigger must not hide the others
+                        problems.append(f"{dag_id}.{task_id} ({run_id}): its trigger could not be read: {exc}")
+                        continue
+                self._seen[trigger_id] = now
+                tasks.append(held[0])
+                zones.update(dict.fromkeys(held[1]))
+            for trigger_id in [t for t, seen in self._seen.items() if now - seen > self.forget_after_s]:
+                self._read.pop(trigger_id, None)
+                self._seen.pop(trigger_id, None)
+        return tasks, list(zones), problems
 
 
-def zones_of(requests: Iterable[tuple[str, dict[str, Any]]]) -> list[tuple[str, str]]:
-    """The (connection, zone) carbon sources the waiting tasks read, in first-seen order."""
-    seen: dict[tuple[str, str], None] = {}
-    for _, request in requests:
-        for source in request.get("sources") or ():
-            if source.get("kind", "carbon_intensity") == "carbon_intensity":
-                seen.setdefault((str(source["conn_id"]), str(source["zone"])), None)
-    return list(seen)
+def carbon_sources(request: dict[str, Any]) -> list[tuple[str, str]]:
+    """The (connection, zone) carbon sources a trigger's request reads, in order."""
+    return [
+        (str(source["conn_id"]), str(source["zone"]))
+        for source in request.get("sources") or ()
+        if source.get("kind", "carbon_intensity") == "carbon_intensity"
+    ]
 
 
 def recent_events(now: datetime) -> list[GridEvent]:

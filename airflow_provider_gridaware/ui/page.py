@@ -54,15 +54,21 @@ def event_json(event: GridEvent, now: datetime) -> dict[str, Any]:
     }
 
 
+def savings_json(records: Iterable[LedgerRecord]) -> list[dict[str, Any]]:
+    """The savings table: one row per DAG and intensity kind, biggest saving first."""
+    return [row.to_json() for row in savings_by_dag(records)]
+
+
 def grid_page(
     *,
     now: datetime,
     zones: Sequence[ZoneView],
     waiting: Sequence[WaitingTask],
     events: Iterable[GridEvent],
-    ledger: Iterable[LedgerRecord] | None,
+    savings: list[dict[str, Any]] | None,
     ledger_error: str | None = None,
     problems: Sequence[str] = (),
+    waiting_limit: int | None = None,
 ) -> dict[str, Any]:
     """The page's JSON document.
 
@@ -70,21 +76,24 @@ def grid_page(
     :param zones: one view per configured zone.
     :param waiting: the waiting tasks the user may see.
     :param events: active and recent grid events.
-    :param ledger: the last :data:`SAVINGS_PERIOD` of ledger records the user may see (``None``: no ledger).
+    :param savings: :func:`savings_json` of the last :data:`SAVINGS_PERIOD` of ledger records the user may
+        see (``None``: no ledger).
     :param ledger_error: why there is no ledger, when there is none.
     :param problems: what could not be read (each named), shown on the page.
+    :param waiting_limit: list at most this many waiting tasks, the soonest planned first (all are counted).
     """
     ordered = sorted(waiting, key=lambda t: (t.planned_start or t.latest_start, t.key.dag_id, t.key.task_id))
     shown_events = [event_json(e, now) for e in events if e.end is None or e.end > now - RECENT_EVENTS]
     return {
         "now": format_time(now),
         "zones": [z.to_json() for z in zones],
-        "waiting": [t.to_json() for t in ordered],
+        "waiting": [t.as_json for t in ordered[:waiting_limit]],
+        "waiting_total": len(ordered),
         "events": shown_events,
         "savings": {
             "since": format_time(now - SAVINGS_PERIOD),
             "until": format_time(now),
-            "per_dag": None if ledger is None else [row.to_json() for row in savings_by_dag(ledger)],
+            "per_dag": savings,
             "error": ledger_error,
         },
         "problems": list(problems),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from airflow_provider_gridaware.ledger.records import TryKey
@@ -63,6 +64,11 @@ class WaitingTask:
             if expected is not None and at_once:
                 saving[unit] = (at_once - expected) / abs(at_once)
         return saving
+
+    @cached_property
+    def as_json(self) -> dict[str, Any]:
+        """:meth:`to_json`, made once (a waiting task is listed on every refresh until it is released)."""
+        return self.to_json()
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON for the page."""

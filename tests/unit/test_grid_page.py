@@ -227,7 +227,7 @@ def client(monkeypatch) -> TestClient:
 
     def waiting(dag_ids):
         shown = [t for t in tasks if dag_ids is None or t.key.dag_id in dag_ids]
-        return shown, [(t.key.dag_id, request) for t in shown], []
+        return shown, [("gridaware_ukci_default", "GB")] if shown else [], []
 
     sources = GridPageSources(
         waiting=waiting,
@@ -287,7 +287,7 @@ def test_without_a_ledger_the_page_says_why_and_shows_the_rest():
     request, _, _ = waiting_request()
     task = waiting_task(TryKey("retrain", "r", "t", -1, 1), request)
     sources = GridPageSources(
-        waiting=lambda dag_ids: ([task], [("retrain", request)], ["x.y (r): its trigger could not be read: bad"]),
+        waiting=lambda dag_ids: ([task], [], ["x.y (r): its trigger could not be read: bad"]),
         ledger=no_ledger,
         events=lambda now: [],
         zones=lambda pairs, now: [],
@@ -304,5 +304,42 @@ def test_grid_page_orders_waiting_tasks_by_planned_start():
     request, _, _ = waiting_request()
     early = waiting_task(TryKey("b", "r", "t", -1, 1), request)
     late = waiting_task(TryKey("a", "r", "t", -1, 1), {**request, "first_decision": None, "previous_start": None})
-    data = grid_page(now=T0, zones=[], waiting=[late, early], events=[], ledger=[])
+    data = grid_page(now=T0, zones=[], waiting=[late, early], events=[], savings=[])
     assert [t["dag_id"] for t in data["waiting"]] == ["b", "a"]  # 14:00 planned, then one by its latest start
+
+
+def test_the_savings_cache_serves_the_last_value_while_it_recomputes():
+    import threading
+
+    from airflow_provider_gridaware.plugins.app import TtlCache
+
+    now = [0.0]
+    cache = TtlCache(60.0, clock=lambda: now[0])
+    computed: list[int] = []
+    release = threading.Event()
+
+    def compute() -> int:
+        computed.append(len(computed) + 1)
+        if len(computed) > 1:
+            release.wait(10)
+        return computed[-1]
+
+    assert cache.get("k", compute) == 1  # the first call waits for it
+    now[0] = 30.0
+    assert cache.get("k", compute) == 1  # fresh
+    now[0] = 61.0
+    assert cache.get("k", compute) == 1  # stale: served at once, recomputed in the background
+    release.set()
+    assert cache.refresh_thread is not None
+    cache.refresh_thread.join(10)
+    assert cache.get("k", lambda: -1) == 2
+    assert computed == [1, 2]
+    uncached = TtlCache(0.0)
+    assert [uncached.get("k", lambda: 1), uncached.get("k", lambda: 2)] == [1, 2]
+
+
+def test_the_page_lists_the_soonest_waiting_tasks_and_counts_all():
+    request, _, _ = waiting_request()
+    tasks = [waiting_task(TryKey(f"d{i}", "r", "t", -1, 1), request) for i in range(5)]
+    data = grid_page(now=T0, zones=[], waiting=tasks, events=[], savings=[], waiting_limit=2)
+    assert (len(data["waiting"]), data["waiting_total"]) == (2, 5)

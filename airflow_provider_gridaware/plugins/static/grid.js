@@ -136,7 +136,9 @@ function isFocus(t) {
 
 function renderWaiting(data) {
   const body = document.querySelector("#waiting tbody");
-  document.getElementById("waiting-count").textContent = data.waiting.length ? `(${data.waiting.length})` : "";
+  const total = data.waiting_total;
+  document.getElementById("waiting-count").textContent = !total ? "" :
+    total > data.waiting.length ? `(${data.waiting.length} of ${total}, the soonest first)` : `(${total})`;
   body.replaceChildren();
   if (!data.waiting.length) {
     body.append(el("tr", {}, el("td", { colspan: 6, class: "muted" }, "No grid-aware task is waiting.")));
