@@ -82,18 +82,23 @@ class SustainabilitySlo:
     def from_dict(cls, data: Mapping[str, Any]) -> SustainabilitySlo:
         """From JSON: ``{"name", "metric", "target", "dag_ids"?, "tags"?, "period_days"?, "intensity_kind"?, "min_runs"?}``."""
         try:
-            return cls(
-                name=str(data["name"]),
-                metric=SloMetric(data["metric"]),
-                target=float(data["target"]),
-                dag_ids=tuple(data.get("dag_ids", ())),
-                tags=tuple(data.get("tags", ())),
-                period=timedelta(days=float(data.get("period_days", 30))),
-                intensity_kind=str(data.get("intensity_kind", "average")),
-                min_runs=int(data.get("min_runs", 1)),
-            )
+            name = str(data["name"])
+            metric = SloMetric(data["metric"])
+            target = float(data["target"])
+            period = timedelta(days=float(data.get("period_days", 30)))
+            min_runs = int(data.get("min_runs", 1))
         except (KeyError, ValueError, TypeError) as exc:
             raise ValueError(f"SLO {data.get('name', '?')!r}: {exc}") from None
+        return cls(
+            name=name,
+            metric=metric,
+            target=target,
+            dag_ids=tuple(data.get("dag_ids", ())),
+            tags=tuple(data.get("tags", ())),
+            period=period,
+            intensity_kind=str(data.get("intensity_kind", "average")),
+            min_runs=min_runs,
+        )
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_da
 from fastapi import Depends, FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse, Response
 
+from airflow_provider_gridaware.ledger.slo import SustainabilitySlo, evaluate
 from airflow_provider_gridaware.times import UTC
 from airflow_provider_gridaware.ui.page import SAVINGS_PERIOD, grid_page, savings_json
 
@@ -62,6 +63,8 @@ class GridPageSources:
     :param configured_zones: ``(conn_id, zone)`` pairs always shown (``[gridaware] ui_zones``).
     :param clock: the current UTC time.
     :param savings_cache: keeps the savings table per set of readable DAGs (default: not kept).
+    :param slos: the sustainability SLOs shown (``[gridaware] slos``, a JSON list).
+    :param dag_tags: each DAG's tags (for SLOs set per tag).
     """
 
     waiting: Callable[[Iterable[str] | None], tuple[list[WaitingTask], list[tuple[str, str]], list[str]]]
@@ -71,16 +74,21 @@ class GridPageSources:
     configured_zones: Callable[[], list[tuple[str, str]]] = field(default=lambda: [])
     clock: Callable[[], datetime] = _utcnow
     savings_cache: TtlCache = field(default_factory=lambda: TtlCache(0.0))
+    slos: Callable[[], list[SustainabilitySlo]] = field(default=lambda: [])
+    dag_tags: Callable[[], dict[str, list[str]]] = field(default=lambda: {})
 
     @classmethod
     def from_airflow(cls, zone_cache: ZoneCache | None = None) -> GridPageSources:
         """The sources of a running api-server."""
         from airflow_provider_gridaware.hooks.ledger_reader import open_ledger_reader
         from airflow_provider_gridaware.plugins.sources import (
+            SLOS_KEY,
             UI_ZONES_KEY,
             DeferredGridTasks,
             ZoneCache,
             _gridaware_config,
+            dag_tags_from_db,
+            parse_slos,
             parse_zone_list,
             recent_events,
         )
@@ -93,6 +101,8 @@ class GridPageSources:
             zones=cache.views,
             configured_zones=lambda: parse_zone_list(_gridaware_config(UI_ZONES_KEY)),
             savings_cache=TtlCache(SAVINGS_TTL_S),
+            slos=lambda: parse_slos(_gridaware_config(SLOS_KEY)),
+            dag_tags=dag_tags_from_db,
         )
 
 
@@ -127,16 +137,32 @@ def page_data(
         log.exception("Grid page: reading grid events failed")
         problems.append(f"grid events: {exc}")
 
-    def savings() -> tuple[list[dict[str, Any]] | None, str | None]:
+    try:
+        slos = sources.slos()
+    except ValueError as exc:
+        slos = []
+        problems.append(str(exc))
+
+    def savings() -> tuple[list[dict[str, Any]] | None, list[dict[str, Any]], str | None]:
         dag_filter = None if readable_dag_ids is None else sorted(readable_dag_ids)
+        period = max([SAVINGS_PERIOD, *(slo.period for slo in slos)])
         try:
-            return savings_json(sources.ledger().records(now - SAVINGS_PERIOD, now, dag_ids=dag_filter)), None
+            records = sources.ledger().records(now - period, now, dag_ids=dag_filter)
         except Exception as exc:  # the ledger is one part of the page: its absence is said, not fatal
             log.warning("Grid page: no savings shown: %s", exc)
-            return None, str(exc)
+            return None, [], str(exc)
+        recent = [r for r in records if r.actual.start >= now - SAVINGS_PERIOD]
+        tags = sources.dag_tags() if any(slo.tags for slo in slos) else {}
+        shown = []
+        for slo in slos:
+            covered = {*slo.dag_ids, *(dag for dag in tags if slo.covers(dag, tags))}
+            if readable_dag_ids is None or covered <= readable_dag_ids:  # not shown to those who may not read them
+                in_period = [r for r in records if r.actual.start >= now - slo.period]
+                shown.append(evaluate(slo, in_period, tags).to_json())
+        return savings_json(recent), shown, None
 
     key = None if readable_dag_ids is None else frozenset(readable_dag_ids)
-    per_dag, ledger_error = sources.savings_cache.get(key, savings)
+    per_dag, slo_statuses, ledger_error = sources.savings_cache.get(key, savings)
     return grid_page(
         now=now,
         zones=zones,
@@ -146,6 +172,7 @@ def page_data(
         ledger_error=ledger_error,
         problems=problems,
         waiting_limit=waiting_limit,
+        slos=slo_statuses,
     )
 
 

@@ -69,6 +69,7 @@ def grid_page(
     ledger_error: str | None = None,
     problems: Sequence[str] = (),
     waiting_limit: int | None = None,
+    slos: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """The page's JSON document.
 
@@ -81,6 +82,7 @@ def grid_page(
     :param ledger_error: why there is no ledger, when there is none.
     :param problems: what could not be read (each named), shown on the page.
     :param waiting_limit: list at most this many waiting tasks, the soonest planned first (all are counted).
+    :param slos: the sustainability SLOs' statuses (``SloStatus.to_json``).
     """
     ordered = sorted(waiting, key=lambda t: (t.planned_start or t.latest_start, t.key.dag_id, t.key.task_id))
     shown_events = [event_json(e, now) for e in events if e.end is None or e.end > now - RECENT_EVENTS]
@@ -96,6 +98,7 @@ def grid_page(
             "per_dag": savings,
             "error": ledger_error,
         },
+        "slos": list(slos),
         "problems": list(problems),
     }
 

@@ -13,6 +13,7 @@ stack does not have. It costs one more stack start (~30-60 s).
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -45,6 +46,11 @@ STEP = timedelta(minutes=5)
 FLAT, CLEAN = 300.0, 120.0
 CLEAN_FROM, CLEAN_HOURS = timedelta(hours=4), 4
 UI_DAGS = Path(__file__).parent / "ui_dags"
+#: The sample ledger's runs: 2 of 3 in cleaner windows (67 %), mean 176.7 gCO2/kWh.
+SLOS = [
+    {"name": "retrain-clean-share", "metric": "clean_share", "target": 0.8, "dag_ids": [SAMPLE_DAG]},
+    {"name": "retrain-intensity", "metric": "mean_intensity", "target": 200, "tags": ["gridaware"]},
+]
 
 
 def _iso(value: datetime) -> str:
@@ -96,6 +102,7 @@ def ui_stack(integration_workdir: Path) -> Iterator[tuple[AirflowStack, datetime
                 "PYTHONPATH": str(REPO),
                 "AIRFLOW__GRIDAWARE__LEDGER_READER": "tests.support.ledger:sample_ledger",
                 "AIRFLOW__GRIDAWARE__UI_ZONES": f"{CONN_ID}:{ZONE}",
+                "AIRFLOW__GRIDAWARE__SLOS": json.dumps(SLOS),
             },
         )
         stack.start(timeout=240)
@@ -189,6 +196,9 @@ def test_the_grid_page_in_a_browser(ui_stack, waiting_run, active_event, integra
             # 400 kWh x (280-120 + 250-150 + 240-260) g/kWh = 96 kg; two of three runs in cleaner windows
             expect(savings).to_contain_text("96.0 kg CO₂e")
             expect(savings).to_contain_text("67 % (2 of 3)")
+            expect(grid.locator("tr[data-slo='retrain-clean-share']")).to_contain_text("breached")
+            expect(grid.locator("tr[data-slo='retrain-clean-share']")).to_contain_text("67% of runs in cleaner windows")
+            expect(grid.locator("tr[data-slo='retrain-intensity']")).to_contain_text("holds")
             page.screenshot(path=str(shots / "grid_light.png"), full_page=True)
 
             # From the task in Airflow's own UI, through its "Grid decision" extra link, to its decision.

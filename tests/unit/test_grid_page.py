@@ -343,3 +343,42 @@ def test_the_page_lists_the_soonest_waiting_tasks_and_counts_all():
     tasks = [waiting_task(TryKey(f"d{i}", "r", "t", -1, 1), request) for i in range(5)]
     data = grid_page(now=T0, zones=[], waiting=tasks, events=[], savings=[], waiting_limit=2)
     assert (len(data["waiting"]), data["waiting_total"]) == (2, 5)
+
+
+def test_slos_are_shown_to_those_who_may_read_their_dags():
+    from airflow_provider_gridaware.ledger.slo import SustainabilitySlo
+    from airflow_provider_gridaware.plugins.app import GridPageSources, page_data
+    from airflow_provider_gridaware.plugins.sources import parse_slos
+
+    ledger = InMemoryLedger(
+        [
+            record("retrain", T0 - timedelta(days=2), energy_kwh=100, intensity=300),
+            record("etl", T0 - timedelta(days=1), energy_kwh=100, intensity=100),
+            record("etl", T0 - timedelta(days=50), energy_kwh=100, intensity=900),  # inside the 60-day SLO only
+        ]
+    )
+    slos = parse_slos(
+        '[{"name": "retrain-mean", "metric": "mean_intensity", "target": 250, "dag_ids": ["retrain"]},'
+        ' {"name": "nightly-mean", "metric": "mean_intensity", "target": 400, "tags": ["nightly"], "period_days": 60}]'
+    )
+    assert slos[1] == SustainabilitySlo(
+        "nightly-mean", "mean_intensity", 400, tags=("nightly",), period=timedelta(days=60)
+    )
+    sources = GridPageSources(
+        waiting=lambda dag_ids: ([], [], []),
+        ledger=lambda: ledger,
+        events=lambda now: [],
+        zones=lambda pairs, now: [],
+        clock=lambda: T0,
+        slos=lambda: slos,
+        dag_tags=lambda: {"etl": ["nightly"]},
+    )
+    everything = {s["name"]: s for s in page_data(sources, None)["slos"]}
+    assert everything["retrain-mean"]["breached"] is True
+    assert everything["nightly-mean"]["value"] == pytest.approx(500.0)  # (100 + 900) / 2 over 60 days
+    assert everything["nightly-mean"]["breached"] is True
+    assert len(page_data(sources, None)["savings"]["per_dag"]) == 2  # the savings table stays 30 days
+    limited = page_data(sources, {"etl"})["slos"]
+    assert [s["name"] for s in limited] == ["nightly-mean"]
+    with pytest.raises(ValueError, match=r"\[gridaware\] slos: SLO 'x': give dag_ids or tags"):
+        parse_slos('[{"name": "x", "metric": "clean_share", "target": 0.5}]')

@@ -202,6 +202,16 @@ function renderSavings(data) {
   }
 }
 
+function renderSlos(data) {
+  const section = document.getElementById("slos-section");
+  section.hidden = !data.slos.length;
+  const body = document.querySelector("#slos tbody");
+  body.replaceChildren(...data.slos.map((s) => el("tr", { "data-slo": s.name },
+    el("td", {}, el("div", { class: "task" }, s.name), el("div", { class: "sub" }, s.dag_ids.join(", "))),
+    el("td", {}, el("span", { class: `pill ${s.breached ? "active" : ""}` }, s.breached ? "breached" : s.judged ? "holds" : "not judged")),
+    el("td", {}, s.text))));
+}
+
 async function renderFocus() {
   if (!focus) return;
   const card = document.getElementById("focus");
@@ -242,6 +252,7 @@ async function load() {
     renderWaiting(data);
     renderEvents(data);
     renderSavings(data);
+    renderSlos(data);
     const problems = document.getElementById("problems");
     problems.hidden = !data.problems.length;
     problems.replaceChildren(...data.problems.map((p) => el("div", {}, p)));
