@@ -28,6 +28,7 @@ from airflow_provider_gridaware.ui.page import SAVINGS_PERIOD, grid_page, saving
 
 if TYPE_CHECKING:
     from airflow_provider_gridaware.ledger.records import LedgerReader
+    from airflow_provider_gridaware.planning.flexibility import FleetWork
     from airflow_provider_gridaware.plugins.sources import ZoneCache
     from airflow_provider_gridaware.signals.grid_event import GridEvent
     from airflow_provider_gridaware.ui.waiting import WaitingTask
@@ -65,6 +66,7 @@ class GridPageSources:
     :param savings_cache: keeps the savings table per set of readable DAGs (default: not kept).
     :param slos: the sustainability SLOs shown (``[gridaware] slos``, a JSON list).
     :param dag_tags: each DAG's tags (for SLOs set per tag).
+    :param fleet: ``now, notes, dag_ids -> running and waiting work`` (``fleet_from_airflow``).
     """
 
     waiting: Callable[[Iterable[str] | None], tuple[list[WaitingTask], list[tuple[str, str]], list[str]]]
@@ -76,10 +78,14 @@ class GridPageSources:
     savings_cache: TtlCache = field(default_factory=lambda: TtlCache(0.0))
     slos: Callable[[], list[SustainabilitySlo]] = field(default=lambda: [])
     dag_tags: Callable[[], dict[str, list[str]]] = field(default=lambda: {})
+    fleet: Callable[[datetime, list[str], set[str] | None], list[FleetWork]] = field(
+        default=lambda now, notes, dags: []
+    )
 
     @classmethod
     def from_airflow(cls, zone_cache: ZoneCache | None = None) -> GridPageSources:
         """The sources of a running api-server."""
+        from airflow_provider_gridaware.fleet import fleet_from_airflow
         from airflow_provider_gridaware.hooks.ledger_reader import open_ledger_reader
         from airflow_provider_gridaware.plugins.sources import (
             SLOS_KEY,
@@ -103,6 +109,7 @@ class GridPageSources:
             savings_cache=TtlCache(SAVINGS_TTL_S),
             slos=lambda: parse_slos(_gridaware_config(SLOS_KEY)),
             dag_tags=dag_tags_from_db,
+            fleet=fleet_from_airflow,
         )
 
 
@@ -267,6 +274,18 @@ def create_app(sources: GridPageSources | None = None) -> FastAPI:
         # Encoded here: FastAPI's generic encoder would walk every value again (most of the time at 5,000 tasks).
         body = json.dumps(data, separators=(",", ":"))
         return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
+
+    @app.get("/api/flex")
+    def flex(user: GetUserDep) -> dict[str, Any]:
+        """The fleet's flexibility (``gridaware flex --json``) over the DAGs the user may read."""
+        from airflow_provider_gridaware.planning.flexibility import flexibility
+
+        sources = current_sources()
+        now = sources.clock()
+        notes: list[str] = []
+        report = flexibility(sources.fleet(now, notes, readable_dags(user)), now=now)
+        report["notes"] = notes
+        return report
 
     @app.get("/api/decision/{dag_id}/{run_id}/{task_id}", dependencies=[Depends(requires_access_dag("GET"))])
     def decision(dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> dict[str, Any]:

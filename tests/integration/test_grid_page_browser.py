@@ -199,6 +199,8 @@ def test_the_grid_page_in_a_browser(ui_stack, waiting_run, active_event, integra
             expect(grid.locator("tr[data-slo='retrain-clean-share']")).to_contain_text("breached")
             expect(grid.locator("tr[data-slo='retrain-clean-share']")).to_contain_text("67% of runs in cleaner windows")
             expect(grid.locator("tr[data-slo='retrain-intensity']")).to_contain_text("holds")
+            # The waiting retrain draws 400 kW (its runs in the ledger) from its window 4 h ahead.
+            expect(grid.locator(f"tr[data-flex-zone='{ZONE}']")).to_contain_text("400 kW")
             page.screenshot(path=str(shots / "grid_light.png"), full_page=True)
 
             # From the task in Airflow's own UI, through its "Grid decision" extra link, to its decision.

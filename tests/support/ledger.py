@@ -88,15 +88,22 @@ SAMPLE_DAG = "gridaware_ui_waiting"
 
 def sample_ledger(store_url: str) -> InMemoryLedger:
     """A ledger reader for a test api-server (``[gridaware] ledger_reader = tests.support.ledger:sample_ledger``):
-    three runs of :data:`SAMPLE_DAG` in the last days, two of them in cleaner windows.
+    three one-hour runs of :data:`SAMPLE_DAG`'s ``retrain`` in the last days (400 kWh each, so 400 kW), two of
+    them in cleaner windows.
 
     :param store_url: the store's URL (unused: the records are in memory).
     """
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     return InMemoryLedger(
         [
-            record(SAMPLE_DAG, now - timedelta(days=1), energy_kwh=400, intensity=120, counterfactual_intensity=280),
-            record(SAMPLE_DAG, now - timedelta(days=3), energy_kwh=400, intensity=150, counterfactual_intensity=250),
-            record(SAMPLE_DAG, now - timedelta(days=5), energy_kwh=400, intensity=260, counterfactual_intensity=240),
+            record(
+                SAMPLE_DAG,
+                now - timedelta(days=d),
+                task_id="retrain",
+                energy_kwh=400,
+                intensity=i,
+                counterfactual_intensity=c,
+            )
+            for d, i, c in ((1, 120, 280), (3, 150, 250), (5, 260, 240))
         ]
     )

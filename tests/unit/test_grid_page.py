@@ -229,9 +229,21 @@ def client(monkeypatch) -> TestClient:
         shown = [t for t in tasks if dag_ids is None or t.key.dag_id in dag_ids]
         return shown, [("gridaware_ukci_default", "GB")] if shown else [], []
 
+    def fleet(now, notes, dag_ids):
+        from airflow_provider_gridaware.planning.flexibility import FleetWork
+
+        work = [
+            FleetWork(
+                "retrain.train", "GB", "flexible", 400, now, now + timedelta(hours=1), running=True, interruptible=True
+            ),
+            FleetWork("etl.load", "DE", "batch", 50, now + timedelta(minutes=10), now + timedelta(hours=2)),
+        ]
+        return [w for w in work if dag_ids is None or w.name.split(".")[0] in dag_ids]
+
     sources = GridPageSources(
         waiting=waiting,
         ledger=lambda: ledger,
+        fleet=fleet,
         events=lambda now: [],
         zones=lambda pairs, now: [zone_view(zone, conn, carbon_series(), now=now) for conn, zone in pairs],
         clock=lambda: T0,
@@ -255,6 +267,15 @@ def test_a_user_sees_only_the_dags_they_may_read(client):
     assert [t["dag_id"] for t in limited["waiting"]] == ["etl"]
     assert [r["dag_id"] for r in limited["savings"]["per_dag"]] == ["etl"]
     assert limited["savings"]["per_dag"][0]["runs"] == 1  # the 40-day-old run is outside the 30 days
+
+
+def test_the_fleet_flexibility_covers_the_dags_the_user_may_read(client):
+    everything = client.get("/api/flex", headers={"Authorization": "Bearer ops"}).json()
+    assert everything["zones"]["GB"]["shed_kw"]["flexible"] == {"5": 400, "15": 400, "60": 400}
+    assert everything["zones"]["DE"]["shed_kw"]["batch"] == {"5": 0, "15": 50, "60": 50}
+    limited = client.get("/api/flex", headers={"Authorization": "Bearer etl-team"}).json()
+    assert list(limited["zones"]) == ["DE"]
+    assert client.get("/api/flex").status_code == 401
 
 
 def test_a_task_decision_needs_read_access_to_its_dag(client):

@@ -212,6 +212,33 @@ function renderSlos(data) {
     el("td", {}, s.text))));
 }
 
+async function renderFlex() {
+  const body = document.querySelector("#flex tbody");
+  const response = await fetch("api/flex", { credentials: "same-origin", cache: "no-store" });
+  if (!response.ok) {
+    body.replaceChildren(el("tr", {}, el("td", { colspan: 6, class: "bad" }, `could not read: HTTP ${response.status}`)));
+    return;
+  }
+  const report = await response.json();
+  const zones = Object.entries(report.zones);
+  document.getElementById("flex-note").textContent = ["Critical work is never counted as sheddable.", ...report.notes].join(" ");
+  if (!zones.length) {
+    body.replaceChildren(el("tr", {}, el("td", { colspan: 6, class: "muted" }, "No grid-aware work running or waiting.")));
+    return;
+  }
+  const kw = (v) => `${Math.round(v * 10) / 10} kW`;
+  const shed = (z, m) => {
+    const parts = ["flexible", "batch"].filter((c) => z.shed_kw[c][m] > 0).map((c) => `${c} ${kw(z.shed_kw[c][m])}`);
+    const total = ["flexible", "batch"].reduce((a, c) => a + z.shed_kw[c][m], 0);
+    return [el("div", {}, kw(total)), parts.length ? el("div", { class: "sub" }, parts.join(", ")) : null];
+  };
+  body.replaceChildren(...zones.map(([zone, z]) => el("tr", { "data-flex-zone": zone },
+    el("td", { class: "task" }, zone),
+    el("td", { class: "num" }, kw(z.power_now_kw)),
+    el("td", { class: "num" }, kw(Math.max(0, ...z.planned_kw.map((p) => p[1])))),
+    el("td", { class: "num" }, shed(z, "5")), el("td", { class: "num" }, shed(z, "15")), el("td", { class: "num" }, shed(z, "60")))));
+}
+
 async function renderFocus() {
   if (!focus) return;
   const card = document.getElementById("focus");
@@ -253,6 +280,7 @@ async function load() {
     renderEvents(data);
     renderSavings(data);
     renderSlos(data);
+    renderFlex().catch((error) => console.error("fleet flexibility", error));
     const problems = document.getElementById("problems");
     problems.hidden = !data.problems.length;
     problems.replaceChildren(...data.problems.map((p) => el("div", {}, p)));
