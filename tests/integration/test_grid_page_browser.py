@@ -4,7 +4,8 @@ Debian's headless ``chromium`` (``/usr/bin/chromium``), driven by Playwright, si
 auth manager), opens the Grid page from Airflow's navigation (the plugin's external view, an iframe) and
 finds: the configured zone with its current signal and forecast, the waiting task with the reason its
 own first decision gave, an active grid event, and the 30-day savings per DAG. Screenshots of the page in
-the light and the dark theme are saved under the session's work directory (the path is printed).
+the light and the dark theme and of the task's decision are saved in ``test-artifacts/grid_page/`` of the
+checkout (or ``$GRIDAWARE_SCREENSHOTS``; the path is printed).
 
 This module runs its own stack (``ui_stack``): the api-server needs the test ledger reader
 (``[gridaware] ledger_reader``), the zone list and the repository on its ``PYTHONPATH``, which the shared
@@ -159,13 +160,14 @@ def test_anonymous_requests_to_the_plugin_are_refused(ui_stack):
     assert forged.status_code in {401, 403}
 
 
-def test_the_grid_page_in_a_browser(ui_stack, waiting_run, active_event, integration_workdir: Path):
+def test_the_grid_page_in_a_browser(ui_stack, waiting_run, active_event):
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does)")
     from playwright.sync_api import expect, sync_playwright
 
     stack, clean_start = ui_stack
-    shots = integration_workdir / "grid_page" / "screenshots"
+    # In the checkout (git-ignored), not pytest's temporary directory: that keeps only the last three sessions.
+    shots = Path(os.environ.get("GRIDAWARE_SCREENSHOTS", REPO / "test-artifacts" / "grid_page"))
     shots.mkdir(parents=True, exist_ok=True)
     data = stack.client.get(f"{stack.api_url}/gridaware/api/grid", timeout=60).json()
     waiting = [t for t in data["waiting"] if t["dag_id"] == SAMPLE_DAG]
