@@ -236,6 +236,10 @@ def test_the_grid_page_in_a_browser(ui_stack, waiting_run, active_event):
             expect(grid.locator(f"tr[data-task='{SAMPLE_DAG}.retrain']")).to_contain_text(reason, timeout=60_000)
             assert grid.locator("html").get_attribute("data-theme") == "dark"
             page.screenshot(path=str(shots / "grid_dark.png"), full_page=True)
+            # The whole page (the iframe scrolls on its own inside Airflow), dark.
+            page.goto(f"{stack.api_url}/gridaware/", wait_until="networkidle")
+            expect(page.locator(f"tr[data-flex-zone='{ZONE}']")).to_contain_text("400 kW", timeout=60_000)
+            page.screenshot(path=str(shots / "grid_page_dark_full.png"), full_page=True)
         finally:
             browser.close()
     print(f"Grid page screenshots: {shots}")
