@@ -3,8 +3,9 @@ next hours, and how much of it could be shed within 5, 15 and 60 minutes, by pri
 
 Rules (one place, so the CLI, the Grid page and the demand-response adapters agree):
 
-* **planned power** per zone and step is the mean power of the work planned to run in that step (running
-  work until its expected end, waiting work over its planned window), weighted by the overlap;
+* **planned power** per zone and step (steps on their own boundaries, the first holding now) is the mean
+  power of the work planned to run in that step (running work until its expected end, waiting work over
+  its planned window), weighted by the overlap;
 * **shed within N minutes**: running work that is not ``critical``, is interruptible and can checkpoint and
   stop within N minutes; plus waiting work that is not ``critical``, is planned to start within N minutes
   and may still be held past them (its latest start is later). Critical work is never counted.
@@ -104,7 +105,7 @@ def flexibility(
     """The fleet's flexibility report (plain JSON).
 
     :param work: running and waiting work.
-    :param now: the report's time (steps start here).
+    :param now: the report's time (the first step is the one holding it).
     :param horizon: how far ahead planned power is given.
     :param step: the planned-power step.
     :param shed_within: shedding horizons, in minutes.
@@ -112,14 +113,16 @@ def flexibility(
     items = [w for w in work if w.end > now]
     steps = int(horizon / step)
     step_s = step.total_seconds()
+    # Steps on the step's own boundaries (market and settlement periods are): the first one holds now.
+    origin = datetime.fromtimestamp(now.timestamp() // step_s * step_s, tz=now.tzinfo)
     zones = sorted({w.zone for w in items})
     planned: dict[str, list[float]] = {zone: [0.0] * steps for zone in zones}
     for w in items:
-        first = max(0, int((w.start - now) / step))
-        last = min(steps, int((w.end - now) / step) + 1)
+        first = max(0, int((w.start - origin) / step))
+        last = min(steps, int((w.end - origin) / step) + 1)
         for i in range(first, last):
-            lo = max(w.start, now + i * step)
-            hi = min(w.end, now + (i + 1) * step)
+            lo = max(w.start, origin + i * step)
+            hi = min(w.end, origin + (i + 1) * step)
             if hi > lo:
                 planned[w.zone][i] += w.power_kw * (hi - lo).total_seconds() / step_s
     shed: dict[str, dict[str, dict[str, float]]] = {
@@ -136,7 +139,9 @@ def flexibility(
         "zones": {
             zone: {
                 "power_now_kw": round(sum(w.power_kw for w in items if w.zone == zone and w.start <= now), 3),
-                "planned_kw": [[format_time(now + i * step), round(value, 3)] for i, value in enumerate(planned[zone])],
+                "planned_kw": [
+                    [format_time(origin + i * step), round(value, 3)] for i, value in enumerate(planned[zone])
+                ],
                 "shed_kw": {
                     cls: {m: round(v, 3) for m, v in by_minutes.items()} for cls, by_minutes in shed[zone].items()
                 },

@@ -243,3 +243,29 @@ def test_the_grid_page_in_a_browser(ui_stack, waiting_run, active_event):
         finally:
             browser.close()
     print(f"Grid page screenshots: {shots}")
+
+
+def test_gridaware_flex_reads_the_stacks_waiting_work(ui_stack, waiting_run):
+    """``gridaware flex --json`` with the stack's Airflow configuration: the deferred retrain, 400 kW from
+    its ledger runs, planned in its window 4-5 h ahead, not sheddable within the hour (it starts later)."""
+    import subprocess
+
+    from tests.integration.airflow_stack import VENV_BIN
+
+    stack, clean_start = ui_stack
+    result = subprocess.run(
+        [str(VENV_BIN / "gridaware"), "flex", "--json"],
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    zone = report["zones"][ZONE]
+    planned = dict(zone["planned_kw"])
+    assert planned[_iso(clean_start)] == 400.0, zone["planned_kw"][:3]
+    assert max(planned.values()) == 400.0
+    assert zone["power_now_kw"] == 0.0
+    assert zone["shed_kw"]["flexible"] == {"5": 0.0, "15": 0.0, "60": 0.0}

@@ -74,3 +74,13 @@ def test_bad_fleet_input_is_named(tmp_path, capsys):
     assert "fleet work 'A': A: priority_class must be one of" in capsys.readouterr().err
     with pytest.raises(ValueError, match="end 2026-12-04T12:00:00Z is not after start"):
         FleetWork("x", "GB", "batch", 1, NOW, NOW)
+
+
+def test_steps_sit_on_their_own_boundaries(tmp_path, capsys):
+    fleet = tmp_path / "fleet.json"
+    fleet.write_text(json.dumps(FLEET))
+    assert main(["flex", "--json", "--fleet", str(fleet), "--at", "2026-12-04T12:07:30Z", "--hours", "1"]) == 0
+    gb = json.loads(capsys.readouterr().out)["zones"]["GB"]
+    assert [t for t, _ in gb["planned_kw"]] == [f"2026-12-04T12:{m:02d}:00Z" for m in (0, 15, 30, 45)]
+    # 12:00-12:15 holds A, B and F throughout and C from 12:10: the same figures as at 12:00
+    assert gb["planned_kw"][0][1] == pytest.approx(100 + 50 + 200 * 5 / 15 + 30, abs=1e-3)
