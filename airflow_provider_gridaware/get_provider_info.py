@@ -433,6 +433,31 @@ def get_provider_info() -> dict[str, Any]:
                         "example": "False",
                         "default": "True",
                     },
+                    "ledger_reader": {
+                        "description": "module:callable returning the ledger's reader (LedgerReader) for the store "
+                        "URL it is given; read by the Grid page, gridaware flex and SustainabilitySloOperator.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "airflow_provider_gridaware.store.ledger:LedgerStore",
+                        "default": "",
+                    },
+                    "ui_zones": {
+                        "description": "Zones the Grid page always shows, as comma-separated conn_id:zone pairs "
+                        "(zones waiting tasks read are shown too).",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "gridaware_ukci_default:GB, gridaware_electricitymaps_default:DE",
+                        "default": "",
+                    },
+                    "slos": {
+                        "description": "Sustainability SLOs the Grid page shows: a JSON list of "
+                        "{name, metric (mean_intensity | kg_per_month | clean_share), target, dag_ids or tags, "
+                        "period_days, intensity_kind, min_runs}.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": '[{"name": "ml", "metric": "clean_share", "target": 0.8, "tags": ["ml"]}]',
+                        "default": "",
+                    },
                 },
             },
         },
