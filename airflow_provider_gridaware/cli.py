@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, str] = {
     "events": "airflow_provider_gridaware.commands.events",
     "relay": "airflow_provider_gridaware.commands.relay",
     "report": "airflow_provider_gridaware.commands.report",
+    "flex": "airflow_provider_gridaware.commands.flex",
 }
 
 EXIT_USAGE = 2

@@ -425,6 +425,7 @@ def get_provider_info() -> dict[str, Any]:
         "sensors": [
             {"integration-name": "Grid signals", "python-modules": [f"{_PKG}.sensors.grid_window"]},
         ],
+        "extra-links": [f"{_PKG}.links.grid_decision.GridDecisionLink"],
         "task-decorators": [
             {"name": "gridaware", "class-name": f"{_PKG}.decorators.gridaware.gridaware_task"},
         ],
@@ -456,6 +457,31 @@ def get_provider_info() -> dict[str, Any]:
                         "version_added": "0.1.0",
                         "type": "string",
                         "example": '{"simple_min_level": {"flexible": 2}, "price_thresholds": {"EUR": 300}}',
+                        "default": "",
+                    },
+                    "ledger_reader": {
+                        "description": "module:callable returning the ledger's reader (LedgerReader) for the store "
+                        "URL it is given; read by the Grid page, gridaware flex and SustainabilitySloOperator.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "airflow_provider_gridaware.store.ledger:LedgerStore",
+                        "default": "",
+                    },
+                    "ui_zones": {
+                        "description": "Zones the Grid page always shows, as comma-separated conn_id:zone pairs "
+                        "(zones waiting tasks read are shown too).",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "gridaware_ukci_default:GB, gridaware_electricitymaps_default:DE",
+                        "default": "",
+                    },
+                    "slos": {
+                        "description": "Sustainability SLOs the Grid page shows: a JSON list of "
+                        "{name, metric (mean_intensity | kg_per_month | clean_share), target, dag_ids or tags, "
+                        "period_days, intensity_kind, min_runs}.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": '[{"name": "ml", "metric": "clean_share", "target": 0.8, "tags": ["ml"]}]',
                         "default": "",
                     },
                 },

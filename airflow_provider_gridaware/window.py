@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, cast
 
+from airflow_provider_gridaware.links.grid_decision import GridDecisionLink
 from airflow_provider_gridaware.planning.runtime import DEFAULT_HISTORY_RUNS, DEFAULT_MIN_RUNS
 from airflow_provider_gridaware.times import UTC, format_time
 
@@ -218,6 +219,7 @@ class GridWindowArgs:
             if not first.decision.fallback:
                 extra["previous_zone"] = first.decision.plan.zone
                 extra["previous_start"] = format_time(first.decision.plan.start)
+            extra["first_decision"] = first.decision.summary()
         return GridWindowRequest(
             job=job.to_dict(),
             sources=self.signal_sources(),
@@ -239,7 +241,10 @@ def pop_window_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 class GridWindowMixin:
-    """Shared by grid-aware operators: the named window arguments and :meth:`window_args`."""
+    """Shared by grid-aware operators: the named window arguments, :meth:`window_args`, and the "Grid decision"
+    extra link to the task's decision on the Grid page."""
+
+    operator_extra_links: Any = (GridDecisionLink(),)
 
     duration: Duration
     deadline: datetime | timedelta | str

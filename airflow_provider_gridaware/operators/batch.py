@@ -29,6 +29,7 @@ from airflow_provider_gridaware.dispatch import (
     label_value,
     targets_by_zone,
 )
+from airflow_provider_gridaware.links.grid_decision import GridDecisionLink
 from airflow_provider_gridaware.optional_providers import requires_extra
 from airflow_provider_gridaware.window import (
     Duration,
@@ -138,7 +139,7 @@ class GridAwareBatchOperator(GridWindowMixin, BaseOperator):
         "conn_id",
     )
     template_fields_renderers = {"container_overrides": "json", "parameters": "json", "tags": "json"}
-    operator_extra_links = (BatchJobDetailsLink(),)
+    operator_extra_links = (BatchJobDetailsLink(), GridDecisionLink())
     ui_color = "#c3dae0"
 
     def __init__(

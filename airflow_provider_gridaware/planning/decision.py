@@ -103,6 +103,19 @@ class Decision:
         """The committed window, to pass as ``previous`` to the next decision."""
         return Window(self.plan.zone, self.plan.start)
 
+    def summary(self) -> dict[str, Any]:
+        """The decision in a few JSON fields: what a waiting task's trigger keeps for the Grid page."""
+        return {
+            "decided_at": format_time(self.decided_at),
+            "action": self.action.value,
+            "reason": self.reason,
+            "zone": self.plan.zone,
+            "start": format_time(self.plan.start),
+            "end": format_time(self.plan.end),
+            "expected_signals": {unit: float(value) for unit, value in self.plan.expected_signals.items()},
+            "fallback": self.fallback,
+        }
+
 
 def needs_signals(job: Job, now: datetime) -> bool:
     """Whether :func:`decide` would look at signals now (callers skip fetching them otherwise).

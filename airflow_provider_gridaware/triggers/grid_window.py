@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import importlib
+import json
 import weakref
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
@@ -85,6 +86,8 @@ class GridWindowRequest(BaseModel):
     :param previous_start: ... its start.
     :param not_before: wall-clock epoch seconds before which the trigger does not fire (the resume guard,
         see :mod:`~airflow_provider_gridaware.triggers.resume_guard`); ``None`` when ending from the trigger.
+    :param first_decision: the decision that made the task wait (``Decision.summary()``: its reason, window
+        and expected signals), kept so the Grid page can show why a deferred task waits.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -99,6 +102,7 @@ class GridWindowRequest(BaseModel):
     previous_zone: str | None = None
     previous_start: str | None = None
     not_before: float | None = None
+    first_decision: dict[str, Any] | None = None
 
 
 async def _settle(pending: list[Outcome | asyncio.Future[Outcome]], seconds: float) -> list[Outcome]:
@@ -185,6 +189,8 @@ class GridWindowTrigger(BaseTrigger):
         self.end_from_trigger = validated.end_from_trigger
         self.use_history = validated.use_history
         self.not_before = validated.not_before
+        # One string, not a dict: it is only read back when the trigger is serialised again.
+        self._first_decision = None if validated.first_decision is None else json.dumps(validated.first_decision)
         self._waiting_since = (
             None if validated.waiting_since is None else parse_time(validated.waiting_since, what="waiting_since")
         )
@@ -216,6 +222,7 @@ class GridWindowTrigger(BaseTrigger):
             previous_zone=None if self._previous is None else self._previous.zone,
             previous_start=None if self._previous is None else format_time(self._previous.start),
             not_before=self.not_before,
+            first_decision=None if self._first_decision is None else json.loads(self._first_decision),
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:

@@ -73,3 +73,18 @@ def test_the_rule_sees_every_spelling_of_an_import():
     )
     found = {n for n in imported_modules(source, "airflow_provider_gridaware.sources") if _uses_simulator(n)}
     assert {f"{SIMULATOR}.trace", f"{SIMULATOR}.grid", f"{SIMULATOR}.app"} <= found
+
+
+#: The pure core: plain typed Python, tested and benchmarked without Airflow.
+PURE_PACKAGES = ("signals", "planning", "ledger", "ui")
+
+
+def test_the_pure_core_imports_no_airflow():
+    offenders = {
+        str(path.relative_to(PACKAGE_DIR)): sorted(
+            n for n in _imports_of(path) if n == "airflow" or n.startswith("airflow.")
+        )
+        for package in PURE_PACKAGES
+        for path in sorted((PACKAGE_DIR / package).rglob("*.py"))
+    }
+    assert {path: names for path, names in offenders.items() if names} == {}
