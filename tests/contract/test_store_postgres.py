@@ -44,6 +44,7 @@ def url(postgres_database: str) -> Iterator[str]:
             text(
                 "DROP TABLE IF EXISTS gridaware_forecast_point, gridaware_forecast_vintage, gridaware_actual_point,"
                 " gridaware_store_meta, gridaware_signal, gridaware_grid_event, gridaware_task_runtime, gridaware_relay_delivery,"
+                " gridaware_ledger_try,"
                 " gridaware_alembic_version CASCADE"
             )
         )
