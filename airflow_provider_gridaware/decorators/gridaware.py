@@ -89,21 +89,51 @@ class _GridAwareDecoratedOperator(GridWindowMixin, DecoratedOperator, PythonOper
             raise RuntimeError(f"grid window trigger returned an unexpected event: {event!r}")
         self.log.info("grid window open: %s", event.get("reason") or event["plan"].get("reason"))
         context[DECISION_KEY] = event  # type: ignore[literal-required]  # offered to the callable by name
+        from airflow_provider_gridaware.ledger_writer import record_try, spec_of
         from airflow_provider_gridaware.runtime_history import record_task_run
         from airflow_provider_gridaware.times import current_clock
 
         # The callable's own run time (not the wait before it) is what duration="auto" estimates from.
         started_at, started = current_clock().now(), time.monotonic()
-        result = super().execute(context)
+        zone = (event.get("plan") or {}).get("zone")
+        spec = spec_of(self, context, "decorator")
+        try:
+            result = super().execute(context)
+        except BaseException as exc:
+            # A failed try ran (and drew power) too; the ledger counts it, the failure goes on unchanged.
+            if spec is not None and not isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                record_try(
+                    context,
+                    spec,
+                    state="skipped" if "Skip" in type(exc).__name__ else "failed",
+                    zone=zone,
+                    started_at=started_at,
+                    ended_at=current_clock().now(),
+                    released=event,
+                    logger=self.log,
+                )
+            raise
+        ended_at = current_clock().now()
         record_task_run(
             context,
             started_at=started_at,
-            ended_at=current_clock().now(),
+            ended_at=ended_at,
             wall_seconds=time.monotonic() - started,
             kind="python",
-            zone=(event.get("plan") or {}).get("zone"),
+            zone=zone,
             logger=self.log,
         )
+        if spec is not None:
+            record_try(
+                context,
+                spec,
+                state="success",
+                zone=zone,
+                started_at=started_at,
+                ended_at=ended_at,
+                released=event,
+                logger=self.log,
+            )
         return result
 
 

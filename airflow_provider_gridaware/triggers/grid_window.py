@@ -83,6 +83,8 @@ class GridWindowRequest(BaseModel):
     :param previous_start: ... its start.
     :param not_before: wall-clock epoch seconds before which the trigger does not fire (the resume guard,
         see :mod:`~airflow_provider_gridaware.triggers.resume_guard`); ``None`` when ending from the trigger.
+    :param ledger: with ``end_from_trigger``, what the carbon ledger needs to record the try
+        (:class:`~airflow_provider_gridaware.ledger_writer.LedgerSpec`): no worker code runs after the release.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -97,6 +99,7 @@ class GridWindowRequest(BaseModel):
     previous_zone: str | None = None
     previous_start: str | None = None
     not_before: float | None = None
+    ledger: dict[str, Any] | None = None
 
 
 async def _settle(pending: list[Outcome | asyncio.Future[Outcome]], seconds: float) -> list[Outcome]:
@@ -240,7 +243,10 @@ class GridWindowTrigger(BaseTrigger):
             if decision.release:
                 if not self.end_from_trigger:
                     await hold_until(self.not_before)  # the resume guard (a worker picks the task up next)
-                yield self._event(decision, problems, replans)
+                event = self._event(decision, problems, replans)
+                if self.end_from_trigger and self.request.ledger is not None:
+                    await self._record_ledger(getattr(event, "xcoms", None))
+                yield event
                 return
             if decision.fallback:
                 self.log.warning("decision %d: %s", replans, decision.reason)
@@ -377,6 +383,19 @@ class GridWindowTrigger(BaseTrigger):
             return None
         at, zone, signals, objective = self._counterfactual
         return Counterfactual(from_epoch(at), zone, dict(signals), objective)
+
+    async def _record_ledger(self, xcoms: Any) -> None:
+        """The try ends here (no worker runs after the release): write its ledger record now; never raises."""
+        from airflow_provider_gridaware.ledger_writer import LedgerSpec, arecord_released_try
+
+        released = xcoms.get("return_value") if isinstance(xcoms, dict) else None
+        assert self.request.ledger is not None
+        await arecord_released_try(
+            getattr(self, "task_instance", None),
+            LedgerSpec.from_dict(self.request.ledger),
+            released if isinstance(released, dict) else None,
+            logger=self.log,
+        )
 
     def _event(self, decision: Decision, problems: list[str], replans: int) -> TriggerEvent:
         payload = release_payload(
