@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, str] = {
     "openadr2b": "airflow_provider_gridaware.commands.openadr2b",
     "events": "airflow_provider_gridaware.commands.events",
     "relay": "airflow_provider_gridaware.commands.relay",
+    "ledger": "airflow_provider_gridaware.commands.ledger",
 }
 
 EXIT_USAGE = 2

@@ -16,8 +16,9 @@ Energy is measured when the task names a ``power_conn_id`` (a Prometheus/DCGM qu
 the task's own signal connections return for the run, and where they have none yet, from the planner's
 expected values in the release decision (``basis`` says which).
 
-Writing never fails the task (the work is done): a problem is logged with what was lost, and
-``gridaware ledger --missing-from-airflow`` lists tries Airflow ran that the ledger lacks.
+Writing never fails the task (the work is done): a problem is logged with the try that was lost
+(docs/ledger.md says how to find such tries: :meth:`~airflow_provider_gridaware.store.ledger.LedgerStore.keys`
+against the REST API's task-instance tries).
 """
 
 from __future__ import annotations
@@ -197,7 +198,7 @@ def record_try(
     except Exception as exc:  # the work is done: a ledger problem must not fail it
         logger.warning(
             "carbon ledger: could not record %s try %s (%s: %s); the try is missing from the ledger until "
-            "reconciled (gridaware ledger --missing-from-airflow)",
+            "reconciled (docs/ledger.md)",
             getattr(ti, "task_id", "?"),
             getattr(ti, "try_number", "?"),
             type(exc).__name__,
