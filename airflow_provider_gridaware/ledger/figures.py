@@ -26,6 +26,8 @@ from airflow_provider_gridaware.times import format_duration, parse_time
 CARBON_UNIT = "gCO2eq/kWh"
 #: A gap in a run's signal coverage shorter than this is not worth a note (rounding at interval edges).
 NOTE_GAP_S = 60.0
+#: The span a zero-length run's signal values are read over.
+INSTANT = timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
@@ -146,10 +148,13 @@ def run_figures(
     :param draw: its power, or ``None`` when unknown (intensity and price are still recorded).
     :param signals: the zone's signals, or ``None`` when none could be read.
     """
+    original_end = end
     notes: list[str] = []
     signals = signals or ZoneSignals()
-    energy = draw.energy_kwh if draw is not None and draw.segments else None
-    weight_draw = draw or PowerDraw((), EnergyMethod.UNKNOWN, "")
+    energy = draw.energy_kwh if draw is not None else None
+    weight_draw = draw if draw is not None and draw.segments else PowerDraw((), EnergyMethod.UNKNOWN, "")
+    # A run too short for its times to differ (Kubernetes stamps whole seconds) takes the values at its start.
+    end = end if end > start else start + INSTANT
     intensity = kind = emissions = None
     carbon_share: float | None = None
     carbon = signals.carbon_actual or signals.carbon_forecast
@@ -182,7 +187,7 @@ def run_figures(
     figures = RunFigures(
         zone=zone,
         start=start,
-        end=end,
+        end=max(start, original_end),
         energy_kwh=energy,
         intensity_g_per_kwh=intensity,
         intensity_kind=kind,

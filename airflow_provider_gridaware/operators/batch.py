@@ -389,7 +389,7 @@ class GridAwareBatchOperator(GridWindowMixin, BaseOperator):
                 started_at=clock_time_of(ended - timedelta(seconds=seconds)),  # the chunks' own run, end-aligned
                 ended_at=clock_time_of(ended),
                 released=record.get("decision"),
-                placement=queue.where,
+                placement=f"{queue.region_name}/{queue.job_queue}",
                 logger=self.log,
             )
         if state != "success":

@@ -242,3 +242,10 @@ def test_finalise_recomputes_from_actuals_and_keeps_the_energy():
     assert final.saved_g == pytest.approx(160.0)
     partial = finalise(record, {"GB": ZoneSignals(carbon_actual=carbon([280, 320, 150], zone="GB"))})
     assert not partial.finalised and any("no carbon value" in n for n in partial.notes)
+
+
+def test_a_run_too_short_to_measure_takes_the_values_at_its_start():
+    draw = estimated_draw(EnergyProfile(power_w=1000, pue=1.0), T0, T0)
+    figures, _, _ = run_figures("GB", T0, T0, draw, ZoneSignals(carbon_actual=carbon([120])))
+    assert figures.energy_kwh == 0.0 and figures.emissions_g == 0.0
+    assert figures.intensity_g_per_kwh == pytest.approx(120.0) and figures.end == T0
