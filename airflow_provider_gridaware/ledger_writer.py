@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 #: Reading the run's actual signals may take at most this long (then the planner's values stand in).
 SIGNAL_BUDGET_S = 20.0
 PLANNER_SOURCE = "planner"
+#: Actuals are asked for this much beyond the run on both sides (sources answer whole intervals).
+QUERY_PAD = timedelta(minutes=30)
 
 
 @dataclass(frozen=True)
@@ -340,8 +342,8 @@ def _power_draw(
             logger.warning(
                 "carbon ledger: power from %s failed (%s); falling back to %s", spec.power_conn_id, exc, fallback
             )
-    if profile.declared and end > start:
-        return estimated_draw(profile, start, end)
+    if profile.declared:
+        return estimated_draw(profile, start, end)  # a zero-length run (whole-second job times) draws 0 kWh
     return None
 
 
@@ -361,8 +363,9 @@ def _read_actuals(
     def fetch(item: tuple[str, str, str]) -> SignalSeries:
         conn_id, zone, kind = item
         start, end = periods[zone]
+        # Padded: the intervals holding the run's ends, also for a run too short for its times to differ.
         return hook_for_connection(conn_id).get_signal(
-            SignalQuery(zone, SignalKind(kind), forecast=False, start=start, end=end)
+            SignalQuery(zone, SignalKind(kind), forecast=False, start=start - QUERY_PAD, end=end + QUERY_PAD)
         )
 
     got: dict[tuple[str, str], SignalSeries] = {}
@@ -432,11 +435,11 @@ def _planner_series(
     zone: str, start: datetime, end: datetime, values: Mapping[str, float], held: ZoneSignals, store_url: str
 ) -> tuple[SignalSeries | None, SignalSeries | None]:
     """One-point forecast series of the planner's expected carbon and price over ``[start, end)``."""
+    from airflow_provider_gridaware.ledger.figures import INSTANT
     from airflow_provider_gridaware.signals.models import build_series
     from airflow_provider_gridaware.signals.units import CarbonMetric, SeriesType, SignalKind
 
-    if end <= start:
-        return None, None
+    end = max(end, start + INSTANT)  # a zero-length run takes the value at its start
     carbon = price = None
     for unit, value in values.items():
         if unit == "gCO2eq/kWh":

@@ -257,3 +257,16 @@ def test_the_cli_prints_records_and_totals(store_url, replay, capsys):
     assert main(["ledger", "--since", "2023-06-02", "--until", "2023-06-03", "--store", store_url]) == 0
     assert "no ledger records" in capsys.readouterr().out
     assert main(["ledger", "--since", "2023-06-02", "--until", "2023-06-01", "--store", store_url]) == 2
+
+
+def test_a_job_whose_start_and_stop_stamps_are_equal_still_gets_its_figures(store_url, replay):
+    at = RUN_START + timedelta(minutes=10)
+    record = record_try(
+        context(), spec(replay), state="success", zone="GB", started_at=at, ended_at=at, released=released()
+    )
+    assert record is not None and record.energy_method is EnergyMethod.ESTIMATED
+    assert record.actual.energy_kwh == 0.0 and record.actual.emissions_g == 0.0
+    assert record.actual.intensity_g_per_kwh == pytest.approx(
+        trace_mean(replay, RUN_START, RUN_START + timedelta(minutes=30))
+    )
+    assert record.basis is ValueBasis.ACTUAL and record.saved_g == 0.0
