@@ -185,6 +185,8 @@ class GridWindowTrigger(BaseTrigger):
         self.end_from_trigger = validated.end_from_trigger
         self.use_history = validated.use_history
         self.not_before = validated.not_before
+        # Only a task ended from here carries it (its ledger record is written here).
+        self._ledger = validated.ledger
         self._waiting_since = (
             None if validated.waiting_since is None else parse_time(validated.waiting_since, what="waiting_since")
         )
@@ -216,6 +218,7 @@ class GridWindowTrigger(BaseTrigger):
             previous_zone=None if self._previous is None else self._previous.zone,
             previous_start=None if self._previous is None else format_time(self._previous.start),
             not_before=self.not_before,
+            ledger=self._ledger,
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
@@ -244,7 +247,7 @@ class GridWindowTrigger(BaseTrigger):
                 if not self.end_from_trigger:
                     await hold_until(self.not_before)  # the resume guard (a worker picks the task up next)
                 event = self._event(decision, problems, replans)
-                if self.end_from_trigger and self.request.ledger is not None:
+                if self.end_from_trigger and self._ledger is not None:
                     await self._record_ledger(getattr(event, "xcoms", None))
                 yield event
                 return
@@ -389,10 +392,10 @@ class GridWindowTrigger(BaseTrigger):
         from airflow_provider_gridaware.ledger_writer import LedgerSpec, arecord_released_try
 
         released = xcoms.get("return_value") if isinstance(xcoms, dict) else None
-        assert self.request.ledger is not None
+        assert self._ledger is not None
         await arecord_released_try(
             getattr(self, "task_instance", None),
-            LedgerSpec.from_dict(self.request.ledger),
+            LedgerSpec.from_dict(self._ledger),
             released if isinstance(released, dict) else None,
             logger=self.log,
         )
