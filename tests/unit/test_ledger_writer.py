@@ -71,6 +71,19 @@ def released(zone="GB"):
     }
 
 
+def write(task_spec, *, start=RUN_START, hours=2.0, try_number=1, state="success", task_id="train"):
+    """The decorator's end path for a run of ``hours`` from ``start`` in GB."""
+    return record_try(
+        context(try_number, task_id),
+        task_spec,
+        state=state,
+        zone="GB",
+        started_at=start,
+        ended_at=start + timedelta(hours=hours),
+        released=released(),
+    )
+
+
 def trace_mean(replay, start, end):
     from airflow_provider_gridaware.hooks.registry import hook_for_connection
     from airflow_provider_gridaware.signals.units import SignalKind
@@ -86,9 +99,7 @@ def trace_mean(replay, start, end):
 
 def test_a_try_is_recorded_with_actuals_and_its_counterfactual_and_a_re_report_replaces_it(store_url, replay):
     end = RUN_START + timedelta(hours=2)
-    record = record_try(
-        context(), spec(replay), state="success", zone="GB", started_at=RUN_START, ended_at=end, released=released()
-    )
+    record = write(spec(replay))
     assert record is not None
     energy = 2 * 700 * 0.5 * 1.1 * 2 / 1000
     assert record.actual.energy_kwh == pytest.approx(energy)
@@ -105,18 +116,8 @@ def test_a_try_is_recorded_with_actuals_and_its_counterfactual_and_a_re_report_r
     with LedgerStore(store_url) as store:
         key = TryKey("dag", "run1", "train", -1, 1)
         assert store.get(key) == record
-        record_try(
-            context(), spec(replay), state="success", zone="GB", started_at=RUN_START, ended_at=end, released=released()
-        )
-        record_try(
-            context(try_number=2),
-            spec(replay),
-            state="failed",
-            zone="GB",
-            started_at=RUN_START,
-            ended_at=end,
-            released=released(),
-        )
+        write(spec(replay))
+        write(spec(replay), try_number=2, state="failed")
         assert store.counts().tries == 2 and store.versions(key) == 2
 
 
@@ -141,15 +142,7 @@ def test_power_measured_through_prometheus(store_url, replay, make_connection, s
         host=scripted_server.url,
         extra={"query": 'sum(DCGM_FI_DEV_POWER_USAGE{pod=~"{task_id}-.*"})', "step_s": 1800},
     )
-    record = record_try(
-        context(),
-        spec(replay, power_conn_id=power),
-        state="success",
-        zone="GB",
-        started_at=RUN_START,
-        ended_at=RUN_START + timedelta(hours=2),
-        released=released(),
-    )
+    record = write(spec(replay, power_conn_id=power))
     assert record is not None and record.energy_method is EnergyMethod.MEASURED
     assert record.actual.energy_kwh == pytest.approx(400 * 1.1 * 2 / 1000)
     sent = scripted_server.requests_to("/api/v1/query_range")[0]
@@ -164,15 +157,7 @@ def test_a_failing_power_source_falls_back_to_the_profile_and_says_so(
         Reply(status=400, body={"status": "error", "errorType": "bad_data", "error": "parse error"}),
     )
     power = make_connection("dcgm", "http", host=scripted_server.url)
-    record = record_try(
-        context(),
-        spec(replay, power_conn_id=power),
-        state="success",
-        zone="GB",
-        started_at=RUN_START,
-        ended_at=RUN_START + timedelta(hours=1),
-        released=released(),
-    )
+    record = write(spec(replay, power_conn_id=power), hours=1)
     assert record is not None and record.energy_method is EnergyMethod.ESTIMATED
     assert any("power measurement failed" in n and "parse error" in n for n in record.notes)
 
@@ -195,15 +180,7 @@ def test_without_actuals_the_planners_values_stand_in_as_forecasts(store_url, ma
             points=[(WAIT_BEGAN, RUN_START, 100.0)],
         )
     )
-    record = record_try(
-        context(),
-        spec(broken),
-        state="success",
-        zone="GB",
-        started_at=RUN_START,
-        ended_at=RUN_START + timedelta(hours=2),
-        released=released(),
-    )
+    record = write(spec(broken))
     assert record is not None and record.basis is ValueBasis.FORECAST
     assert record.actual.intensity_g_per_kwh == pytest.approx(90.0)
     assert record.counterfactual is not None and record.counterfactual.intensity_g_per_kwh == pytest.approx(150.0)
@@ -225,15 +202,7 @@ def test_a_store_that_cannot_be_written_never_fails_the_task(replay, monkeypatch
     close_shared_archives()
     caplog.set_level(logging.WARNING)
     try:
-        got = record_try(
-            context(),
-            spec(replay),
-            state="success",
-            zone="GB",
-            started_at=RUN_START,
-            ended_at=RUN_START + timedelta(hours=1),
-            released=released(),
-        )
+        got = write(spec(replay), hours=1)
     finally:
         close_shared_archives()
     assert got is None
@@ -241,10 +210,7 @@ def test_a_store_that_cannot_be_written_never_fails_the_task(replay, monkeypatch
 
 
 def test_the_cli_prints_records_and_totals(store_url, replay, capsys):
-    end = RUN_START + timedelta(hours=2)
-    record = record_try(
-        context(), spec(replay), state="success", zone="GB", started_at=RUN_START, ended_at=end, released=released()
-    )
+    record = write(spec(replay))
     assert record is not None
     assert main(["ledger", "--since", "2023-06-01", "--until", "2023-06-02", "--store", store_url, "--json"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -261,9 +227,7 @@ def test_the_cli_prints_records_and_totals(store_url, replay, capsys):
 
 def test_a_job_whose_start_and_stop_stamps_are_equal_still_gets_its_figures(store_url, replay):
     at = RUN_START + timedelta(minutes=10)
-    record = record_try(
-        context(), spec(replay), state="success", zone="GB", started_at=at, ended_at=at, released=released()
-    )
+    record = write(spec(replay), start=at, hours=0)
     assert record is not None and record.energy_method is EnergyMethod.ESTIMATED
     assert record.actual.energy_kwh == 0.0 and record.actual.emissions_g == 0.0
     assert record.actual.intensity_g_per_kwh == pytest.approx(
