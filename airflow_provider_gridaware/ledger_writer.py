@@ -42,7 +42,6 @@ log = logging.getLogger(__name__)
 
 #: Reading the run's actual signals may take at most this long (then the planner's values stand in).
 SIGNAL_BUDGET_S = 20.0
-PLANNER_SOURCE = "planner"
 #: Actuals are asked for this much beyond the run on both sides (sources answer whole intervals).
 QUERY_PAD = timedelta(minutes=30)
 
@@ -435,7 +434,7 @@ def _planner_series(
     zone: str, start: datetime, end: datetime, values: Mapping[str, float], held: ZoneSignals, store_url: str
 ) -> tuple[SignalSeries | None, SignalSeries | None]:
     """One-point forecast series of the planner's expected carbon and price over ``[start, end)``."""
-    from airflow_provider_gridaware.ledger.figures import INSTANT
+    from airflow_provider_gridaware.ledger.figures import INSTANT, PLANNER_SOURCE
     from airflow_provider_gridaware.signals.models import build_series
     from airflow_provider_gridaware.signals.units import CarbonMetric, SeriesType, SignalKind
 

@@ -13,17 +13,19 @@ calls it); the energy stays what was recorded.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from airflow_provider_gridaware.ledger.energy import PowerDraw
 from airflow_provider_gridaware.ledger.records import EnergyMethod, LedgerRecord, RunFigures, TryKey, ValueBasis
 from airflow_provider_gridaware.signals.models import SignalSeries
-from airflow_provider_gridaware.signals.units import SignalKind
+from airflow_provider_gridaware.signals.units import SeriesType, SignalKind
 from airflow_provider_gridaware.times import format_duration, parse_time
 
 CARBON_UNIT = "gCO2eq/kWh"
+#: The source name of the planner's expected values standing in for a forecast (never in the archive).
+PLANNER_SOURCE = "planner"
 #: A gap in a run's signal coverage shorter than this is not worth a note (rounding at interval edges).
 NOTE_GAP_S = 60.0
 #: The span a zero-length run's signal values are read over.
@@ -348,8 +350,28 @@ def build_record(
     )
 
 
+def zone_signals(series: Iterable[SignalSeries]) -> dict[str, ZoneSignals]:
+    """Series of any zones, kinds and types sorted into :class:`ZoneSignals` per zone (the last of a slot wins).
+
+    :param series: carbon-intensity and price series, actual or forecast.
+    """
+    by_zone: dict[str, ZoneSignals] = {}
+    for one in series:
+        held = by_zone.get(one.zone) or ZoneSignals()
+        actual = one.series_type is SeriesType.ACTUAL
+        if one.kind is SignalKind.PRICE:
+            slot = "price_actual" if actual else "price_forecast"
+        else:
+            slot = "carbon_actual" if actual else "carbon_forecast"
+        by_zone[one.zone] = dataclasses.replace(held, **{slot: one})
+    return by_zone
+
+
 def finalise(
-    record: LedgerRecord, signals: Mapping[str, ZoneSignals], *, recorded_at: datetime | None = None
+    record: LedgerRecord,
+    signals: Mapping[str, ZoneSignals] | Iterable[SignalSeries],
+    *,
+    recorded_at: datetime | None = None,
 ) -> LedgerRecord:
     """The record with its grid figures recomputed from ``signals`` (actuals that arrived since).
 
@@ -358,9 +380,12 @@ def finalise(
     record says what is missing (pass forecasts too, to fill the gaps meanwhile).
 
     :param record: a stored record.
-    :param signals: signals per zone, with actuals for the run's and the counterfactual's periods.
+    :param signals: signals per zone, with actuals for the run's and the counterfactual's periods (or the
+        series themselves: see :func:`zone_signals`).
     :param recorded_at: when the finalised version is written.
     """
+    if not isinstance(signals, Mapping):
+        signals = zone_signals(signals)
     a = record.actual
     draw = None
     if a.energy_kwh is not None:

@@ -12,17 +12,24 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, case, false, func, or_, select
 
 from airflow_provider_gridaware.ledger.codec import record_from_json, record_to_json
+from airflow_provider_gridaware.ledger.figures import INSTANT, PLANNER_SOURCE, finalise
 from airflow_provider_gridaware.ledger.records import LedgerRecord, TryKey
+from airflow_provider_gridaware.signals.models import SignalSeries
+from airflow_provider_gridaware.signals.units import SignalKind
 from airflow_provider_gridaware.store.engine import WRITE, dialect_insert
 from airflow_provider_gridaware.store.migrate import OpenedStore
 from airflow_provider_gridaware.store.schema import ledger_try
 from airflow_provider_gridaware.times import parse_time
 
+if TYPE_CHECKING:
+    from airflow_provider_gridaware.store.archive import ForecastArchive
+
+CI = SignalKind.CARBON_INTENSITY
 _KEY = ("dag_id", "run_id", "task_id", "map_index", "try_number")
 
 
@@ -152,3 +159,40 @@ def _key_filter(key: TryKey) -> Any:
 
 def _any_of(keys: Sequence[TryKey]) -> Any:
     return or_(false(), *(_key_filter(k) for k in keys))
+
+
+def archived_actuals(record: LedgerRecord, archive: ForecastArchive) -> list[SignalSeries]:
+    """The archive's actuals for a record's run and counterfactual, from the sources the record names.
+
+    :param record: a ledger record (its ``signal_source`` names ``source:zone`` pairs).
+    :param archive: the forecast archive of the same store.
+    """
+    runs = [record.actual] if record.counterfactual is None else [record.actual, record.counterfactual]
+    periods: dict[str, tuple[datetime, datetime]] = {}
+    for run in runs:  # one series per zone and signal, spanning the run and the counterfactual there
+        start, end = periods.get(run.zone, (run.start, run.end))
+        periods[run.zone] = (min(start, run.start), max(end, run.end, run.start + INSTANT))
+    named = [tuple(pair.rsplit(":", 1)) for pair in record.signal_source.split(", ") if ":" in pair]
+    found: list[SignalSeries] = []
+    for zone, (start, end) in periods.items():
+        sources = {source for source, z in named if z == zone and source != PLANNER_SOURCE}
+        for info in archive.signals(zone=zone):
+            if (sources and info.source not in sources) or info.kind not in (CI, SignalKind.PRICE):
+                continue
+            series = archive.actuals(info.source, zone, info.kind, start, end, metric=info.metric)
+            if series is not None and len(series):
+                found.append(series)
+    return found
+
+
+def finalise_from_archive(
+    record: LedgerRecord, archive: ForecastArchive, *, recorded_at: datetime | None = None
+) -> LedgerRecord:
+    """:func:`~airflow_provider_gridaware.ledger.figures.finalise` on the actuals the archive holds now
+    (what the hooks recorded since the record was written); ``finalised`` only if they cover everything.
+
+    :param record: a ledger record.
+    :param archive: the forecast archive of the same store.
+    :param recorded_at: when the finalised version is written (write it back with :meth:`LedgerStore.write`).
+    """
+    return finalise(record, archived_actuals(record, archive), recorded_at=recorded_at)

@@ -234,3 +234,31 @@ def test_a_job_whose_start_and_stop_stamps_are_equal_still_gets_its_figures(stor
         trace_mean(replay, RUN_START, RUN_START + timedelta(minutes=30))
     )
     assert record.basis is ValueBasis.ACTUAL and record.saved_g == 0.0
+
+
+def test_a_record_is_finalised_from_the_actuals_the_archive_holds(store_url, replay):
+    from airflow_provider_gridaware.hooks.registry import hook_for_connection
+    from airflow_provider_gridaware.signals.units import SignalKind
+    from airflow_provider_gridaware.sources.flow import SignalQuery
+    from airflow_provider_gridaware.store import ForecastArchive
+    from airflow_provider_gridaware.store.ledger import finalise_from_archive
+
+    record = write(spec(replay))
+    assert record is not None and not record.finalised
+    # The actuals as the hooks archive them (kept: 2023 is past the default 90-day retention).
+    archive = ForecastArchive(store_url, retention=None)
+    archive.record(
+        hook_for_connection(replay).fetch_signal(
+            SignalQuery(
+                "GB", SignalKind.CARBON_INTENSITY, forecast=False, start=WAIT_BEGAN, end=RUN_START + timedelta(hours=3)
+            )
+        )
+    )
+    final = finalise_from_archive(record, archive)
+    archive.close()
+    assert final.finalised and final.basis is ValueBasis.ACTUAL
+    assert final.actual.emissions_g == pytest.approx(record.actual.emissions_g)
+    assert final.saved_g == pytest.approx(record.saved_g)
+    with LedgerStore(store_url) as store:
+        store.write(final)
+        assert store.get(record.key).finalised  # type: ignore[union-attr]
