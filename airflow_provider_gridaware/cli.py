@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, str] = {
     "relay": "airflow_provider_gridaware.commands.relay",
     "report": "airflow_provider_gridaware.commands.report",
     "flex": "airflow_provider_gridaware.commands.flex",
+    "ledger": "airflow_provider_gridaware.commands.ledger",
 }
 
 EXIT_USAGE = 2

@@ -379,6 +379,11 @@ def get_provider_info() -> dict[str, Any]:
                 "external-doc-url": "https://github.com/gridaware/airflow-provider-gridaware/blob/main/docs/report.md",
                 "tags": ["software"],
             },
+            {
+                "integration-name": "Carbon ledger",
+                "external-doc-url": "https://github.com/gridaware/airflow-provider-gridaware/blob/main/docs/ledger.md",
+                "tags": ["software"],
+            },
         ],
         "hooks": [
             {
@@ -404,6 +409,8 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "Grid-event response", "python-modules": [f"{_PKG}.hooks.airflow_api"]},
             {"integration-name": "Kubernetes dispatch", "python-modules": [f"{_PKG}.hooks.kubernetes"]},
             {"integration-name": "AWS Batch dispatch", "python-modules": [f"{_PKG}.hooks.batch"]},
+            # Measured power for the carbon ledger: a Prometheus URL in any connection (http is fine).
+            {"integration-name": "Carbon ledger", "python-modules": [f"{_PKG}.hooks.power"]},
         ],
         "connection-types": CONNECTION_TYPES,
         "triggers": [

@@ -9,10 +9,10 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 from airflow_provider_gridaware.links.grid_decision import GridDecisionLink
 from airflow_provider_gridaware.planning.runtime import DEFAULT_HISTORY_RUNS, DEFAULT_MIN_RUNS
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
 
     from airflow_provider_gridaware.dispatch import DispatchTarget
+    from airflow_provider_gridaware.ledger.energy import EnergyProfile
     from airflow_provider_gridaware.planning.decision import Counterfactual, Decision
     from airflow_provider_gridaware.planning.event_constraints import GridEventSnapshot
     from airflow_provider_gridaware.planning.job import Job
@@ -66,6 +67,14 @@ class GridWindowArgs:
     :param duration_runs: with ``duration="auto"``, how many of the most recent successful runs to use.
     :param duration_min_runs: with ``duration="auto"``, fewer recorded runs than this fail the task, naming it
         and the count found.
+    :param gpu_model: the carbon ledger's energy profile: the GPU model (see
+        :data:`~airflow_provider_gridaware.ledger.energy.GPU_BOARD_POWER_W`; default A100) ...
+    :param gpu_count: ... how many GPUs the work uses (0 and no ``power_w``: energy not estimated) ...
+    :param gpu_utilisation: ... their mean fraction of board power ...
+    :param power_w: ... or the work's IT power in watts instead of the GPU estimate ...
+    :param pue: ... and the facility's PUE (default 1.2, noted in the record).
+    :param power_conn_id: a Prometheus connection whose query measures the work's power (DCGM): the ledger's
+        energy is then measured, the profile only a fallback (see docs/ledger.md).
     """
 
     duration: Duration
@@ -87,8 +96,15 @@ class GridWindowArgs:
     refresh_interval: timedelta = timedelta(minutes=15)
     duration_runs: int = DEFAULT_HISTORY_RUNS
     duration_min_runs: int = DEFAULT_MIN_RUNS
+    gpu_model: str | None = None
+    gpu_count: int = 0
+    gpu_utilisation: float = 1.0
+    power_w: float | None = None
+    pue: float | None = None
+    power_conn_id: str | None = None
 
     def __post_init__(self) -> None:
+        self.energy_profile()  # a bad profile fails at DAG parse time, not when the ledger is written
         # Checked at DAG parse time: a typo in "auto" must not wait until the task runs.
         if isinstance(self.duration, str) and self.duration != AUTO:
             raise ValueError(f'grid window: duration must be a timedelta or "auto", not {self.duration!r}')
@@ -99,6 +115,26 @@ class GridWindowArgs:
                 f"grid window: need 1 <= duration_min_runs <= duration_runs, got {self.duration_min_runs} and "
                 f"{self.duration_runs}"
             )
+
+    def energy_profile(self) -> EnergyProfile:
+        """What the task declares about its power, for the carbon ledger."""
+        from airflow_provider_gridaware.ledger.energy import EnergyProfile
+
+        return EnergyProfile(
+            gpu_model=self.gpu_model,
+            gpu_count=self.gpu_count,
+            utilisation=self.gpu_utilisation,
+            power_w=self.power_w,
+            pue=self.pue,
+        )
+
+    def deadline_at(self, run_start: datetime) -> datetime:
+        """The deadline as a time (a timedelta counts from ``run_start``, the DAG run's start)."""
+        from airflow_provider_gridaware.times import parse_time
+
+        if isinstance(self.deadline, timedelta):
+            return run_start + self.deadline
+        return parse_time(self.deadline, what="deadline")
 
     @property
     def auto_duration(self) -> bool:
@@ -159,11 +195,7 @@ class GridWindowArgs:
 
         if not isinstance(self.duration, timedelta):
             raise ValueError('grid window: duration="auto" is estimated on the worker first (GridWindowArgs.resolved)')
-        deadline = (
-            run_start + self.deadline
-            if isinstance(self.deadline, timedelta)
-            else parse_time(self.deadline, what="deadline")
-        )
+        deadline = self.deadline_at(run_start)
         if self.earliest_start is None:
             earliest = run_start
         elif isinstance(self.earliest_start, timedelta):
@@ -212,6 +244,11 @@ class GridWindowArgs:
 
         job = first.job if first is not None else self.job(run_start=run_start, job_id=job_id)
         extra: dict[str, Any] = {}
+        if end_from_trigger:
+            # The triggerer ends the task itself: it writes the try's ledger record, from this spec.
+            from airflow_provider_gridaware.ledger_writer import LedgerSpec
+
+            extra["ledger"] = LedgerSpec.of(self, operator="sensor", run_start=run_start).to_dict()
         if first is not None:
             extra["waiting_since"] = format_time(first.decision.decided_at)
             if first.counterfactual is not None:
@@ -499,33 +536,53 @@ def _fetch_all(sources: Sequence[SignalSource], budget_s: float) -> dict[tuple[S
     from airflow_provider_gridaware.sources.flow import SignalQuery
 
     wanted = [(s, True) for s in sources] + [(s, False) for s in sources if s.kind == "carbon_intensity"]
-    results: dict[tuple[SignalSource, bool], Any] = {}
-    lock = threading.Lock()
 
-    def fetch(source: SignalSource, forecast: bool) -> None:
-        try:
-            outcome: Any = hook_for_connection(source.conn_id).get_signal(
-                SignalQuery(source.zone, SignalKind(source.kind), forecast)
-            )
-        except Exception as exc:  # reported per source; the decision falls back without it
-            outcome = exc
-        with lock:
-            results[(source, forecast)] = outcome
+    def fetch(item: tuple[SignalSource, bool]) -> Any:
+        source, forecast = item
+        return hook_for_connection(source.conn_id).get_signal(
+            SignalQuery(source.zone, SignalKind(source.kind), forecast)
+        )
 
-    threads = [threading.Thread(target=fetch, args=item, daemon=True) for item in wanted]
-    for thread in threads:
-        thread.start()
-    end = time.monotonic() + budget_s
-    for thread in threads:
-        thread.join(max(0.0, end - time.monotonic()))
-    with lock:
-        done = dict(results)
+    # Errors are reported per source; the decision falls back without it.
+    done: dict[tuple[SignalSource, bool], Any] = dict(call_in_parallel(fetch, wanted, budget_s))
     for item in wanted:
         if item not in done:
             done[item] = SourceUnavailableError(
                 f"no answer within {budget_s:.0f} s on the worker; the trigger will keep asking", source=item[0].conn_id
             )
     return done
+
+
+_Item = TypeVar("_Item", bound=Hashable)
+
+
+def call_in_parallel(call: Callable[[_Item], Any], items: Sequence[_Item], budget_s: float) -> dict[_Item, Any]:
+    """``call(item)`` for every item in daemon threads, waiting at most ``budget_s``: the result or the exception
+    per item that finished in time (an item missing from the answer hung; the hooks' own timeouts end it).
+
+    :param call: what to run per item.
+    :param items: the items.
+    :param budget_s: the longest wait for all of them.
+    """
+    results: dict[_Item, Any] = {}
+    lock = threading.Lock()
+
+    def run(item: _Item) -> None:
+        try:
+            outcome: Any = call(item)
+        except Exception as exc:
+            outcome = exc
+        with lock:
+            results[item] = outcome
+
+    threads = [threading.Thread(target=run, args=(item,), daemon=True) for item in items]
+    for thread in threads:
+        thread.start()
+    end = time.monotonic() + budget_s
+    for thread in threads:
+        thread.join(max(0.0, end - time.monotonic()))
+    with lock:
+        return dict(results)
 
 
 def _sleep_until(when: datetime) -> None:

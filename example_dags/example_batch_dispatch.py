@@ -66,6 +66,9 @@ def example_batch_dispatch() -> None:
         earliest_start="{{ params.not_before }}",
         priority_class="batch",
         interruptible=True,
+        gpu_model="A10G",  # the carbon ledger estimates the energy from this profile
+        gpu_count=4,
+        pue=1.1,
         container_overrides={"command": ["python", "train.py", "--epochs", "20"]},
         checkpoint_path="s3://my-bucket/checkpoints/train-model/{{ run_id }}",
         grace_period_seconds=30,

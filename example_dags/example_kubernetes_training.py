@@ -51,6 +51,8 @@ with DAG(
         conn_id="{{ params.carbon_conn_id }}",
         duration=timedelta(minutes=30),
         deadline=timedelta(hours=12),
+        gpu_model="A100",  # the carbon ledger estimates the energy from this profile
+        gpu_count=1,
         earliest_start="{{ params.not_before }}",
         priority_class="flexible",
         image="registry.example.com/ml/churn-train:1.0",

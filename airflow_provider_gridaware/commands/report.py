@@ -58,12 +58,11 @@ def add_parser(subparsers: Any) -> None:
 
 def run_report(args: argparse.Namespace) -> int:
     from airflow_provider_gridaware.hooks.carbon_report import (
-        LedgerStoreMissingError,
         fetch_day_actuals,
         ledger_finaliser,
-        ledger_reader_for_url,
         response_paused_work,
     )
+    from airflow_provider_gridaware.hooks.ledger_reader import LedgerUnavailableError, open_ledger_reader
     from airflow_provider_gridaware.hooks.store import GridStoreHook, shared_archive, shared_event_store
     from airflow_provider_gridaware.ledger.file import LedgerFile, LedgerFileError
     from airflow_provider_gridaware.ledger.records import LedgerReader
@@ -78,8 +77,8 @@ def run_report(args: argparse.Namespace) -> int:
     url = args.store or GridStoreHook().get_url()
     ledger: LedgerReader
     try:
-        ledger = LedgerFile(args.ledger_file) if args.ledger_file else ledger_reader_for_url(url)
-    except (LedgerFileError, LedgerStoreMissingError) as exc:
+        ledger = LedgerFile(args.ledger_file) if args.ledger_file else open_ledger_reader(url)
+    except (LedgerFileError, LedgerUnavailableError) as exc:
         raise CommandError(str(exc)) from None
     fetched, notes = fetch_day_actuals(dict(args.actuals), day) if args.actuals else ({}, [])
     report = collect_daily_report(
@@ -87,7 +86,7 @@ def run_report(args: argparse.Namespace) -> int:
         ledger,
         archive=shared_archive(url),
         event_store=shared_event_store(url),
-        finaliser=ledger_finaliser(),
+        finaliser=ledger_finaliser(None if args.ledger_file else url),
         paused_work=response_paused_work(url),
         fetched_actuals=fetched,
         dag_ids=args.dag_ids,

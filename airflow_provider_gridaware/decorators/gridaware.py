@@ -131,6 +131,7 @@ class _GridAwareDecoratedOperator(GridWindowMixin, DecoratedOperator, PythonOper
     ) -> Any:
         """Run the callable with ``grid_decision`` and ``grid_checkpoint``; a pause defers until the event is over."""
         from airflow_provider_gridaware.cooperative_pause import GridCheckpoint, PauseForGridEvent
+        from airflow_provider_gridaware.ledger_writer import record_try, spec_of
         from airflow_provider_gridaware.runtime_history import record_task_run
         from airflow_provider_gridaware.times import current_clock, format_time, parse_time
 
@@ -148,6 +149,7 @@ class _GridAwareDecoratedOperator(GridWindowMixin, DecoratedOperator, PythonOper
         # The callable's own run time (not the waits around it) is what duration="auto" estimates from.
         started_at = clock.now() if first_started_at is None else parse_time(first_started_at, what="first_started_at")
         started = time.monotonic()
+        spec = spec_of(self, context, "decorator")
         try:
             result = super().execute(context)
         except PauseForGridEvent as pause:
@@ -159,16 +161,42 @@ class _GridAwareDecoratedOperator(GridWindowMixin, DecoratedOperator, PythonOper
                 ran_s=ran_s + time.monotonic() - started,
                 first_started_at=format_time(started_at),
             )
+        except BaseException as exc:
+            # A failed try ran (and drew power) too; the ledger counts it, the failure goes on unchanged.
+            if spec is not None and not isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                record_try(
+                    context,
+                    spec,
+                    state="skipped" if "Skip" in type(exc).__name__ else "failed",
+                    zone=zone,
+                    started_at=started_at,
+                    ended_at=clock.now(),
+                    released=decision,
+                    logger=self.log,
+                )
+            raise
+        ended_at = clock.now()
         record_task_run(
             context,
             started_at=started_at,
-            ended_at=clock.now(),
+            ended_at=ended_at,
             wall_seconds=ran_s + time.monotonic() - started,
             kind="python",
             chunks=pauses + 1,
             zone=zone,
             logger=self.log,
         )
+        if spec is not None:
+            record_try(
+                context,
+                spec,
+                state="success",
+                zone=zone,
+                started_at=started_at,
+                ended_at=ended_at,
+                released=decision,
+                logger=self.log,
+            )
         return result
 
     def _defer_until_clear(

@@ -1,9 +1,9 @@
 """Where the daily carbon report reads from, seen from Airflow: the ledger, the archive, actuals through hooks.
 
-:func:`open_ledger_reader` is the one seam to the ledger store: it imports
-``airflow_provider_gridaware.store.ledger.LedgerStore`` when called, and says clearly when this build has
-no ledger store. Pass a reader explicitly (the operator's ``ledger``, ``gridaware report --ledger-file``) to
-report from elsewhere.
+:func:`open_ledger_reader` opens the ledger the way the rest of the provider does
+(:mod:`~airflow_provider_gridaware.hooks.ledger_reader`); :func:`ledger_finaliser` recomputes records from
+actuals and writes them back. Pass a reader explicitly (the operator's ``ledger``, ``gridaware report
+--ledger-file``) to report from elsewhere.
 """
 
 from __future__ import annotations
@@ -16,49 +16,35 @@ from typing import TYPE_CHECKING
 from airflow_provider_gridaware.reporting.daily import day_bounds
 
 if TYPE_CHECKING:
-    from airflow_provider_gridaware.ledger.records import LedgerReader
+    from airflow_provider_gridaware.ledger.records import LedgerReader, LedgerRecord
     from airflow_provider_gridaware.reporting.collect import PausedWorkSource
     from airflow_provider_gridaware.reporting.daily import Finaliser
     from airflow_provider_gridaware.signals.models import SignalSeries
 
 log = logging.getLogger(__name__)
 
-LEDGER_STORE_MODULE = "airflow_provider_gridaware.store.ledger"
+def ledger_finaliser(url: str | None) -> Finaliser:
+    """The ledger's finaliser: a record recomputed from the day's actuals and, when the ledger is the store
+    at ``url``, written back there (a later report or the Grid page then reads the finalised version).
 
-
-class LedgerStoreMissingError(RuntimeError):
-    """This build of the provider has no ledger store to read records from."""
-
-
-def ledger_reader_for_url(url: str) -> LedgerReader:
-    """The ledger store at a SQLAlchemy URL, as a :class:`~airflow_provider_gridaware.ledger.records.LedgerReader`.
-
-    :param url: the store's URL.
-    :raises LedgerStoreMissingError: the ledger store module is not in this build.
+    :param url: the store holding the ledger; ``None`` when the records come from elsewhere (a ledger
+        file): they are finalised for the report only.
     """
-    import importlib
+    from airflow_provider_gridaware.ledger.figures import finalise
 
-    try:
-        module = importlib.import_module(LEDGER_STORE_MODULE)
-    except ModuleNotFoundError as exc:
-        if exc.name != LEDGER_STORE_MODULE:
-            raise
-        raise LedgerStoreMissingError(
-            f"the ledger store ({LEDGER_STORE_MODULE}.LedgerStore) is missing from this build of the provider: "
-            "nothing records ledger records yet; report from a ledger file instead "
-            "(gridaware report --ledger-file, or the operator's ledger=LedgerFile(...))"
-        ) from None
-    reader: LedgerReader = module.LedgerStore(url)
-    return reader
+    def finalise_on(record: LedgerRecord, actuals: Mapping[str, SignalSeries]) -> LedgerRecord:
+        return finalise(record, list(actuals.values()))  # the series themselves (not per-zone ZoneSignals)
 
+    if url is None:
+        return finalise_on
+    from airflow_provider_gridaware.hooks.store import shared_ledger_store
 
-def ledger_finaliser() -> Finaliser | None:
-    """The ledger's own finaliser (recompute a record from actuals and store it), used when none is given.
+    ledger = shared_ledger_store(url)
 
-    ``None`` while this build has no ledger store: records are reported as written, and the report's
-    data-quality notes say which are not finalised.
-    """
-    return None
+    def finalise_and_store(record: LedgerRecord, actuals: Mapping[str, SignalSeries]) -> LedgerRecord:
+        return ledger.write(finalise_on(record, actuals))
+
+    return finalise_and_store
 
 
 def response_paused_work(url: str) -> PausedWorkSource | None:
@@ -84,11 +70,12 @@ def open_ledger_reader(store_conn_id: str | None = None) -> LedgerReader:
     :param store_conn_id: a ``postgres`` or ``sqlite`` connection; default as
         :class:`~airflow_provider_gridaware.hooks.store.GridStoreHook` (``$GRIDAWARE_STORE_URL``, config,
         SQLite under ``AIRFLOW_HOME``).
-    :raises LedgerStoreMissingError: the ledger store module is not in this build.
+    :raises LedgerUnavailableError: the configured ledger reader cannot be opened.
     """
+    from airflow_provider_gridaware.hooks import ledger_reader
     from airflow_provider_gridaware.hooks.store import GridStoreHook
 
-    return ledger_reader_for_url(GridStoreHook(store_conn_id).get_url())
+    return ledger_reader.open_ledger_reader(GridStoreHook(store_conn_id).get_url())
 
 
 def fetch_day_actuals(conn_ids: Mapping[str, str], day: date) -> tuple[dict[str, SignalSeries], list[str]]:

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from airflow_provider_gridaware.signals.models import SignalSeries
     from airflow_provider_gridaware.store.archive import ForecastArchive
     from airflow_provider_gridaware.store.events import EventStore
+    from airflow_provider_gridaware.store.ledger import LedgerStore
     from airflow_provider_gridaware.store.migrate import OpenedStore
     from airflow_provider_gridaware.store.responses import ResponseStore
     from airflow_provider_gridaware.store.runtime import TaskRuntimeHistory
@@ -93,7 +94,7 @@ def connection_store_url(conn: Connection) -> str:
 
 
 class GridStoreHook(BaseHook):
-    """Opens the provider's store (forecast archive now; grid events and the ledger later).
+    """Opens the provider's store: the forecast archive, grid events, task run times and the carbon ledger.
 
     :param store_conn_id: an Airflow connection (``postgres`` or ``sqlite``) holding the store; default:
         ``$GRIDAWARE_STORE_URL``, then ``[gridaware] store_conn_id``, then SQLite under ``AIRFLOW_HOME``.
@@ -153,6 +154,10 @@ class GridStoreHook(BaseHook):
         """The grid-event response's record in this store, opened (and migrated) once per process."""
         return shared_response_store(self.get_url())
 
+    def get_ledger_store(self) -> LedgerStore:
+        """The carbon ledger in this store, opened (and migrated) once per process."""
+        return shared_ledger_store(self.get_url())
+
     def get_conn(self) -> ForecastArchive:
         return self.get_archive()
 
@@ -203,6 +208,16 @@ def shared_response_store(url: str) -> ResponseStore:
     from airflow_provider_gridaware.store.responses import ResponseStore
 
     return _shared(ResponseStore, url)
+
+
+def shared_ledger_store(url: str) -> LedgerStore:
+    """One :class:`~airflow_provider_gridaware.store.ledger.LedgerStore` per store URL and process.
+
+    :param url: the store's SQLAlchemy URL.
+    """
+    from airflow_provider_gridaware.store.ledger import LedgerStore
+
+    return _shared(LedgerStore, url)
 
 
 def _shared(kind: type[_Store], url: str) -> _Store:

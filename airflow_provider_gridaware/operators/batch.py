@@ -350,6 +350,8 @@ class GridAwareBatchOperator(GridWindowMixin, BaseOperator):
         record["job_id"] = event["job_id"]
         self._save(context, record)
         if event["status"] != "success":
+            if "queue" in record:
+                self._record_run_time(context, BatchQueue.model_validate(record["queue"]), record, state="failed")
             where = BatchQueue.model_validate(record["queue"]).where if "queue" in record else "AWS Batch"
             raise BatchDispatchError(
                 f"{event.get('message')} ({where}; AWS jobs of this task: {', '.join(record['job_ids'])})"
@@ -359,10 +361,15 @@ class GridAwareBatchOperator(GridWindowMixin, BaseOperator):
             self._record_run_time(context, BatchQueue.model_validate(record["queue"]), record)
         return self.result(record)
 
-    def _record_run_time(self, context: Context, queue: BatchQueue, record: Mapping[str, Any]) -> None:
+    def _record_run_time(
+        self, context: Context, queue: BatchQueue, record: Mapping[str, Any], *, state: str = "success"
+    ) -> None:
         """The logical job's own run time from AWS's times (not the grid-window wait), summed over the AWS
-        jobs a pause and resume made of it, recorded for ``duration="auto"``."""
+        jobs a pause and resume made of it, recorded for ``duration="auto"`` (successes) and in the carbon
+        ledger (every try that ran)."""
+        from airflow_provider_gridaware.ledger_writer import record_try, spec_of
         from airflow_provider_gridaware.runtime_history import record_task_run
+        from airflow_provider_gridaware.times import clock_time_of
 
         try:
             measured = run_time(self.hook_for(queue).describe(list(record.get("job_ids") or [record["job_id"]])))
@@ -373,6 +380,21 @@ class GridAwareBatchOperator(GridWindowMixin, BaseOperator):
             self.log.warning("AWS Batch jobs %s have no start and stop times: run time not recorded", record["job_ids"])
             return
         started, ended, seconds, chunks = measured
+        spec = spec_of(self, context, "batch")
+        if spec is not None:
+            record_try(
+                context,
+                spec,
+                state=state,
+                zone=queue.zone,
+                started_at=clock_time_of(ended - timedelta(seconds=seconds)),  # the chunks' own run, end-aligned
+                ended_at=clock_time_of(ended),
+                released=record.get("decision"),
+                placement=f"{queue.region_name}/{queue.job_queue}",
+                logger=self.log,
+            )
+        if state != "success":
+            return
         record_task_run(
             context,
             started_at=started,

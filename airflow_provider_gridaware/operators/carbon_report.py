@@ -212,7 +212,7 @@ class DailyCarbonReportOperator(BaseOperator):
             ledger,
             archive=store.get_archive(),
             event_store=store.get_event_store(),
-            finaliser=self.finaliser or ledger_finaliser(),
+            finaliser=self.finaliser or ledger_finaliser(None if self.ledger or self.ledger_file else store.get_url()),
             paused_work=self.paused_work or response_paused_work(store.get_url()),
             fetched_actuals=fetched,
             dag_ids=self.dag_ids,

@@ -576,6 +576,14 @@ class GridAwareKubernetesJobOperator(GridWindowMixin, KubernetesJobOperator):
         self._job_ref = ref
         status = event.get("status")
         if status == "failed":
+            self._record_ledger(
+                context,
+                ref,
+                event.get("decision"),
+                {"startTime": event.get("start_time"), "completionTime": event.get("completion_time")},
+                _earlier(event.get("earlier_chunks")),
+                state="failed",
+            )
             raise KubernetesDispatchError(f"{ref} failed: {event.get('message') or 'no reason given'}")
         if status != "complete":
             raise KubernetesDispatchError(f"{ref}: {status}: {event.get('message')}")
@@ -598,6 +606,7 @@ class GridAwareKubernetesJobOperator(GridWindowMixin, KubernetesJobOperator):
     ) -> dict[str, Any]:
         """The completed Job's result (and its run time recorded for ``duration="auto"``)."""
         self._record_run_time(context, ref, status, earlier)
+        self._record_ledger(context, ref, decision, status, earlier, state="success")
         return {
             "job_id": job_id_from_context(context),
             "status": "complete",
@@ -633,6 +642,44 @@ class GridAwareKubernetesJobOperator(GridWindowMixin, KubernetesJobOperator):
             kind="kubernetes_job",
             chunks=earlier_count + 1,
             zone=ref.zone,
+            logger=self.log,
+        )
+
+    def _record_ledger(
+        self,
+        context: Context,
+        ref: JobRef,
+        decision: Mapping[str, Any] | None,
+        status: Mapping[str, Any],
+        earlier: tuple[float, int],
+        *,
+        state: str,
+    ) -> None:
+        """The try's carbon-ledger record, over the Job's own run (its chunks before a suspension included)."""
+        from airflow_provider_gridaware.ledger_writer import record_try, spec_of
+        from airflow_provider_gridaware.times import clock_time_of, current_clock, parse_time
+
+        spec = spec_of(self, context, "kubernetes")
+        if spec is None:
+            return
+        try:
+            started = parse_time(status["startTime"], what="Job startTime")
+            ended = parse_time(status["completionTime"], what="Job completionTime")
+        except (KeyError, TypeError, ValueError):
+            # A Job that failed before running has no times: its try drew (next to) nothing.
+            started = ended = current_clock().now()
+            self.log.info("%s has no start or completion time: ledger record with an empty run", ref)
+        else:
+            started, ended = clock_time_of(started - timedelta(seconds=earlier[0])), clock_time_of(ended)
+        record_try(
+            context,
+            spec,
+            state=state,
+            zone=ref.zone,
+            started_at=started,
+            ended_at=ended,
+            released=decision,
+            placement=f"{ref.conn_id}/{ref.namespace}",
             logger=self.log,
         )
 

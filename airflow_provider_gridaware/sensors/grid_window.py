@@ -85,7 +85,16 @@ class GridWindowSensor(GridWindowMixin, BaseSensorOperator):
         if not event or "plan" not in event:
             raise RuntimeError(f"grid window trigger returned an unexpected event: {event!r}")
         self.log.info("grid window open: %s", event.get("reason") or event["plan"].get("reason"))
+        self._record_ledger(context, event)
         return event
+
+    def _record_ledger(self, context: Context, released: dict[str, Any]) -> None:
+        """The guarded work's planned run, on the planner's values (the daily report finalises it)."""
+        from airflow_provider_gridaware.ledger_writer import record_released_try, spec_of
+
+        spec = spec_of(self, context, "sensor")
+        if spec is not None:
+            record_released_try(context, spec, released, logger=self.log)
 
     def poke(self, context: Context) -> PokeReturnValue:
         """Decide now on fresh signals (blocking); done when the decision is to release."""
@@ -93,4 +102,6 @@ class GridWindowSensor(GridWindowMixin, BaseSensorOperator):
         self.log.info("%s", first.decision.reason)
         if not first.decision.release:
             return PokeReturnValue(is_done=False)
-        return PokeReturnValue(is_done=True, xcom_value=first.payload())
+        payload = first.payload()
+        self._record_ledger(context, payload)
+        return PokeReturnValue(is_done=True, xcom_value=payload)

@@ -242,3 +242,24 @@ grid_response = Table(
     Index("ix_gridaware_grid_response_open", "resume_requested_at", "target"),
     comment="Every pause (hold) and resume the grid-event response applied to in-flight work",
 )
+
+ledger_try = Table(
+    "gridaware_ledger_try",
+    metadata,
+    # The ledger's identity: a re-report of a try replaces its row; a retry is another try_number.
+    Column("dag_id", String(AIRFLOW_ID_LEN), primary_key=True),
+    Column("run_id", String(AIRFLOW_ID_LEN), primary_key=True),
+    Column("task_id", String(AIRFLOW_ID_LEN), primary_key=True),
+    Column("map_index", Integer, primary_key=True),
+    Column("try_number", Integer, primary_key=True),
+    Column("run_start", UTCDateTime(), nullable=False, comment="when the work started (what readers select on)"),
+    Column("state", String(32), nullable=False),
+    Column("zone", String(64), nullable=False),
+    Column("finalised", Boolean(create_constraint=True, name="ck_gridaware_ledger_try_finalised"), nullable=False),
+    Column("recorded_at", UTCDateTime(), nullable=False, comment="when the current version was written"),
+    Column("versions", Integer, nullable=False, comment="how many times this try was reported (re-reports)"),
+    Column("record", Text(), nullable=False, comment="the LedgerRecord as JSON (ledger/codec.py)"),
+    # Serves records(since, until) and the daily report's day.
+    Index(None, "run_start"),
+    comment="The carbon ledger: one row per executed try of a grid-aware task",
+)

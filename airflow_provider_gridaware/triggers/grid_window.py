@@ -88,6 +88,8 @@ class GridWindowRequest(BaseModel):
         see :mod:`~airflow_provider_gridaware.triggers.resume_guard`); ``None`` when ending from the trigger.
     :param first_decision: the decision that made the task wait (``Decision.summary()``: its reason, window
         and expected signals), kept so the Grid page can show why a deferred task waits.
+    :param ledger: with ``end_from_trigger``, what the carbon ledger needs to record the try
+        (:class:`~airflow_provider_gridaware.ledger_writer.LedgerSpec`): no worker code runs after the release.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -103,6 +105,7 @@ class GridWindowRequest(BaseModel):
     previous_start: str | None = None
     not_before: float | None = None
     first_decision: dict[str, Any] | None = None
+    ledger: dict[str, Any] | None = None
 
 
 async def _settle(pending: list[Outcome | asyncio.Future[Outcome]], seconds: float) -> list[Outcome]:
@@ -191,6 +194,8 @@ class GridWindowTrigger(BaseTrigger):
         self.not_before = validated.not_before
         # One string, not a dict: it is only read back when the trigger is serialised again.
         self._first_decision = None if validated.first_decision is None else json.dumps(validated.first_decision)
+        # Only a task ended from here carries it (its ledger record is written here).
+        self._ledger = validated.ledger
         self._waiting_since = (
             None if validated.waiting_since is None else parse_time(validated.waiting_since, what="waiting_since")
         )
@@ -223,6 +228,7 @@ class GridWindowTrigger(BaseTrigger):
             previous_start=None if self._previous is None else format_time(self._previous.start),
             not_before=self.not_before,
             first_decision=None if self._first_decision is None else json.loads(self._first_decision),
+            ledger=self._ledger,
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
@@ -257,7 +263,10 @@ class GridWindowTrigger(BaseTrigger):
                     if watcher.version != seen and interest.any:
                         self.log.info("grid events changed during the resume guard: deciding again")
                         continue
-                yield self._event(decision, problems, replans)
+                event = self._event(decision, problems, replans)
+                if self.end_from_trigger and self._ledger is not None:
+                    await self._record_ledger(getattr(event, "xcoms", None))
+                yield event
                 return
             if decision.fallback:
                 self.log.warning("decision %d: %s", replans, decision.reason)
@@ -425,6 +434,19 @@ class GridWindowTrigger(BaseTrigger):
             return None
         at, zone, signals, objective = self._counterfactual
         return Counterfactual(from_epoch(at), zone, dict(signals), objective)
+
+    async def _record_ledger(self, xcoms: Any) -> None:
+        """The try ends here (no worker runs after the release): write its ledger record now; never raises."""
+        from airflow_provider_gridaware.ledger_writer import LedgerSpec, arecord_released_try
+
+        released = xcoms.get("return_value") if isinstance(xcoms, dict) else None
+        assert self._ledger is not None
+        await arecord_released_try(
+            getattr(self, "task_instance", None),
+            LedgerSpec.from_dict(self._ledger),
+            released if isinstance(released, dict) else None,
+            logger=self.log,
+        )
 
     def _event(self, decision: Decision, problems: list[str], replans: int) -> TriggerEvent:
         payload = release_payload(

@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_gridaware.ledger.records import TryKey
 from tests.integration.airflow_stack import (
     MARKER_VAR,
     REPO,
@@ -40,6 +41,7 @@ from tests.integration.airflow_stack import (
     poll,
     stop_processes,
 )
+from tests.integration.ledger_checks import check_figures, run_records
 from tests.support.moto_server import MotoServer
 from tests.support.traces import write_flat_trace
 
@@ -191,6 +193,19 @@ def test_example_runs_on_aws_batch_in_the_cleaner_region(batch_run: BatchRun) ->
     assert decision["plan"]["zone"] == "SE" and decision["status"] == "released", why
     assert _utc(decision["plan"]["chunks"][0]["start"]) >= not_before, f"planned before not_before{why}"
     assert result["counterfactual"]["zone"] == "IE" and decision["counterfactual"] == result["counterfactual"], why
+
+    # The carbon ledger holds exactly this run's try, over the AWS job's own times, in the queue it ran in.
+    ti = next(t for t in stack.task_instances(DAG_ID, run_id) if t["task_id"] == TASK_ID)
+    (record,) = run_records(DAG_ID, run_id)
+    why = f"\nledger: {record}{why}"
+    assert record.key == TryKey(DAG_ID, run_id, TASK_ID, -1, ti["try_number"]), why
+    assert (record.operator, record.state, record.priority_class) == ("batch", "success", "batch"), why
+    assert (record.actual.zone, record.placement) == ("SE", f"{REGIONS['SE']}/{JOB_QUEUE}"), why
+    assert _utc(decision["plan"]["chunks"][0]["start"]) == record.planned_start, why
+    assert record.counterfactual is not None and record.counterfactual.zone == "IE", why
+    assert record.counterfactual.start == _utc(decision["waiting_since"]), why
+    hours = (record.actual.end - record.actual.start).total_seconds() / 3600
+    check_figures(record, energy_kwh=4 * 0.3 * 1.1 * hours)  # 4 x A10G at 300 W, PUE 1.1
 
     # Then it waited for the job in the triggerer: the worker deferred twice, the second time after submitting.
     triggers = [t for _, s, t in seen if s == "deferred" and t]

@@ -38,6 +38,7 @@ from typing import Any
 import httpx
 import pytest
 
+from airflow_provider_gridaware.ledger.records import TryKey
 from tests.integration.airflow_stack import (
     AirflowStack,
     Restart,
@@ -50,6 +51,7 @@ from tests.integration.airflow_stack import (
     tail,
 )
 from tests.integration.conftest import FAST_HTTP, SIM_LOGIN, SIM_PASSWORD
+from tests.integration.ledger_checks import run_records
 
 # The dip is minutes away in real time; the first test to wait also pays for the stack and the scenario.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
@@ -68,6 +70,7 @@ FETCH_ALLOWANCE = timedelta(seconds=10)
 
 # Kept in step with tests/integration/dags/gridaware_deferral.py (which the test process does not import).
 DIP_CONN, DEAD_CONN, ZONE = "gridaware_watttime_dip", "gridaware_watttime_dead", "DIP"
+JOB_DURATION = timedelta(minutes=5)  # the DAGs' duration (dags/gridaware_deferral.py)
 TASK_DAG = "gridaware_deferral_task"
 SENSOR_DAG = "gridaware_deferral_sensor"
 FROM_TRIGGER_DAG = "gridaware_deferral_sensor_from_trigger"
@@ -627,6 +630,14 @@ def test_gridaware_task_waits_in_the_triggerer_and_runs_in_the_dip(deferral_scen
     ti = _grid_ti(sc.stack, dag_id, run_id)
     assert "grid window open" in sc.stack.task_log(dag_id, run_id, "work"), why
     assert ti["try_number"] == 1, why
+    # Its one try is in the carbon ledger, written by the decorator around the callable.
+    (record,) = run_records(dag_id, run_id)
+    why += f"\nledger: {record}"
+    assert record.key == TryKey(dag_id, run_id, "work", -1, 1), why
+    assert (record.operator, record.state, record.actual.zone) == ("decorator", "success", ZONE), why
+    assert record.planned_start == _utc(decision["plan"]["chunks"][0]["start"]), why
+    assert record.actual.start <= _utc(result["ran_at"]) <= record.actual.end, why
+    assert record.waited_s == decision["waited_seconds"] and record.reason == decision["reason"], why
     if phase == "restart":
         _check_moved_triggerer(sc, dag_id, run_id, "work")
 
@@ -651,6 +662,7 @@ def test_deferrable_sensor_waits_in_the_triggerer_and_releases_in_the_dip(
     sensor = _grid_ti(sc.stack, dag_id, run_id)
     assert released <= _utc(sensor["end_date"]), why
     assert "grid window open" in sc.stack.task_log(dag_id, run_id, "wait_for_window"), why
+    _check_sensor_record(dag_id, run_id, decision, why)
     if phase == "restart":
         _check_moved_triggerer(sc, dag_id, run_id, "wait_for_window")
 
@@ -680,8 +692,20 @@ def test_sensor_ended_from_the_triggerer_holds_the_decision(deferral_scenario: S
     assert work["zone"] == ZONE and work["decision_arrived_as"] in ("dict", "str"), why
     print(f"  the next task pulled the decision as {work['decision_arrived_as']}")
     _check_ran_in_window(sc, _utc(work["ran_at"]), _utc(decision["plan"]["latest_start"]), "the next task", why)
+    # No worker ran after the release: the triggerer wrote the ledger record (TaskSuccessEvent path).
+    _check_sensor_record(dag_id, run_id, decision, why)
     if phase == "restart":
         _check_moved_triggerer(sc, dag_id, run_id, "wait_for_window")
+
+
+def _check_sensor_record(dag_id: str, run_id: str, decision: dict[str, Any], why: str) -> None:
+    """The sensor's one try is in the ledger: the guarded work's planned run from the release."""
+    (record,) = run_records(dag_id, run_id)  # the next task is a plain task: no record of its own
+    why += f"\nledger: {record}"
+    assert record.key == TryKey(dag_id, run_id, "wait_for_window", -1, 1), why
+    assert (record.operator, record.state, record.actual.zone) == ("sensor", "success", ZONE), why
+    assert record.actual.start == _utc(decision["released_at"]), why
+    assert record.actual.end - record.actual.start == JOB_DURATION and record.basis.value in ("forecast", "none"), why
 
 
 def _check_moved_triggerer(sc: Scenario, dag_id: str, run_id: str, task_id: str) -> None:

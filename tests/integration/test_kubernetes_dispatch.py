@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 import pytest
 
+from airflow_provider_gridaware.ledger.records import TryKey
 from tests.integration.airflow_stack import (
     REPO,
     VENV_BIN,
@@ -40,6 +41,7 @@ from tests.integration.airflow_stack import (
     poll,
     stop_processes,
 )
+from tests.integration.ledger_checks import check_figures, run_records
 from tests.support.kube_emulator import kube_config
 from tests.support.traces import write_flat_trace
 
@@ -222,6 +224,19 @@ def test_example_trains_on_kubernetes_in_the_cleanest_window(kube_training: Kube
         assert line in log, f"{line!r} not in the task log{why}"
     # The report task read the ledger record.
     assert "trained in FR" in str(stack.xcom(DAG_ID, run_id, "report")), why
+    # The carbon ledger holds exactly this run's try, written by the operator's end path, over the Job's own times.
+    ti = next(t for t in stack.task_instances(DAG_ID, run_id) if t["task_id"] == TASK_ID)
+    (record,) = run_records(DAG_ID, run_id)  # the report task is not grid-aware: no record of its own
+    why = f"\nledger: {record}{why}"
+    assert record.key == TryKey(DAG_ID, run_id, TASK_ID, -1, ti["try_number"]), why
+    assert (record.operator, record.state, record.priority_class) == ("kubernetes", "success", "flexible"), why
+    assert (record.actual.zone, record.placement) == ("FR", f"{CLUSTERS['FR']}/ml"), why
+    assert (record.actual.start, record.actual.end) == (_utc(result["start_time"]), _utc(result["end_time"])), why
+    assert record.planned_start == window and record.reason == result["decision"]["reason"], why
+    assert record.counterfactual is not None and record.counterfactual.zone == "DE", why
+    assert record.counterfactual.start == _utc(result["decision"]["waiting_since"]), why
+    hours = (record.actual.end - record.actual.start).total_seconds() / 3600
+    check_figures(record, energy_kwh=0.4 * 1.2 * hours)  # 1 x A100 at 400 W, default PUE 1.2
     print(
         f"\n{DAG_ID}/{run_id}: waited {waited[0]:%H:%M:%S}-{window:%H:%M:%S}, ran {result['start_time']} in FR; {metrics}"
     )

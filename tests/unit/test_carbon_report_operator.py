@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -142,10 +142,18 @@ def test_the_report_day_defaults_to_the_last_complete_day_before_the_interval_en
         report_day("2026-13-01", {})
 
 
-def test_a_build_without_the_ledger_store_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(report_hooks, "LEDGER_STORE_MODULE", "airflow_provider_gridaware.store.no_ledger_here")
-    with pytest.raises(report_hooks.LedgerStoreMissingError, match=r"ledger store .* is missing from this build"):
-        report_hooks.ledger_reader_for_url("sqlite://")
+def test_the_stores_ledger_is_read_and_finalised_in_place(store: str) -> None:
+    # The report reads the store's own ledger and writes each finalised record back there.
+    record = replace(next(r for r in fixed_day_records() if r.actual.zone == "FR"), finalised=False)
+    ledger = store_hooks.shared_ledger_store(store)
+    ledger.write(record)
+    reader = report_hooks.open_ledger_reader()
+    assert [r.key for r in reader.records(at(0), at(24))] == [record.key]
+    finalised = report_hooks.ledger_finaliser(store)(
+        record, {"FR": half_hourly_actuals("FR", {h / 2: 50.0 for h in range(48)})}
+    )
+    assert ledger.get(record.key) == finalised and ledger.versions(record.key) == 2
+    assert finalised.actual.intensity_g_per_kwh == pytest.approx(50.0)
 
 
 def test_the_cli_writes_the_same_files_as_the_operator(store: str, tmp_path: Path, capsys: Any) -> None:

@@ -240,6 +240,39 @@ def test_end_from_trigger_yields_task_success_with_the_decision(clock, monkeypat
     assert event.xcoms["return_value"]["plan"]["run_now"] is True
 
 
+def test_ending_from_the_trigger_writes_the_tries_ledger_record(clock, monkeypatch, tmp_path):
+    """No worker runs after a TaskSuccessEvent: the trigger writes the sensor try's record itself."""
+    from types import SimpleNamespace
+
+    from airflow_provider_gridaware.hooks.store import close_shared_archives
+    from airflow_provider_gridaware.ledger.records import TryKey
+    from airflow_provider_gridaware.ledger_writer import LedgerSpec
+    from airflow_provider_gridaware.store.ledger import LedgerStore
+
+    async def fetch(key):
+        return series()
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    monkeypatch.setenv("GRIDAWARE_STORE_URL", url)
+    install_fetch(monkeypatch, fetch)
+    fake_planner(monkeypatch, lambda j, now, kw: planned(j, now, now))
+    spec = LedgerSpec(operator="sensor", priority_class="flexible", duration_s=3600.0, profile={"power_w": 500.0})
+    trigger = make_trigger(make_job(), end_from_trigger=True, ledger=spec.to_dict())
+    trigger = GridWindowTrigger(**trigger.serialize()[1])  # the spec survives a triggerer restart
+    trigger.task_instance = SimpleNamespace(dag_id="d", run_id="r", task_id="wait", map_index=-1, try_number=2)
+    try:
+        event = asyncio.run(first_event(trigger))
+        with LedgerStore(url) as store:
+            record = store.get(TryKey("d", "r", "wait", -1, 2))
+    finally:
+        close_shared_archives()
+    assert record is not None and record.operator == "sensor" and record.state == "success"
+    released_at = event.xcoms["return_value"]["released_at"]
+    assert record.actual.start.isoformat().replace("+00:00", "Z") == released_at
+    assert record.actual.end - record.actual.start == timedelta(hours=1)
+    assert record.actual.energy_kwh == pytest.approx(0.5 * 1.2)  # 500 W for an hour, default PUE
+
+
 def test_with_the_real_planner_the_trigger_waits_for_the_dip_and_reports_the_saving(clock, monkeypatch):
     dip_start = T0 + timedelta(hours=5)
 

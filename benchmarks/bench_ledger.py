@@ -1,0 +1,142 @@
+"""Carbon ledger: what a task's end path pays to write its record, and what the daily report pays to read a day.
+
+Run: .venv/bin/python benchmarks/bench_ledger.py [--records 2000] [--backend sqlite --backend postgres]
+
+Each record is built by the product's own code (``ledger.figures.build_record`` over an estimated draw and a
+day of half-hourly actuals, with its counterfactual), then written one transaction each through
+``LedgerStore.write`` (as the end paths do), re-reported once each (upserts), and a day is read back with
+``records(since, until)``. Prints the compute and write latency percentiles and the read time.
+PostgreSQL gets a throw-away database, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from airflow_provider_gridaware.ledger.energy import EnergyProfile, estimated_draw
+from airflow_provider_gridaware.ledger.figures import Released, ZoneSignals, build_record
+from airflow_provider_gridaware.ledger.records import LedgerRecord, TryKey
+from airflow_provider_gridaware.signals.models import build_series
+from airflow_provider_gridaware.signals.units import CarbonMetric, SeriesType, SignalKind
+from airflow_provider_gridaware.store.ledger import LedgerStore
+
+UTC = timezone.utc
+T0 = datetime(2026, 6, 1, tzinfo=UTC)
+REPO = Path(__file__).resolve().parents[1]
+
+
+def signals() -> dict[str, ZoneSignals]:
+    points = [(T0 + i * timedelta(minutes=30), T0 + (i + 1) * timedelta(minutes=30), 100.0 + i) for i in range(96)]
+    return {
+        zone: ZoneSignals(
+            carbon_actual=build_series(
+                kind=SignalKind.CARBON_INTENSITY,
+                metric=CarbonMetric.AVERAGE,
+                zone=zone,
+                source="bench",
+                series_type=SeriesType.ACTUAL,
+                unit="gCO2eq/kWh",
+                points=points,
+            )
+        )
+        for zone in ("GB", "FR")
+    }
+
+
+def compute(i: int, by_zone: dict[str, ZoneSignals]) -> LedgerRecord:
+    start = T0 + timedelta(minutes=i % 1000)
+    end = start + timedelta(hours=2)
+    released = Released(
+        planned_start=start,
+        planned_end=end,
+        reason="bench",
+        waited_s=3600.0,
+        waiting_since=start - timedelta(hours=1),
+        home_zone="GB",
+    )
+    return build_record(
+        TryKey(f"dag{i % 20}", f"run{i}", "train", -1, 1),
+        operator="kubernetes",
+        priority_class="flexible",
+        state="success",
+        zone="FR",
+        start=start,
+        end=end,
+        draw=estimated_draw(EnergyProfile(gpu_model="H100", gpu_count=8), start, end),
+        signals=by_zone,
+        released=released,
+        placement="k8s_paris/ml",
+    )
+
+
+@contextmanager
+def sqlite_store() -> Iterator[str]:
+    with tempfile.TemporaryDirectory() as folder:
+        yield f"sqlite:///{Path(folder) / 'gridaware.db'}"
+
+
+@contextmanager
+def postgres_store() -> Iterator[str]:
+    sys.path.insert(0, str(REPO))  # the throw-away database helper lives with the tests
+    from tests.support.postgres import throwaway_database
+
+    with throwaway_database("gridaware_bench") as url:
+        yield url
+
+
+def percentiles(samples: list[float]) -> str:
+    cuts = statistics.quantiles(samples, n=100)
+    return f"p50 {cuts[49] * 1000:7.2f} ms  p99 {cuts[98] * 1000:7.2f} ms  max {max(samples) * 1000:7.2f} ms"
+
+
+def bench(url: str, count: int) -> None:
+    by_zone = signals()
+    computed, records = [], []
+    for i in range(count):
+        began = time.perf_counter()
+        records.append(compute(i, by_zone))
+        computed.append(time.perf_counter() - began)
+    print(f"  compute a record        {percentiles(computed)}")
+    with LedgerStore(url) as store:
+        for label, batch in (
+            ("write (new try)", records),
+            ("re-report (upsert)", [replace(r, state="failed") for r in records]),
+        ):
+            took = []
+            for record in batch:
+                began = time.perf_counter()
+                store.write(record)
+                took.append(time.perf_counter() - began)
+            print(f"  {label:23s} {percentiles(took)}")
+        began = time.perf_counter()
+        day = store.records(T0, T0 + timedelta(days=1))
+        print(f"  read a day              {len(day)} records in {(time.perf_counter() - began) * 1000:.1f} ms")
+        assert len(day) == count and store.counts().reports == 2 * count
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=2000, help="records written (default 2000)")
+    parser.add_argument("--backend", action="append", choices=("sqlite", "postgres"), help="default: both")
+    args = parser.parse_args()
+    stores = {"sqlite": sqlite_store, "postgres": postgres_store}
+    for backend in args.backend or ["sqlite", "postgres"]:
+        print(f"\n{backend}: {args.records} records")
+        try:
+            with stores[backend]() as url:
+                bench(url, args.records)
+        except Exception as exc:  # a machine without PostgreSQL still reports SQLite
+            print(f"  skipped ({type(exc).__name__}: {str(exc).splitlines()[0]})")
+
+
+if __name__ == "__main__":
+    main()
