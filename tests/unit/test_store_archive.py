@@ -108,6 +108,7 @@ def test_migrations_create_the_declared_tables_from_empty_and_reopening_is_a_no_
         "gridaware_grid_event",
         "gridaware_task_runtime",
         "gridaware_relay_delivery",
+        "gridaware_grid_response",
     }
 
 
