@@ -112,17 +112,45 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> float:
     return time.monotonic() - began
 
 
+def wait_for_holds(responses: Any, event_id: str, jobs: int, *, resumed: bool, timeout: float = 300) -> datetime:
+    """When the last of ``jobs`` holds of ``event_id`` was applied (or resumed), from the response record.
+
+    The responder records a pause once the API server has answered the patch, so this is the moment the last
+    Job was suspended there; reading the store (not listing 100 Jobs every few ms) keeps the bench from
+    competing with the API server it measures.
+    """
+    began = time.monotonic()
+    while True:
+        records = [r for r in responses.records(event=(SOURCE, event_id)) if r.result == "paused"]
+        times = [r.resumed_at if resumed else r.applied_at for r in records]
+        if len(records) == jobs and all(times):
+            return max(t for t in times if t is not None)
+        if time.monotonic() - began > timeout:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {event_id}: {len(records)} holds")
+        time.sleep(0.1)
+
+
 @contextlib.contextmanager
-def emulated_cluster(workdir: Path, jobs: int) -> Iterator[str]:
-    """An emulated Kubernetes API server in its own process (as a cluster is), with ``jobs`` running Jobs."""
+def emulated_cluster(workdir: Path, jobs: int, port: int = 0) -> Iterator[str]:
+    """An emulated Kubernetes API server in its own process (as a cluster is), with ``jobs`` running Jobs.
+
+    kmock keeps every version of every object and every request: a long-lived emulator slows down with each
+    event (a pass over 100 Jobs went 12 -> 56 s over four events), so each event gets a fresh one on ``port``.
+    """
     import httpx
 
-    from tests.integration.airflow_stack import stop_processes
-    from tests.integration.test_kubernetes_dispatch import start_emulator
+    from tests.integration.airflow_stack import VENV_BIN, ManagedProcess, poll, stop_processes
 
     marker = uuid.uuid4().hex
-    proc, url = start_emulator(workdir / "cluster", "bench-cluster", marker)
+    workdir.mkdir(parents=True, exist_ok=True)
+    ready = workdir / "url"
+    ready.unlink(missing_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PYTEST_"))}
+    env.update({"PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}", "GRIDAWARE_TEST_STACK": marker})
+    argv = [sys.executable, "-m", "tests.support.kube_emulator", "--port", str(port), "--ready-file", str(ready)]
+    proc = ManagedProcess.start("bench-cluster", argv, env=env, cwd=REPO, log_path=workdir / "emulator.log")
     try:
+        url = poll(lambda: ready.read_text().strip() if ready.exists() else None, timeout=60, what="the emulator")
         for i in range(jobs):
             httpx.post(f"{url}/apis/batch/v1/namespaces/ml/jobs", json=job(i), timeout=30).raise_for_status()
         yield url
@@ -149,7 +177,7 @@ def figures(name: str, seconds: list[float]) -> dict[str, Any]:
 def bench_apply(events: int, jobs: int, workdir: Path) -> list[dict[str, Any]]:
     from tests.support.kube_emulator import kube_config
 
-    with emulated_cluster(workdir, jobs) as cluster:
+    with emulated_cluster(workdir / "cluster", jobs) as cluster:
         os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = json.dumps(
             {"conn_type": "kubernetes", "extra": {"kube_config": kube_config(cluster, namespace="ml")}}
         )
@@ -184,8 +212,24 @@ def bench_apply(events: int, jobs: int, workdir: Path) -> list[dict[str, Any]]:
     ]
 
 
+def one_event(n: int, store: Any, responses: Any, cluster: str, jobs: int) -> tuple[float, float, float]:
+    """One event through Airflow: (stored -> last Job suspended, completion stored -> last resumed, stored -> claimed)."""
+    start = datetime.now(UTC)
+    store.record(make_event(n, "active", start))
+    stored = datetime.now(UTC)
+    applied = wait_for_holds(responses, f"bench-{n}", jobs, resumed=False)
+    assert suspended_count(cluster) == jobs, f"event {n}: not every Job is suspended at the API server"
+    store.record(make_event(n, "completed", start))
+    completed = datetime.now(UTC)
+    resumed = wait_for_holds(responses, f"bench-{n}", jobs, resumed=True)
+    assert suspended_count(cluster) == 0, f"event {n}: a Job is still suspended at the API server"
+    # The record's claim time splits it: Airflow (trigger, run, task start, read, plan) | the API calls.
+    claimed = min(r.requested_at for r in responses.records(event=(SOURCE, f"bench-{n}")))
+    return (applied - stored).total_seconds(), (resumed - completed).total_seconds(), (claimed - stored).total_seconds()
+
+
 def bench_airflow(events: int, jobs: int, workdir: Path) -> list[dict[str, Any]]:
-    from tests.integration.airflow_stack import AirflowStack
+    from tests.integration.airflow_stack import AirflowStack, free_port
     from tests.support.kube_emulator import kube_config
 
     dags = workdir / "dags-src"
@@ -194,31 +238,37 @@ def bench_airflow(events: int, jobs: int, workdir: Path) -> list[dict[str, Any]]
     store_url = f"sqlite:///{workdir / 'store.db'}"
     os.environ["GRIDAWARE_STORE_URL"] = store_url  # every Airflow component inherits it
     from airflow_provider_gridaware.store.events import EventStore
+    from airflow_provider_gridaware.store.responses import ResponseStore
 
-    with emulated_cluster(workdir, jobs) as cluster, EventStore(store_url) as store:
-        connections = {
-            CONN_ID: {"conn_type": "kubernetes", "extra": {"kube_config": kube_config(cluster, namespace="ml")}}
-        }
+    port = free_port()
+    cluster = f"http://127.0.0.1:{port}"
+    connections = {CONN_ID: {"conn_type": "kubernetes", "extra": {"kube_config": kube_config(cluster, namespace="ml")}}}
+    pause_s: list[float] = []
+    resume_s: list[float] = []
+    claim_s: list[float] = []
+    with EventStore(store_url) as store, ResponseStore(store_url) as responses:
         stack = AirflowStack(workdir / "airflow_home", connections=connections, dag_sources=[dags])
         stack.start(timeout=240)
         try:
             stack.wait_for_dag("bench_grid_event_response", timeout=120)
-            pause_s, resume_s = [], []
             for n in range(events + 1):
-                start = datetime.now(UTC)
-                store.record(make_event(n, "active", start))
-                took = wait_for(lambda: suspended_count(cluster) == jobs, 120, f"event {n}: {jobs} Jobs suspended")
-                store.record(make_event(n, "completed", start))
-                back = wait_for(lambda: suspended_count(cluster) == 0, 120, f"event {n}: {jobs} Jobs resumed")
-                print(f"event {n}: suspended in {took:.2f} s, resumed in {back:.2f} s", flush=True)
-                if n:
+                with emulated_cluster(workdir / f"cluster-{n}", jobs, port):
+                    took, back, to_claim = one_event(n, store, responses, cluster, jobs)
+                print(
+                    f"event {n}: suspended in {took:.2f} s (stored -> claimed {to_claim:.2f} s, "
+                    f"claimed -> last patch answered {took - to_claim:.2f} s), resumed in {back:.2f} s",
+                    flush=True,
+                )
+                if n:  # the first is the warm-up (first parse, imports, connections)
                     pause_s.append(took)
                     resume_s.append(back)
+                    claim_s.append(to_claim)
         finally:
             for note in stack.stop():
                 print(f"stack stop: {note}")
     return [
         figures(f"airflow: event stored -> last of {jobs} Jobs suspended", pause_s),
+        figures("airflow: of which event stored -> pauses claimed (trigger, run, task, plan)", claim_s),
         figures(f"airflow: completion stored -> last of {jobs} Jobs resumed", resume_s),
     ]
 

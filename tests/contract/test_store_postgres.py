@@ -111,3 +111,28 @@ def test_grid_events_on_postgres_record_dedupe_and_tail(url):
 
 def test_task_runtimes_round_trip(url):
     task_runtime_round_trip(url)
+
+
+def test_grid_response_claims_are_exclusive_on_postgresql(url):
+    """Two stores (two runners) claiming the same pause and release: one wins each, the record is complete."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from airflow_provider_gridaware.planning.grid_response import InFlightWork, PauseStep, TargetKind, WorkState
+    from airflow_provider_gridaware.planning.job import PriorityClass
+    from airflow_provider_gridaware.planning.response_policy import ResponseAction
+    from airflow_provider_gridaware.store.responses import ResponseStore
+    from tests.support.grid_events import make_event
+
+    work = InFlightWork("dag/nightly", TargetKind.DAG, PriorityClass.BATCH, None, WorkState.RUNNING, 0.0)
+    step = PauseStep(work, make_event(), ResponseAction.STOP, "SIMPLE level 2", hold_no=1, join=False)
+    with ResponseStore(url) as one, ResponseStore(url) as two, ThreadPoolExecutor(2) as pool:
+        claims = list(pool.map(lambda store: store.claim_pauses([step])[0], (one, two)))
+        [hold_id] = [c for c in claims if c is not None]
+        assert claims.count(None) == 1
+        one.finish_pauses([(hold_id, "paused", {"dag_id": "nightly"})])
+        releases = list(pool.map(lambda store: store.claim_releases([(hold_id, 1, "event ended")])[0], (one, two)))
+        assert sorted(releases) == [False, True]
+        waited = two.finish_releases([(hold_id, "resumed", None)])
+        [record] = one.records()
+        assert record.resume_result == "resumed" and record.waited_seconds == waited[hold_id] >= 0
+        assert record.detail == {"dag_id": "nightly"} and not one.open_holds()

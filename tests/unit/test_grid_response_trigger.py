@@ -52,3 +52,18 @@ def test_work_still_held_wakes_the_task_at_the_end_and_the_state_survives_serial
     assert classpath.endswith("GridResponseEndTrigger")
     event = first_event(GridResponseEndTrigger(**kwargs))
     assert not isinstance(event, TaskSuccessEvent) and event.payload["wake"] == "end time"
+
+
+def test_the_example_dag_parses_serialises_and_refuses_a_bad_policy() -> None:
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    from airflow_provider_gridaware.operators.grid_event_response import GridEventResponseOperator
+    from airflow_provider_gridaware.planning.response_policy import PolicyError
+
+    repo = Path(__file__).resolve().parents[2]
+    bag = DagBag(dag_folder=str(repo / "example_dags" / "example_grid_event_response.py"))
+    assert bag.import_errors == {}
+    DagSerialization.to_dict(bag.dags["example_grid_event_response"])  # what the dag-processor stores
+    with pytest.raises(PolicyError, match=r"simple_min_level\.flexible"):
+        GridEventResponseOperator(task_id="respond", policy={"simple_min_level": {"flexible": 7}})
