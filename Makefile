@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-EXTRAS ?= dev,kubernetes,aws,openadr,ieee2030_5
+EXTRAS ?= dev,kubernetes,aws,openadr,ieee2030_5,celery
 PYTEST_ARGS ?=
 
 .PHONY: install demo test lint typecheck unit contract integration bench clean lock
@@ -45,7 +45,7 @@ bench: install
 
 ## lock: refresh constraints.txt (our own lock: the upstream Airflow constraints file is not reachable)
 lock:
-	$(BIN)/uv pip compile pyproject.toml --extra dev --extra kubernetes --extra aws --extra openadr --extra ieee2030_5 --universal --python-version 3.10 -o constraints.txt
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra kubernetes --extra aws --extra openadr --extra ieee2030_5 --extra celery --universal --python-version 3.10 -o constraints.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
