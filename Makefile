@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 EXTRAS ?= dev,kubernetes,aws,openadr,ieee2030_5,celery
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint typecheck unit contract integration bench clean lock
+.PHONY: install demo test lint typecheck unit contract integration distributed packaging bench clean lock
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,14 @@ contract: install
 
 integration: install
 	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
+
+## distributed: the CeleryExecutor topology (two triggerers, two workers) on this machine's PostgreSQL and Redis
+distributed: install
+	$(BIN)/python -m pytest tests/distributed $(PYTEST_ARGS)
+
+## packaging: build the sdist and wheel, install each into a clean virtualenv, smoke-test it
+packaging: install
+	$(BIN)/python -m pytest tests/packaging $(PYTEST_ARGS)
 
 bench: install
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -7,6 +7,11 @@ components as separate processes, each in its own process group with its log in
 healthy and then serves as a small REST API v2 client for the tests (trigger a DAG, wait for a run,
 read task instances, logs and XComs).
 
+The components are a topology of :mod:`tests.support.topology` (default: the LocalExecutor's four);
+``tests/distributed`` passes the CeleryExecutor's (two triggerers, two Celery workers) with a PostgreSQL
+database and Redis in ``extra_env``. Each process gets log-server ports of its own, so two triggerers or
+two workers on one host do not collide; a Celery worker counts as started once it logs that it is ready.
+
 :meth:`AirflowStack.restart_component` stops one component the way :meth:`AirflowStack.stop` does and starts
 it again with the same environment (a triggerer restart while tasks are deferred, for instance).
 
@@ -38,6 +43,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -47,6 +53,8 @@ from typing import Any, Generic, TypeVar
 from urllib.parse import quote, urlsplit
 
 import httpx
+
+from tests.support.topology import LOCAL_TOPOLOGY, Component
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_DAGS = REPO / "example_dags"
@@ -59,7 +67,7 @@ MARKER_VAR = "GRIDAWARE_TEST_STACK"
 #: how often an API call that failed on Airflow's SQLite write lock is made again.
 SQLITE_LOCK_RETRIES = 5
 
-COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+COMPONENTS = tuple(component.name for component in LOCAL_TOPOLOGY)
 HEALTH_KEYS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
 #: Component -> (its key in /api/v2/monitor/health, its heartbeat field there); the api-server has none.
 HEARTBEATS = {
@@ -411,6 +419,13 @@ def _wait_until(condition: Callable[[], bool], *, timeout: float, interval: floa
 ConnectionSpec = str | Mapping[str, Any]
 
 
+def _own_log_ports() -> dict[str, str]:
+    return {
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+    }
+
+
 def connection_env(connections: Mapping[str, ConnectionSpec]) -> dict[str, str]:
     """``{conn_id: URI or JSON-able dict}`` as ``AIRFLOW_CONN_<CONN_ID>`` variables."""
     env = {}
@@ -463,6 +478,7 @@ class AirflowStack:
     :param connections: ``{conn_id: URI or dict}`` exported as ``AIRFLOW_CONN_*`` to every component.
     :param extra_env: more environment (``AIRFLOW__SECTION__KEY`` overrides win over the defaults here).
     :param dag_sources: directories whose ``*.py`` files are linked into the DAGs folder.
+    :param components: the processes to start (``airflow <args>``), in order; the api-server must be one.
     """
 
     def __init__(
@@ -472,6 +488,7 @@ class AirflowStack:
         connections: Mapping[str, ConnectionSpec] | None = None,
         extra_env: Mapping[str, str] | None = None,
         dag_sources: Sequence[Path] = (EXAMPLE_DAGS, TEST_DAGS),
+        components: Sequence[Component] = LOCAL_TOPOLOGY,
     ) -> None:
         self.home = home
         self.dags_folder = home / "dags"
@@ -484,6 +501,14 @@ class AirflowStack:
         self._dag_sources = list(dag_sources)
         self._client: httpx.Client | None = None
         self.env = self._build_env(connections or {}, extra_env or {})
+        self.components = {component.name: component for component in components}
+        # A process that runs twice (two triggerers, two workers) needs log-server ports of its own; the
+        # others keep the shared ones (the api-server reads task logs from the files, on this host).
+        kinds = Counter(component.args[:2] for component in components)
+        self.component_env = {
+            name: {**self.env, **(_own_log_ports() if kinds[component.args[:2]] > 1 else {})}
+            for name, component in self.components.items()
+        }
 
     # -- environment -----------------------------------------------------------------------------------
     def _build_env(self, connections: Mapping[str, ConnectionSpec], extra_env: Mapping[str, str]) -> dict[str, str]:
@@ -568,17 +593,17 @@ class AirflowStack:
         migrated = time.monotonic()
         self.timings.migrate = migrated - began
         try:
-            for name in COMPONENTS:
+            for name, component in self.components.items():
                 self.processes[name] = ManagedProcess.start(
                     name,
-                    [str(VENV_BIN / "airflow"), name],
-                    env=self.env,
+                    [str(VENV_BIN / "airflow"), *component.args],
+                    env=self.component_env[name],
                     cwd=self.home,
                     log_path=self.home / f"{name}.log",
                 )
             remaining = max(10.0, timeout - (migrated - began))
             poll(
-                self._healthy,
+                self._started,
                 timeout=remaining,
                 interval=0.5,
                 what="Airflow to be healthy",
@@ -646,7 +671,7 @@ class AirflowStack:
         started_at = datetime.now(timezone.utc)
         with old.log_path.open("a") as log:
             log.write(f"\n----- gridaware tests: {name} restarted at {started_at.isoformat()} -----\n")
-        new = ManagedProcess.start(name, old.argv, env=self.env, cwd=self.home, log_path=old.log_path)
+        new = ManagedProcess.start(name, old.argv, env=self.component_env[name], cwd=self.home, log_path=old.log_path)
         self.processes[name] = new
         poll(
             partial(self._healthy_since, name, started_at),
@@ -689,6 +714,18 @@ class AirflowStack:
         if dead:
             names = ", ".join(f"{p.name} (exit {p.popen.returncode})" for p in dead)
             raise StackError(f"Airflow component(s) exited: {names}\n{self.diagnostics()}")
+
+    def _started(self) -> dict[str, Any] | None:
+        """Every component healthy in ``/api/v2/monitor/health`` and every Celery worker ready."""
+        health = self._healthy()
+        if health is None:
+            return None
+        workers = [name for name, component in self.components.items() if component.health == "celery"]
+        return health if all(self._celery_ready(name) for name in workers) else None
+
+    def _celery_ready(self, name: str) -> bool:
+        # Celery logs "<node name> ready." once it consumes from its queues.
+        return " ready." in self.processes[name].tail(200)
 
     def _healthy(self) -> dict[str, Any] | None:
         self._check_alive()
