@@ -59,6 +59,7 @@ REFRESH = timedelta(minutes=30)  # the example's refresh_interval
 CLEAN_WINDOW_IN = timedelta(hours=7)
 CLEAN_WINDOW_FOR = timedelta(hours=3)
 FORECAST_PATH = "/ukci/intensity/{time}/fw48h"
+STORE_CONN = "gridaware_store"
 FAST_HTTP = {"timeout": 10, "connect_timeout": 2, "max_attempts": 2}
 
 
@@ -80,6 +81,7 @@ class Deployment:
     simulator_url: str
     clock: ScaledClock
     started: float
+    database_url: str
     notes: list[str] = field(default_factory=list)
 
     def requests(self, path: str = FORECAST_PATH) -> int:
@@ -111,8 +113,17 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             "AIRFLOW__CORE__PARALLELISM": "8",
             "AIRFLOW__TRIGGERER__CAPACITY": str(CAPACITY),
             "GRIDAWARE_CLOCK": clock.spec(),
+            # The provider's store in the same PostgreSQL database, as docker-compose.yaml sets it: every
+            # worker and triggerer on one archive and one run-time history.
+            "AIRFLOW__GRIDAWARE__STORE_CONN_ID": STORE_CONN,
+            # tests/conftest.py points every test's store at a SQLite file through this variable, which wins
+            # over the connection; empty, it counts as unset.
+            "GRIDAWARE_STORE_URL": "",
         }
-        connections = simulator_connections(f"http://127.0.0.1:{simulator_port}", extra=FAST_HTTP)
+        connections: dict[str, Any] = {
+            **simulator_connections(f"http://127.0.0.1:{simulator_port}", extra=FAST_HTTP),
+            STORE_CONN: f"postgres://{pg}",
+        }
         stack = AirflowStack(
             workdir / "airflow_home",
             connections=connections,
@@ -140,7 +151,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             )
             # Its clock started while it imported; put it on the components' line exactly.
             httpx.post(f"{url}/_sim/clock", json={"now": format_time(clock.now()), "speedup": SPEEDUP}, timeout=10)
-            yield Deployment(stack, url, clock, began)
+            yield Deployment(stack, url, clock, began, database_url)
         finally:
             notes = stack.stop()
             if simulator is not None:
@@ -215,6 +226,7 @@ def test_grid_aware_training_waits_in_two_triggerers_and_runs_on_celery_workers(
         "refresh periods measured": round(refreshes, 1),
         "forecast requests per refresh per triggerer (GB, ukci)": round(per_refresh_per_triggerer, 2),
         "task executions logged per Celery worker": worker_runs,
+        "store (PostgreSQL)": _store_counts(deployment.database_url),
     }
     for key, value in figures.items():
         record_property(key, value)
@@ -228,6 +240,9 @@ def test_grid_aware_training_waits_in_two_triggerers_and_runs_on_celery_workers(
     assert per_refresh_per_triggerer <= 1.0 + 2 / refreshes, figures
     assert finals == dict.fromkeys(run_ids, "success"), stack.diagnostics(30)
     assert completed == 2 * RUNS
+    # The store, shared by every worker and triggerer: each success's run time, the forecasts the hooks read.
+    stored = _store_counts(deployment.database_url)
+    assert stored["runtimes"] == RUNS and stored["vintages"] >= 1, stored
     window = _clean_window(deployment)
     for summary in summaries:
         assert summary["zone"] == "GB" and summary["status"] in ("best_now", "shifted"), summary
@@ -259,3 +274,19 @@ def _clean_window(deployment: Deployment) -> tuple[datetime, datetime]:
         datetime.fromisoformat(described["start"].replace("Z", "+00:00")),
         datetime.fromisoformat(described["end"].replace("Z", "+00:00")),
     )
+
+
+def _store_counts(database_url: str) -> dict[str, int]:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            runtimes = connection.execute(
+                text("SELECT count(*) FROM gridaware_task_runtime WHERE dag_id = :dag AND task_id = :task"),
+                {"dag": DAG_ID, "task": WAITING_TASK},
+            ).scalar_one()
+            vintages = connection.execute(text("SELECT count(*) FROM gridaware_forecast_vintage")).scalar_one()
+    finally:
+        engine.dispose()
+    return {"runtimes": int(runtimes), "vintages": int(vintages)}

@@ -116,8 +116,18 @@ def test_the_simulator_serves_the_connections_every_service_gets(compose: dict[s
     assert f"http://localhost:{SIMULATOR_PORT}/_sim/state" in " ".join(simulator["healthcheck"]["test"])
     env = compose["x-airflow-common"]["environment"]
     expected = simulator_connections(f"http://{SIMULATOR_SERVICE}:{SIMULATOR_PORT}")
-    found = {k: json.loads(v) for k, v in env.items() if k.startswith("AIRFLOW_CONN_")}
+    found = {k: json.loads(v) for k, v in env.items() if k.startswith("AIRFLOW_CONN_GRIDAWARE_") and v.startswith("{")}
     assert found == {f"AIRFLOW_CONN_{conn_id.upper()}": spec for conn_id, spec in expected.items()}
+
+
+def test_the_store_is_shared_in_postgres(compose: dict[str, Any]) -> None:
+    # Each container has its own AIRFLOW_HOME: the default SQLite store would split the archive and run times.
+    env = compose["x-airflow-common"]["environment"]
+    conn_id = env["AIRFLOW__GRIDAWARE__STORE_CONN_ID"]
+    assert (
+        env[f"AIRFLOW_CONN_{conn_id.upper()}"].startswith("postgres://")
+        and "@postgres:5432/" in env[f"AIRFLOW_CONN_{conn_id.upper()}"]
+    )
 
 
 def test_the_image_is_the_official_one_plus_this_provider_under_our_constraints() -> None:
