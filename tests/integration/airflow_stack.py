@@ -505,8 +505,8 @@ class AirflowStack:
         # A process that runs twice (two triggerers, two workers) needs log-server ports of its own; the
         # others keep the shared ones (the api-server reads task logs from the files, on this host).
         kinds = Counter(component.args[:2] for component in components)
-        self.component_env = {
-            name: {**self.env, **(_own_log_ports() if kinds[component.args[:2]] > 1 else {})}
+        self._own_env = {
+            name: _own_log_ports() if kinds[component.args[:2]] > 1 else {}
             for name, component in self.components.items()
         }
 
@@ -566,6 +566,10 @@ class AirflowStack:
         env.update(extra_env)
         return env
 
+    def component_env(self, name: str) -> dict[str, str]:
+        """The environment component ``name`` starts with: :attr:`env` plus its own log-server ports, if any."""
+        return {**self.env, **self._own_env[name]}
+
     def _prepare_home(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         self.dags_folder.mkdir(exist_ok=True)
@@ -597,7 +601,7 @@ class AirflowStack:
                 self.processes[name] = ManagedProcess.start(
                     name,
                     [str(VENV_BIN / "airflow"), *component.args],
-                    env=self.component_env[name],
+                    env=self.component_env(name),
                     cwd=self.home,
                     log_path=self.home / f"{name}.log",
                 )
@@ -671,7 +675,7 @@ class AirflowStack:
         started_at = datetime.now(timezone.utc)
         with old.log_path.open("a") as log:
             log.write(f"\n----- gridaware tests: {name} restarted at {started_at.isoformat()} -----\n")
-        new = ManagedProcess.start(name, old.argv, env=self.component_env[name], cwd=self.home, log_path=old.log_path)
+        new = ManagedProcess.start(name, old.argv, env=self.component_env(name), cwd=self.home, log_path=old.log_path)
         self.processes[name] = new
         poll(
             partial(self._healthy_since, name, started_at),
