@@ -3,10 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-EXTRAS ?= dev,kubernetes,aws,openadr,ieee2030_5,docs
+EXTRAS ?= dev,kubernetes,aws,openadr,ieee2030_5,docs,celery
 PYTEST_ARGS ?=
 
-.PHONY: install demo demo-ui demo-signals test lint typecheck unit contract integration bench docs docs-serve clean lock
+.PHONY: install demo demo-ui demo-signals test lint typecheck unit contract integration distributed packaging bench docs docs-serve clean lock
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,14 @@ contract: install
 integration: install
 	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
 
+## distributed: the CeleryExecutor topology (two triggerers, two workers) on this machine's PostgreSQL and Redis
+distributed: install
+	$(BIN)/python -m pytest tests/distributed $(PYTEST_ARGS)
+
+## packaging: build the sdist and wheel, install each into a clean virtualenv, smoke-test it
+packaging: install
+	$(BIN)/python -m pytest tests/packaging $(PYTEST_ARGS)
+
 bench: install
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
@@ -61,7 +69,7 @@ docs-serve: install
 
 ## lock: refresh constraints.txt (our own lock: the upstream Airflow constraints file is not reachable)
 lock:
-	$(BIN)/uv pip compile pyproject.toml --extra dev --extra kubernetes --extra aws --extra openadr --extra ieee2030_5 --extra docs --extra report --universal --python-version 3.10 -o constraints.txt
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra kubernetes --extra aws --extra openadr --extra ieee2030_5 --extra docs --extra report --extra celery --universal --python-version 3.10 -o constraints.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site

@@ -14,6 +14,12 @@ Connections reach Airflow as ``AIRFLOW_CONN_<ID>`` variables fixed before the st
 and every task inherits them), or at run time through :meth:`AirflowStack.add_connection` (REST API,
 stored in the metadata DB).
 
+The components are a topology of :mod:`~airflow_provider_gridaware.demo.topology` (default: the
+LocalExecutor's four); the distributed test passes the CeleryExecutor's (two triggerers, two Celery
+workers) with a PostgreSQL database and Redis in ``extra_env``. A process that runs twice gets log-server
+ports of its own, so two triggerers or two workers on one host do not collide; a Celery worker counts as
+started once it logs that it is ready.
+
 Used by ``gridaware demo`` and by the integration tests' harness (``tests/integration/airflow_stack.py``).
 Only the standard library and ``httpx`` (an Airflow dependency) are used; nothing here imports
 Airflow, so the calling process needs no Airflow configuration of its own.
@@ -31,6 +37,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -53,6 +60,7 @@ from airflow_provider_gridaware.demo.processes import (
     stop_processes,
     wait_until,
 )
+from airflow_provider_gridaware.demo.topology import LOCAL_TOPOLOGY, Component
 
 #: The example DAGs of a checkout (``make demo`` runs from one; an installed wheel does not ship them).
 EXAMPLE_DAGS = Path(__file__).resolve().parents[2] / "example_dags"
@@ -61,7 +69,7 @@ VENV_BIN = Path(sys.executable).parent
 #: how often an API call that failed on Airflow's SQLite write lock is made again.
 SQLITE_LOCK_RETRIES = 5
 
-COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+COMPONENTS = tuple(component.name for component in LOCAL_TOPOLOGY)
 HEALTH_KEYS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
 #: Component -> (its key in /api/v2/monitor/health, its heartbeat field there); the api-server has none.
 HEARTBEATS = {
@@ -122,6 +130,13 @@ class Restart:
         return self.stop_seconds + self.start_seconds
 
 
+def _own_log_ports() -> dict[str, str]:
+    return {
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+    }
+
+
 class AirflowStack:
     """A real Airflow 3.3 in a temporary ``AIRFLOW_HOME``, plus a REST API v2 client.
 
@@ -130,6 +145,7 @@ class AirflowStack:
     :param extra_env: more environment (``AIRFLOW__SECTION__KEY`` overrides win over the defaults here).
     :param dag_sources: directories whose ``*.py`` files are linked into the DAGs folder.
     :param port: the api-server's (and UI's) port on loopback; ``None`` picks a free one.
+    :param components: the processes to start (``airflow <args>``), in order; the api-server must be one.
     """
 
     def __init__(
@@ -140,6 +156,7 @@ class AirflowStack:
         extra_env: Mapping[str, str] | None = None,
         dag_sources: Sequence[Path] = (EXAMPLE_DAGS,),
         port: int | None = None,
+        components: Sequence[Component] = LOCAL_TOPOLOGY,
     ) -> None:
         self.home = home
         self.dags_folder = home / "dags"
@@ -152,6 +169,18 @@ class AirflowStack:
         self._dag_sources = list(dag_sources)
         self._client: httpx.Client | None = None
         self.env = self._build_env(connections or {}, extra_env or {})
+        self.components = {component.name: component for component in components}
+        # A process that runs twice (two triggerers, two workers) needs log-server ports of its own; the
+        # others keep the shared ones (the api-server reads task logs from the files, on this host).
+        kinds = Counter(component.args[:2] for component in components)
+        self._own_env = {
+            name: _own_log_ports() if kinds[component.args[:2]] > 1 else {}
+            for name, component in self.components.items()
+        }
+
+    def component_env(self, name: str) -> dict[str, str]:
+        """The environment component ``name`` starts with: :attr:`env` plus its own log-server ports, if any."""
+        return {**self.env, **self._own_env[name]}
 
     # -- environment -----------------------------------------------------------------------------------
     def _build_env(self, connections: Mapping[str, ConnectionSpec], extra_env: Mapping[str, str]) -> dict[str, str]:
@@ -236,17 +265,17 @@ class AirflowStack:
         migrated = time.monotonic()
         self.timings.migrate = migrated - began
         try:
-            for name in COMPONENTS:
+            for name, component in self.components.items():
                 self.processes[name] = ManagedProcess.start(
                     name,
-                    [str(VENV_BIN / "airflow"), name],
-                    env=self.env,
+                    [str(VENV_BIN / "airflow"), *component.args],
+                    env=self.component_env(name),
                     cwd=self.home,
                     log_path=self.home / f"{name}.log",
                 )
             remaining = max(10.0, timeout - (migrated - began))
             poll(
-                self._healthy,
+                self._started,
                 timeout=remaining,
                 interval=0.5,
                 what="Airflow to be healthy",
@@ -314,7 +343,7 @@ class AirflowStack:
         started_at = datetime.now(timezone.utc)
         with old.log_path.open("a") as log:
             log.write(f"\n----- gridaware tests: {name} restarted at {started_at.isoformat()} -----\n")
-        new = ManagedProcess.start(name, old.argv, env=self.env, cwd=self.home, log_path=old.log_path)
+        new = ManagedProcess.start(name, old.argv, env=self.component_env(name), cwd=self.home, log_path=old.log_path)
         self.processes[name] = new
         poll(
             partial(self._healthy_since, name, started_at),
@@ -357,6 +386,18 @@ class AirflowStack:
         if dead:
             names = ", ".join(f"{p.name} (exit {p.popen.returncode})" for p in dead)
             raise StackError(f"Airflow component(s) exited: {names}\n{self.diagnostics()}")
+
+    def _started(self) -> dict[str, Any] | None:
+        """Every component healthy in ``/api/v2/monitor/health`` and every Celery worker ready."""
+        health = self._healthy()
+        if health is None:
+            return None
+        workers = [name for name, component in self.components.items() if component.health == "celery"]
+        return health if all(self._celery_ready(name) for name in workers) else None
+
+    def _celery_ready(self, name: str) -> bool:
+        # Celery logs "<node name> ready." once it consumes from its queues.
+        return " ready." in self.processes[name].tail(200)
 
     def _healthy(self) -> dict[str, Any] | None:
         self._check_alive()

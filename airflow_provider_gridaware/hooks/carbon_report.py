@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
 def ledger_finaliser(url: str | None) -> Finaliser:
     """The ledger's finaliser: a record recomputed from the day's actuals and, when the ledger is the store
     at ``url``, written back there (a later report or the Grid page then reads the finalised version).

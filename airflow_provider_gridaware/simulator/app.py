@@ -2,7 +2,8 @@
 
 Control API (no auth: the simulator listens on loopback for tests and demos):
 
-- ``GET /_sim/state``: clock, zones, traces (synthetic ones flagged), faults, request counts per API;
+- ``GET /_sim/state``: clock, zones, traces (synthetic ones flagged), faults, request counts per API and per
+  path (times in the path counted as ``{time}``);
 - ``POST /_sim/faults``: add a fault (a JSON object or a list of them, fields of
   :class:`~airflow_provider_gridaware.simulator.faults.FaultSpec`);
 - ``DELETE /_sim/faults[?target=...]``: clear faults;
@@ -57,7 +58,7 @@ class FaultMiddleware:
         if target not in TARGETS:
             await self.app(scope, receive, send)
             return
-        self.grid.count_request(target)
+        self.grid.count_request(target, path)
         fault = self.grid.faults.take(target, path[len(target) + 1 :] or "/")
         if fault is None:
             await self.app(scope, receive, send)

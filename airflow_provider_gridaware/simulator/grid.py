@@ -5,6 +5,7 @@ Pure Python (no FastAPI): the API modules turn what this object answers into eac
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -147,6 +148,7 @@ class SimulatedGrid:
         self.faults = FaultBook(tuple(config.faults))
         self._lock = threading.Lock()
         self._requests: Counter[str] = Counter()
+        self._requests_by_path: Counter[str] = Counter()
         self.tokens: dict[str, float] = {}  # WattTime bearer token -> monotonic expiry
 
     # -- zones ---------------------------------------------------------------------------------------------
@@ -219,13 +221,24 @@ class SimulatedGrid:
         return self.noise.apply(truth, key=key, issued_at=issued_at, scale=replay.scale, lower=None if price else 0.0)
 
     # -- bookkeeping -----------------------------------------------------------------------------------------
-    def count_request(self, target: str) -> None:
+    def count_request(self, target: str, path: str | None = None) -> None:
+        """Count one request to API ``target``; with ``path``, also per path with its times as ``{time}``.
+
+        Per path tells a forecast read from a history read (UKCI ``.../fw48h`` vs ``.../pt24h``), so a test
+        can count the upstream requests per refresh of one kind.
+        """
         with self._lock:
             self._requests[target] += 1
+            if path is not None:
+                self._requests_by_path[_TIME_SEGMENT.sub("{time}", path)] += 1
 
     def request_counts(self) -> dict[str, int]:
         with self._lock:
             return dict(self._requests)
+
+    def request_counts_by_path(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._requests_by_path)
 
     def state(self) -> dict[str, object]:
         """What ``GET /_sim/state`` reports: clock, zones, traces, faults, request counts."""
@@ -251,7 +264,12 @@ class SimulatedGrid:
             "clean_window": None if self.clean_window is None else self.clean_window.describe(),
             "faults": self.faults.describe(),
             "requests": self.request_counts(),
+            "requests_by_path": self.request_counts_by_path(),
         }
+
+
+#: A path segment that is a date or time (``2026-12-04T10:00Z``), counted as one path whatever the time.
+_TIME_SEGMENT = re.compile(r"(?<=/)\d{4}-\d{2}-\d{2}[^/]*")
 
 
 def _clean_window(config: SimulatorConfig, now: datetime) -> CleanWindow | None:

@@ -103,6 +103,15 @@ def test_state_reports_clock_zones_traces_faults_and_counts(sim):
     assert state["requests"]["ukci"] >= 1
 
 
+def test_requests_are_counted_per_path_with_times_folded(sim):
+    for start in ("2026-12-04T10:00Z", "2026-12-04T10:30Z"):
+        requests.get(f"{sim.url}/ukci/intensity/{start}/fw48h", timeout=10)
+    requests.get(f"{sim.url}/ukci/intensity/2026-12-04T10:00Z/pt24h", timeout=10)
+    counts = sim.state()["requests_by_path"]
+    assert counts["/ukci/intensity/{time}/fw48h"] == 2
+    assert counts["/ukci/intensity/{time}/pt24h"] == 1
+
+
 def test_faults_api_validates_and_clears_by_target(sim):
     bad = requests.post(f"{sim.url}/_sim/faults", json={"target": "ukci", "mode": "melt"}, timeout=10)
     assert bad.status_code == 422 and "mode" in bad.json()["error"]

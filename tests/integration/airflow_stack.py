@@ -46,6 +46,7 @@ from airflow_provider_gridaware.demo.stack import (
     Timings,
     connection_env,
 )
+from airflow_provider_gridaware.demo.topology import LOCAL_TOPOLOGY, Component
 
 __all__ = [
     "ADMIN_USER",
@@ -92,6 +93,8 @@ class AirflowStack(_stack.AirflowStack):
     :param connections: ``{conn_id: URI or dict}`` exported as ``AIRFLOW_CONN_*`` to every component.
     :param extra_env: more environment (``AIRFLOW__SECTION__KEY`` overrides win over the defaults here).
     :param dag_sources: directories whose ``*.py`` files are linked into the DAGs folder.
+    :param components: the processes to start (default: the LocalExecutor's four; the distributed test
+        passes :data:`~airflow_provider_gridaware.demo.topology.CELERY_TOPOLOGY`).
     """
 
     def __init__(
@@ -101,8 +104,11 @@ class AirflowStack(_stack.AirflowStack):
         connections: Mapping[str, ConnectionSpec] | None = None,
         extra_env: Mapping[str, str] | None = None,
         dag_sources: Sequence[Path] = (EXAMPLE_DAGS, TEST_DAGS),
+        components: Sequence[Component] = LOCAL_TOPOLOGY,
     ) -> None:
-        super().__init__(home, connections=connections, extra_env=extra_env, dag_sources=dag_sources)
+        super().__init__(
+            home, connections=connections, extra_env=extra_env, dag_sources=dag_sources, components=components
+        )
 
 
 class BackgroundPoll(Generic[T]):
