@@ -84,8 +84,10 @@ def test_nearest_rank():
 @given(runs)
 def test_the_promise_covers_at_least_ninety_percent_of_past_runs(values):
     estimate = estimate_runtime(values, task="d/t")
-    # timedelta keeps microseconds: the margin as a time may be rounded down by up to 1 µs.
-    covered = (estimate.duration + estimate.margin).total_seconds() * (1 + 1e-9) + 1e-6
+    # timedelta keeps microseconds: the duration is rounded to one, and the margin (the rounded duration times
+    # the relative margin) carries that rounding times the ratio: a few µs below the p90 at most (hypothesis
+    # found 1.7 µs with runs of 1, 1.5 and 5 s).
+    covered = (estimate.duration + estimate.margin).total_seconds() * (1 + 1e-9) + 1e-5
     assert sum(v <= covered for v in values) >= 0.9 * len(values)
     assert estimate.runtime_margin >= MIN_RELATIVE_MARGIN * (1 - 1e-9)
     assert estimate.duration.total_seconds() == pytest.approx(max(statistics.median(values), 1.0))
