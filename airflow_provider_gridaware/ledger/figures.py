@@ -154,7 +154,9 @@ def run_figures(
     notes: list[str] = []
     signals = signals or ZoneSignals()
     energy = draw.energy_kwh if draw is not None else None
-    weight_draw = draw if draw is not None and draw.segments else PowerDraw((), EnergyMethod.UNKNOWN, "")
+    # Weigh by power where it was drawn over time; a run without (or with an instantaneous) power curve by time.
+    timed = draw is not None and any(segment.end > segment.start for segment in draw.segments)
+    weight_draw = draw if draw is not None and timed else PowerDraw((), EnergyMethod.UNKNOWN, "")
     # A run too short for its times to differ (Kubernetes stamps whole seconds) takes the values at its start.
     end = end if end > start else start + INSTANT
     intensity = kind = emissions = None

@@ -249,3 +249,22 @@ def test_a_run_too_short_to_measure_takes_the_values_at_its_start():
     figures, _, _ = run_figures("GB", T0, T0, draw, ZoneSignals(carbon_actual=carbon([120])))
     assert figures.energy_kwh == 0.0 and figures.emissions_g == 0.0
     assert figures.intensity_g_per_kwh == pytest.approx(120.0) and figures.end == T0
+
+
+def test_finalising_an_instantaneous_run_keeps_the_value_at_its_start() -> None:
+    # AWS Batch (moto) and Kubernetes can stamp start == stop: the energy is 0 and the intensity is the value
+    # at the start; finalising must not lose it (a zero-length power curve once weighed nothing).
+    from airflow_provider_gridaware.ledger.records import LedgerRecord, RunFigures
+    from tests.support.ledger_day import at, half_hourly_actuals
+
+    record = LedgerRecord(
+        key=TryKey("d", "r", "t", -1, 1),
+        operator="batch",
+        priority_class="batch",
+        state="success",
+        actual=RunFigures(zone="FR", start=at(10), end=at(10), energy_kwh=0.0),
+        energy_method=EnergyMethod.ESTIMATED,
+    )
+    finalised = finalise(record, [half_hourly_actuals("FR", {h / 2: 50.0 for h in range(48)})])
+    assert finalised.actual.intensity_g_per_kwh == pytest.approx(50.0) and finalised.actual.emissions_g == 0.0
+    assert finalised.basis is ValueBasis.ACTUAL

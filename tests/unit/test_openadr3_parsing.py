@@ -21,6 +21,7 @@ from airflow_provider_gridaware.sources.openadr3 import (
     parse_duration,
     parse_event,
     parse_openadr3_notification,
+    reset_discovery,
     sequence_modification,
 )
 
@@ -66,6 +67,8 @@ def test_targets_of_each_version():
 
 
 def test_program_name_falls_back_to_the_id():
+    # Names learned in this process (another test's VTN listed program-1 as "dr-peak") would win over the id.
+    reset_discovery()
     assert parse(shape("example_event_3.1.json")).program == "program-1"
 
 
