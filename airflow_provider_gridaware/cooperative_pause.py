@@ -146,9 +146,11 @@ class GridCheckpoint:
         try:
             seq = self._read_last_seq()
             if seq != self._seq or self._snapshot is None:
+                from airflow_provider_gridaware.hooks.grid_event_base import configured_response_policy
                 from airflow_provider_gridaware.planning.event_constraints import GridEventSnapshot
 
-                self._snapshot = GridEventSnapshot(self._read_current(self._now()))
+                policy = configured_response_policy()
+                self._snapshot = GridEventSnapshot(self._read_current(self._now()), policy=policy)
                 self._seq = seq
         except Exception as exc:  # the work goes on; a pause is a courtesy to the grid, not a correctness need
             reason = f"{type(exc).__name__}: {exc}"

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from airflow_provider_gridaware.planning.event_constraints import GridEventSnapshot
+    from airflow_provider_gridaware.planning.response_policy import ResponsePolicy
     from airflow_provider_gridaware.signals.grid_event import GridEvent
     from airflow_provider_gridaware.store.events import EventStore, Recorded
 
@@ -190,12 +191,37 @@ async def aevent_hook_for(conn_id: str) -> GridEventHook:
     return event_hook_class(conn.conn_type or "")(gridaware_conn_id=conn_id)
 
 
+_policy_problems: set[str] = set()
+
+
+def configured_response_policy() -> ResponsePolicy:
+    """``[gridaware] response_policy``, the rule waiting and running grid-aware work pauses by, as the response
+    operator applies it (its own ``policy`` argument or Variable aside). A policy that does not parse is
+    logged once, naming what is wrong, and the defaults apply: a waiting task still keeps out of events.
+    """
+    from airflow_provider_gridaware.hooks.store import _config
+    from airflow_provider_gridaware.planning.response_policy import DEFAULT_POLICY, ResponsePolicy
+
+    text = _config("response_policy")
+    if text is None:
+        return DEFAULT_POLICY
+    try:
+        return ResponsePolicy.from_config(text)
+    except ValueError as exc:
+        if str(exc) not in _policy_problems:
+            _policy_problems.add(str(exc))
+            log.error("[gridaware] response_policy is not valid, the defaults apply: %s", exc)
+        return DEFAULT_POLICY
+
+
 def current_grid_events(store_conn_id: str | None = None) -> GridEventSnapshot:
     """The store's current grid events as a price snapshot for the planner (blocking: one store read)."""
     from airflow_provider_gridaware.hooks.store import GridStoreHook
     from airflow_provider_gridaware.planning.event_constraints import GridEventSnapshot
 
-    return GridEventSnapshot(GridStoreHook(store_conn_id).get_event_store().current())
+    return GridEventSnapshot(
+        GridStoreHook(store_conn_id).get_event_store().current(), policy=configured_response_policy()
+    )
 
 
 def event_log_position() -> int:

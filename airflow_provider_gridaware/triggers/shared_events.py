@@ -249,7 +249,9 @@ class GridEventWatcher:
 
         now = (self.now or current_clock().now)()
         events = await asyncio.to_thread(self.read_current, now)
-        self.install(GridEventSnapshot(events), seq)
+        from airflow_provider_gridaware.hooks.grid_event_base import configured_response_policy
+
+        self.install(GridEventSnapshot(events, policy=configured_response_policy()), seq)
 
     def install(self, snapshot: GridEventSnapshot, seq: int) -> SnapshotChange:
         """Make ``snapshot`` (read at store position ``seq``) the current one and wake whom it concerns."""

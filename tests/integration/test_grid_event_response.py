@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -138,6 +138,22 @@ def wait_states(urls: dict[str, str], want: dict[str, str], what: str, timeout: 
     poll(check, timeout=timeout, interval=0.2, what=what, on_timeout=lambda: str(job_states(urls)))
 
 
+def job_logs(workdir: Path, names: Iterable[str]) -> dict[str, list[str]]:
+    return {name: (workdir / f"{name}.log").read_text().split() for name in names}
+
+
+def wait_logs(workdir: Path, want: dict[str, list[str]], timeout: float = 60) -> None:
+    """Each Job's workload log as wanted: the emulator marks a Job suspended when it signals the process,
+    which writes its checkpoint line a moment later (seconds on a loaded machine)."""
+    poll(
+        lambda: True if job_logs(workdir, want) == want else None,
+        timeout=timeout,
+        interval=0.2,
+        what="every Job's workload log",
+        on_timeout=lambda: f"{job_logs(workdir, want)} != {want}",
+    )
+
+
 def dag_paused(stack: AirflowStack, dag_id: str) -> bool:
     return bool(stack.api("GET", f"/api/v2/dags/{dag_id}")["is_paused"])
 
@@ -202,9 +218,7 @@ def test_an_event_pauses_flexible_and_batch_work_in_both_clusters_and_its_end_br
         wait_states(urls, paused, "flexible and batch Jobs suspended")
         wait_paused(stack, BATCH_DAG, True)
         print(f"\nevent stored -> Jobs suspended and DAG paused in {(datetime.now(UTC) - now).total_seconds():.1f} s")
-        for name, cls in names.items():
-            lines = (workdir / f"{name}.log").read_text().split()
-            assert lines == (["start"] if cls == "critical" else ["start", "checkpoint"]), (name, lines)
+        wait_logs(workdir, {n: ["start"] if c == "critical" else ["start", "checkpoint"] for n, c in names.items()})
         gate.touch()
         poll(
             lambda: True if task_state(stack, BATCH_DAG, batch_run, "gated") == "success" else None,
@@ -298,9 +312,9 @@ def test_duplicated_modified_cancelled_late_events_and_a_triggerer_restart_leave
         # ... held by both storms, never by the cancelled event, and resumed exactly once.
         assert {r.event_id for r in records} == {"storm-1", "storm-2"}
         assert sum(r.resume_result == "resumed" for r in records) == len(physical)
-        for name, cls in names.items():
-            lines = (workdir / f"{name}.log").read_text().split()
-            assert lines == (["start"] if cls == "critical" else ["start", "checkpoint", "start"]), (name, lines)
+        wait_logs(
+            workdir, {n: ["start"] if c == "critical" else ["start", "checkpoint", "start"] for n, c in names.items()}
+        )
         (workdir / "finish").touch()
         wait_states(urls, dict.fromkeys(names, "complete"), "every Job finished")
         assert not dag_paused(stack, BATCH_DAG)

@@ -210,3 +210,23 @@ def decision_at(job: Job, event, now):
     return decide(
         job, GridEventSnapshot([event]).block(grid, job), now, None, refresh=timedelta(minutes=30), problems=[]
     )
+
+
+def test_the_configured_response_policy_reaches_waiting_and_running_work(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from airflow_provider_gridaware.hooks.grid_event_base import configured_response_policy
+    from airflow_provider_gridaware.planning.response_policy import DEFAULT_POLICY, ResponsePolicy
+
+    monkeypatch.setenv("AIRFLOW__GRIDAWARE__RESPONSE_POLICY", '{"simple_min_level": {"flexible": 2}}')
+    assert configured_response_policy() == ResponsePolicy.from_config({"simple_min_level": {"flexible": 2}})
+    assert configured_response_policy() != DEFAULT_POLICY
+    # A policy that does not parse: said once, naming the key, and the defaults keep waiting work out of events.
+    monkeypatch.setenv("AIRFLOW__GRIDAWARE__RESPONSE_POLICY", '{"simple_min_level": {"flexible": 7}}')
+    with caplog.at_level("ERROR"):
+        assert configured_response_policy() == DEFAULT_POLICY
+        assert configured_response_policy() == DEFAULT_POLICY
+    assert [r.getMessage() for r in caplog.records].count(
+        "[gridaware] response_policy is not valid, the defaults apply: "
+        "simple_min_level.flexible: 7 is not 1-3 (or 4 = never)"
+    ) == 1
