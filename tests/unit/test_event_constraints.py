@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+import pytest
+
 from airflow_provider_gridaware.planning.event_constraints import GridEventSnapshot, overlay_event_prices
 from airflow_provider_gridaware.planning.job import Job
 from airflow_provider_gridaware.planning.planner import ZoneSignals, plan_job, prepare
