@@ -393,6 +393,7 @@ def finalise(
     if a.energy_kwh is not None:
         draw = PowerDraw.constant(a.start, a.end, a.energy_kwh, record.energy_method, record.energy_source)
     actual, actual_basis, notes = run_figures(a.zone, a.start, a.end, draw, signals.get(a.zone))
+    actual, actual_basis = _kept_unless_recomputed(a, actual, actual_basis, record.basis)
     counterfactual = record.counterfactual
     cf_basis = ValueBasis.NONE
     if counterfactual is not None:
@@ -401,6 +402,7 @@ def finalise(
         if a.energy_kwh is not None:
             cf_draw = PowerDraw.constant(c.start, c.end, a.energy_kwh, record.energy_method, record.energy_source)
         counterfactual, cf_basis, cf_notes = run_figures(c.zone, c.start, c.end, cf_draw, signals.get(c.zone))
+        counterfactual, cf_basis = _kept_unless_recomputed(c, counterfactual, cf_basis, record.basis)
         notes += [f"counterfactual: {n}" for n in cf_notes]
         counterfactual, kind_note = _same_kind(actual, counterfactual)
         if kind_note:
@@ -420,6 +422,16 @@ def finalise(
         notes=tuple(dict.fromkeys([*kept, *notes])),
         recorded_at=recorded_at,
     )
+
+
+def _kept_unless_recomputed(
+    recorded: RunFigures, recomputed: RunFigures, basis: ValueBasis, recorded_basis: ValueBasis
+) -> tuple[RunFigures, ValueBasis]:
+    """The recomputed figures, unless the signals given do not cover the run (no intensity where the record
+    had one): then the recorded figures stay, so finalising early (before the actuals are in) loses nothing."""
+    if recomputed.intensity_g_per_kwh is None and recorded.intensity_g_per_kwh is not None:
+        return recorded, ValueBasis.FORECAST if recorded_basis is ValueBasis.ACTUAL else recorded_basis
+    return recomputed, basis
 
 
 def _shifted(draw: PowerDraw, start: datetime, to: datetime) -> PowerDraw:

@@ -268,3 +268,31 @@ def test_finalising_an_instantaneous_run_keeps_the_value_at_its_start() -> None:
     finalised = finalise(record, [half_hourly_actuals("FR", {h / 2: 50.0 for h in range(48)})])
     assert finalised.actual.intensity_g_per_kwh == pytest.approx(50.0) and finalised.actual.emissions_g == 0.0
     assert finalised.basis is ValueBasis.ACTUAL
+
+
+def test_finalising_without_actuals_for_the_run_keeps_what_was_recorded() -> None:
+    # The daily report may finalise before a zone's actuals are in: the recorded figures must survive it.
+    from airflow_provider_gridaware.ledger.records import LedgerRecord, RunFigures
+    from tests.support.ledger_day import at, half_hourly_actuals
+
+    recorded = RunFigures(
+        zone="SE",
+        start=at(10),
+        end=at(11),
+        energy_kwh=2.0,
+        intensity_g_per_kwh=40.0,
+        intensity_kind="average",
+        emissions_g=80.0,
+    )
+    record = LedgerRecord(
+        key=TryKey("d", "r", "t", -1, 1),
+        operator="batch",
+        priority_class="batch",
+        state="success",
+        actual=recorded,
+        energy_method=EnergyMethod.ESTIMATED,
+        basis=ValueBasis.FORECAST,
+    )
+    finalised = finalise(record, [half_hourly_actuals("FR", {h / 2: 50.0 for h in range(48)})])
+    assert finalised.actual == recorded and not finalised.finalised
+    assert finalised.basis is ValueBasis.FORECAST
