@@ -31,6 +31,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from airflow_provider_gridaware.demo.processes import StackError, free_port, poll
 from airflow_provider_gridaware.demo.stack import EXAMPLE_DAGS, VENV_BIN, AirflowStack
+from airflow_provider_gridaware.store.url import STORE_URL_ENV
 from airflow_provider_gridaware.times import CLOCK_ENV, ScaledClock, format_time, parse_time
 
 if TYPE_CHECKING:
@@ -149,7 +150,13 @@ def run_demo(options: DemoOptions, out: IO[str] = sys.stdout) -> int:
     ui_port = usable_port(options.port)
     stack = AirflowStack(
         options.home,
-        extra_env={CLOCK_ENV: clock.spec(), **connection_env(sim_url)},
+        # The demo's store (ledger, archive, events) lives in its own home, whatever store the caller's
+        # environment names: the demo wipes its home and must not write into another Airflow's store.
+        extra_env={
+            CLOCK_ENV: clock.spec(),
+            STORE_URL_ENV: f"sqlite:///{options.home / 'gridaware.db'}",
+            **connection_env(sim_url),
+        },
         dag_sources=(options.dags,),
         port=ui_port,
     )
