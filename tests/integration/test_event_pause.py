@@ -9,7 +9,8 @@ of the event. The record must show:
 
 * the running task paused within seconds of the event (its state saved, the task instance ``deferred``, no
   worker process), and resumed from its checkpoint after the event: every step ran exactly once;
-* the waiting task did not start inside the event (it ran after its end);
+* the waiting task did not start inside the event: it ran at the first planning slot after its end (candidate
+  starts lie on the planner's step, so an event ending mid-slot holds the work to the next boundary);
 * both task instances succeeded in their first try (no retry used), the triggerer restart notwithstanding.
 """
 
@@ -23,12 +24,13 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_gridaware.planning.planner import PlannerSettings
 from airflow_provider_gridaware.signals.grid_event import EventStatus, EventTarget, GridEvent
 from airflow_provider_gridaware.store.events import EventStore
 from tests.integration.airflow_stack import AirflowStack, poll
 from tests.support.grid_events import make_event, simple_signal
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
 UTC = timezone.utc
 DAG_ID = "gridaware_event_pause"
@@ -62,6 +64,12 @@ def _called_event(start: datetime, end: datetime) -> GridEvent:
         targets=(EventTarget(kind="zone", value=ZONE),),
         received_at=start,
     )
+
+
+def _first_slot_from(moment: datetime) -> datetime:
+    """The first candidate start of the planner at or after ``moment`` (starts lie on its step)."""
+    step = PlannerSettings().step.total_seconds()
+    return datetime.fromtimestamp(-(-moment.timestamp() // step) * step, tz=UTC)
 
 
 def _states(stack: AirflowStack, run_id: str) -> dict[str, dict[str, Any]]:
@@ -122,7 +130,8 @@ def test_a_called_event_pauses_running_work_and_holds_waiting_work_across_a_trig
     assert states["interruptible_work"]["state"] == "deferred"
     assert json.loads(progress.read_text())["done"] == done_at_pause  # nothing ran while paused
 
-    wait = max(60.0, (event_end - datetime.now(UTC)).total_seconds() + 240)
+    released_at = _first_slot_from(event_end)
+    wait = max(60.0, (released_at - datetime.now(UTC)).total_seconds() + 240)
     assert airflow_stack.wait_for_run(DAG_ID, run_id, timeout=wait) == "success"
     states = _states(airflow_stack, run_id)
     for task_id, ti in states.items():
@@ -139,6 +148,7 @@ def test_a_called_event_pauses_running_work_and_holds_waiting_work_across_a_trig
 
     waited = airflow_stack.xcom(DAG_ID, run_id, "wait_for_window")
     assert _when(waited["ran_at"]) >= event_end, f"the waiting task started inside the event: {waited}"
+    assert _when(waited["ran_at"]) >= released_at, f"the waiting task started before its planned slot: {waited}"
     log = airflow_stack.task_log(DAG_ID, run_id, "interruptible_work")
     assert "pausing for a grid event" in log and "resuming from the checkpoint" in log
     print(
