@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 EXTRAS ?= dev,kubernetes,aws,openadr,ieee2030_5,docs,celery
 PYTEST_ARGS ?=
 
-.PHONY: install demo demo-ui demo-signals test lint typecheck unit contract integration distributed packaging bench docs docs-serve clean lock
+.PHONY: install browser demo demo-ui demo-signals test lint typecheck unit contract integration distributed packaging bench docs docs-serve clean lock
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+## browser: Debian's chromium for the Grid page's browser test (apt; Playwright cannot download its own here)
+browser:
+	@tools/ensure-chromium.sh
 
 ## demo: a real Airflow 3.3 + the grid simulator on accelerated time: the example training task defers, is
 ## released in the clean window, then the daily report is written; ends (exit 0) after the report
@@ -30,7 +34,7 @@ demo-signals: install
 	$(BIN)/gridaware demo --signals
 
 ## test: lint, type-check, then the whole suite (unit, contract, integration against a real Airflow)
-test: install lint typecheck
+test: install browser lint typecheck
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install

@@ -9,6 +9,8 @@ What it shows:
   (``deadline - duration * 1.25``: a run up to 25 % longer than ``duration`` still finishes in time);
 * the decision reaching the function as ``grid_decision`` (declare ``grid_decision=None``): the zone,
   the planned window, the expected carbon intensity and the "start now" counterfactual;
+* the energy profile the carbon ledger estimates the run's energy from (``gpu_model``, ``gpu_count``; a
+  Prometheus/DCGM power query through ``power_conn_id`` measures it instead, see docs/ledger.md);
 * what happens without a usable signal: a ``flexible`` task (the default) waits until its latest start
   and then runs, with the problems listed in ``grid_decision["problems"]``; ``priority_class="critical"``
   never waits.
@@ -18,7 +20,8 @@ string also works). Connection ``gridaware_ukci_default`` reads the GB Carbon In
 Host at ``gridaware simulate serve`` to try it offline).
 
 Run it by hand (``schedule=None``): trigger ``example_gridaware_task``; the task shows as deferred
-until its window opens.
+until its window opens. The ``work_seconds`` param stands in for the training itself (``make demo`` sets
+it so that the run lasts half an hour of simulated time).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow.sdk import dag, task
+from airflow.sdk import Param, dag, task
 
 
 @dag(
@@ -37,6 +40,7 @@ from airflow.sdk import dag, task
     catchup=False,
     tags=["gridaware", "example"],
     doc_md=__doc__,
+    params={"work_seconds": Param(0, type="number", minimum=0, description="stand-in for the training's length")},
 )
 def example_gridaware_task() -> None:
     @task.gridaware(
@@ -45,10 +49,13 @@ def example_gridaware_task() -> None:
         conn_id="gridaware_ukci_default",
         zones=["GB"],
         refresh_interval=timedelta(minutes=30),
+        gpu_model="H100",
+        gpu_count=8,
     )
-    def retrain_model(grid_decision: dict[str, Any] | None = None) -> dict[str, Any]:
+    def retrain_model(grid_decision: dict[str, Any] | None = None, params: Any = None) -> dict[str, Any]:
         """The flexible work: runs once the window opens, told where and why."""
         import logging
+        import time
 
         log = logging.getLogger("gridaware.example")
         if grid_decision is None:
@@ -59,7 +66,8 @@ def example_gridaware_task() -> None:
         log.info(
             "running in %s from %s (%s): %s", plan["zone"], window["start"], plan["status"], grid_decision["reason"]
         )
-        # ... the real work (training, a backfill, a batch export) goes here ...
+        # ... the real work (training, a backfill, a batch export) goes here; the example only waits ...
+        time.sleep(float((params or {}).get("work_seconds", 0)))
         return {
             "zone": plan["zone"],
             "window_start": window["start"],

@@ -32,7 +32,7 @@ from typing import IO, TYPE_CHECKING, Any
 from airflow_provider_gridaware.demo.processes import StackError, free_port, poll
 from airflow_provider_gridaware.demo.stack import EXAMPLE_DAGS, VENV_BIN, AirflowStack
 from airflow_provider_gridaware.store.url import STORE_URL_ENV
-from airflow_provider_gridaware.times import CLOCK_ENV, ScaledClock, format_time, parse_time
+from airflow_provider_gridaware.times import CLOCK_ENV, ScaledClock, format_duration, format_time, parse_time
 
 if TYPE_CHECKING:
     from airflow_provider_gridaware.simulator.server import SimulatorHandle
@@ -72,6 +72,8 @@ class DemoOptions:
     :param port: the Airflow UI's port on loopback (``0``: a free one).
     :param keep_running: keep Airflow up after the report until Ctrl-C.
     :param run_timeout: wall seconds the run may take before the demo gives up (with the logs).
+    :param work: how long (simulated) the example's stand-in for training runs once released: the ledger
+        estimates its energy from the run's length and the declared GPUs, so the report has figures to show.
     :param dags: the folder of example DAGs.
     """
 
@@ -83,6 +85,7 @@ class DemoOptions:
     port: int = 0
     keep_running: bool = False
     run_timeout: float = 600.0
+    work: timedelta = timedelta(minutes=30)
     dags: Path = EXAMPLE_DAGS
 
 
@@ -195,8 +198,11 @@ def run_demo(options: DemoOptions, out: IO[str] = sys.stdout) -> int:
             f" ({options.window_depth:.0%} below the recorded values at its opening), opening in about"
             f" {clock.wall_seconds(opens_in.total_seconds()):.0f} s of wall time"
         )
-        run_id = stack.trigger_dag(DAG_ID)
-        say.say(f"triggered {DAG_ID} (run {run_id}): {TASK_ID}, 2 h of training due within 12 h, plans its start")
+        run_id = stack.trigger_dag(DAG_ID, conf={"work_seconds": clock.wall_seconds(options.work.total_seconds())})
+        say.say(
+            f"triggered {DAG_ID} (run {run_id}): {TASK_ID}, 2 h of training on 8 H100s due within 12 h (the demo's"
+            f" stand-in runs {format_duration(options.work.total_seconds())}), plans its start"
+        )
         watch = watch_run(stack, run_id, say, timeout=options.run_timeout)
         code = summarise(watch, window_start, window_end, say)
         day = simulated_day(watch, clock)
@@ -360,6 +366,9 @@ def write_daily_report(day: date, out_dir: Path, env: Mapping[str, str], say: Na
     )
     if result.returncode != 0:
         raise StackError(f"gridaware report exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    headline = next((line for line in result.stdout.splitlines() if line.strip()), "")
+    if headline:
+        say.say(f"report: {headline}")
     index = out_dir / "report.html"
     return index if index.exists() else out_dir
 

@@ -37,6 +37,8 @@ DEFAULT_GPU_MODEL = "A100"
 #: Facility overhead when none is declared: a typical large data centre (Uptime Institute surveys ~1.5
 #: across all sites; hyperscale 1.1-1.2). The record notes when this default was used.
 DEFAULT_PUE = 1.2
+#: The note an estimated draw carries (the daily report summarises it per method instead of repeating it).
+ESTIMATED_NOTE = "energy estimated from the declared profile, not measured"
 
 
 def normalise_gpu_model(model: str) -> str:
@@ -175,7 +177,7 @@ def estimated_draw(profile: EnergyProfile, start: datetime, end: datetime) -> Po
     :param end: run end.
     """
     watts = profile.it_power_w() * profile.facility_pue
-    notes = ["energy estimated from the declared profile, not measured"]
+    notes = [ESTIMATED_NOTE]
     if profile.pue is None:
         notes.append(f"default PUE {DEFAULT_PUE:g} assumed")
     if profile.power_w is None and profile.gpu_model is None:

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import TypeVar
 
+from airflow_provider_gridaware.ledger.energy import ESTIMATED_NOTE
 from airflow_provider_gridaware.ledger.records import EnergyMethod, LedgerRecord, ValueBasis
 from airflow_provider_gridaware.signals.grid_event import GridEvent
 from airflow_provider_gridaware.signals.models import SignalSeries
-from airflow_provider_gridaware.times import UTC, format_time
+from airflow_provider_gridaware.times import UTC, current_clock, format_time
 
 #: What "saved" means, stated in every report (HTML, JSON) so the figure can be defended.
 SAVINGS_METHOD = (
@@ -269,7 +270,14 @@ class DailyReport:
         """The report in one line (log, notification subject)."""
         if self.empty:
             return f"{self.day.isoformat()}: no grid-aware task ran"
-        parts = [f"{len(self.records)} tries", f"{self.energy_kwh:.1f} kWh"]
+        tries = len(self.records)
+        unknown = sum(1 for r in self.records if r.actual.energy_kwh is None)
+        parts = [f"{tries} {'try' if tries == 1 else 'tries'}"]
+        if unknown == tries:
+            parts.append("energy unknown (no power source or energy profile declared)")
+        else:
+            without = f" ({unknown} of {tries} without an energy figure)" if unknown else ""
+            parts.append(f"{self.energy_kwh:.1f} kWh{without}")
         for totals in self.by_kind:
             saved = f"{totals.saved_kg:+.2f}".lstrip("+")
             share = f" ({totals.saved_percent:.1f} %)" if totals.saved_percent is not None else ""
@@ -475,7 +483,7 @@ def _quality_notes(
             )
         if curve.note:
             notes.append(f"{curve.zone}: {curve.note}")
-    own = Counter(note for r in records for note in r.notes)
+    own = Counter(note for r in records for note in r.notes if note != ESTIMATED_NOTE)  # summarised above
     for note, count in sorted(own.items(), key=lambda item: (-item[1], item[0])):
         notes.append(f"{note} ({_tries(count)})")
     return notes
@@ -513,13 +521,15 @@ def build_daily_report(
     :param events: grid events (latest states); those overlapping the day are kept.
     :param paused: what the grid-event response did that day; ``None`` if no response record is available.
     :param extra_notes: data-quality notes from the caller (finalising, fetching actuals).
-    :param generated_at: when (default: now).
+    :param generated_at: when (default: now, on the provider's clock); a day not over yet is checked for
+        missing signal periods only up to then.
     """
     since, until = day_bounds(day)
+    generated = generated_at or current_clock().now()
     kept = tuple(sorted((r for r in records if since <= r.actual.start < until), key=lambda r: r.actual.start))
     return DailyReport(
         day=day,
-        generated_at=generated_at or datetime.now(UTC),
+        generated_at=generated,
         records=kept,
         by_kind=_kind_totals(kept),
         costs=_cost_totals(kept),
@@ -531,7 +541,10 @@ def build_daily_report(
         curves=tuple(curves),
         events=tuple(events_of_day(events, since, until)),
         paused=tuple(sorted(paused, key=lambda p: p.at)) if paused is not None else None,
-        quality_notes=(*extra_notes, *(_quality_notes(kept, curves, since, until) if kept else ())),
+        quality_notes=(
+            *extra_notes,
+            *(_quality_notes(kept, curves, since, max(since, min(until, generated))) if kept else ()),
+        ),
     )
 
 

@@ -8,6 +8,7 @@ clean window, the daily report step, exit code 0, and that nothing it started is
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -81,5 +82,14 @@ def test_make_demo_shows_the_deferral_the_release_and_the_report(tmp_path: Path)
     assert match and Path(match.group(2)).exists(), transcript
     assert Path(match.group(2)).is_relative_to(home / "reports"), transcript
     assert Path(match.group(2)).name == "report.html", transcript
+    # The run's energy, estimated from 8 H100s (700 W, PUE 1.2) over the stand-in's ~30 simulated minutes
+    # (plus the task's own overhead), and what starting in the window saved: in the headline and the summary.
+    headline = re.search(r"report: \S+: 1 try; ([\d.]+) kWh; ([\d.]+) kgCO2e average, saved ([\d.]+) kg", out)
+    assert headline, transcript
+    summary = json.loads((Path(match.group(2)).parent / "summary.json").read_text())
+    assert 8 * 0.7 * 1.2 * 0.5 <= summary["energy_kwh"] < 8 * 0.7 * 1.2 * 0.75, summary
+    assert float(headline.group(1)) == round(summary["energy_kwh"], 1)
+    (average,) = summary["carbon"]
+    assert average["intensity_kind"] == "average" and average["saved_kg"] > 0.5 * average["counterfactual_kg"], summary
     assert re.search(r"Airflow UI: http://127\.0\.0\.1:\d+", out), transcript
     assert not _processes_with_home(home), f"the demo left processes running: {_processes_with_home(home)}"

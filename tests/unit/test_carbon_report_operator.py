@@ -162,7 +162,9 @@ def test_the_cli_writes_the_same_files_as_the_operator(store: str, tmp_path: Pat
     code = main(["report", "--date", "2026-12-01", "--out", str(out), "--ledger-file", str(ledger_file)])
     assert code == 0
     printed = capsys.readouterr().out
-    assert printed.startswith("2026-12-01: 6 tries; 23.0 kWh; 1.66 kgCO2e average, saved 1.44 kg (46.5 %)")
+    assert printed.startswith(
+        "2026-12-01: 6 tries; 23.0 kWh (1 of 6 without an energy figure); 1.66 kgCO2e average, saved 1.44 kg (46.5 %)"
+    )
     assert f"open {(out / 'report.html').as_uri()}" in printed
 
     DailyCarbonReportOperator(

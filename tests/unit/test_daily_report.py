@@ -10,8 +10,9 @@ from datetime import date, timedelta
 
 import pytest
 
+from airflow_provider_gridaware.ledger.energy import ESTIMATED_NOTE
 from airflow_provider_gridaware.ledger.file import InMemoryLedger, LedgerFile, LedgerFileError, write_ledger_file
-from airflow_provider_gridaware.ledger.records import LedgerRecord, ValueBasis
+from airflow_provider_gridaware.ledger.records import EnergyMethod, LedgerRecord, ValueBasis
 from airflow_provider_gridaware.reporting.daily import (
     PausedWork,
     ZoneCurve,
@@ -75,9 +76,16 @@ def test_totals_and_savings_match_the_hand_computed_day():
     assert eur.saved == pytest.approx(0.34)
     assert (usd.currency, usd.cost, usd.saved) == ("USD", pytest.approx(0.15), pytest.approx(0.05))
     assert report.headline() == (
-        "2026-12-01: 6 tries; 23.0 kWh; 1.66 kgCO2e average, saved 1.44 kg (46.5 %); "
+        "2026-12-01: 6 tries; 23.0 kWh (1 of 6 without an energy figure); 1.66 kgCO2e average, saved 1.44 kg (46.5 %); "
         "2.00 kgCO2e marginal, saved 0.50 kg (20.0 %); cost 0.72 EUR, saved 0.34; cost 0.15 USD, saved 0.05"
     )
+
+
+def test_the_headline_says_energy_is_unknown_rather_than_zero():
+    cleanup = [r for r in day_records() if r.actual.energy_kwh is None]
+    assert len(cleanup) == 1
+    report = build_daily_report(REPORT_DAY, cleanup, generated_at=at(25))
+    assert report.headline() == ("2026-12-01: 1 try; energy unknown (no power source or energy profile declared)")
 
 
 def test_per_dag_and_per_zone_tables():
@@ -144,6 +152,25 @@ def test_data_quality_notes_name_what_is_estimated_missing_or_fallen_back():
     assert "Both average and marginal intensities appear" in text
     assert "No price signal for 1 of 6 tries" in text  # eval has energy but no price
     assert "fallback: forecast from the provider's own forecaster (ukci unavailable at 01:00) (1 try)" in text
+
+
+def test_a_day_not_over_is_checked_for_missing_signal_only_up_to_when_the_report_is_made():
+    gb = half_hourly_actuals("GB", {h / 2: 100.0 for h in range(2 * 11)})  # 00:00-11:00 published
+    curves = [ZoneCurve("GB", "average", gb, "ukci")]
+    text = "\n".join(build_daily_report(REPORT_DAY, day_records(), curves=curves, generated_at=at(11)).quality_notes)
+    assert "GB: actual average intensity missing" not in text  # the afternoon has not happened yet
+    text = "\n".join(build_daily_report(REPORT_DAY, day_records(), curves=curves, generated_at=at(12)).quality_notes)
+    assert "GB: actual average intensity missing for 1.0 h (11:00-12:00 UTC)" in text
+
+
+def test_the_estimated_energy_note_is_given_once_not_per_record_as_well():
+    records = [
+        replace(r, notes=(*r.notes, ESTIMATED_NOTE)) if r.energy_method is EnergyMethod.ESTIMATED else r
+        for r in day_records()
+    ]
+    notes = build_daily_report(REPORT_DAY, records, generated_at=at(25)).quality_notes
+    assert not any(note.startswith("energy estimated from the declared profile") for note in notes), notes
+    assert sum("estimated from a declared profile" in note for note in notes) == 1
 
 
 def test_missing_periods_merge_gaps_and_edges():
