@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
+
+from _stores import STORES
 
 from airflow_provider_gridaware.signals.models import SignalSeries, build_series
 from airflow_provider_gridaware.signals.units import CarbonMetric, SeriesType, SignalKind
@@ -29,7 +27,6 @@ T0 = datetime(2026, 6, 1, tzinfo=UTC)
 STEP = timedelta(minutes=30)
 ISSUE_EVERY = timedelta(minutes=15)
 POINTS = 96  # 48 h half-hourly
-REPO = Path(__file__).resolve().parents[1]
 CI = SignalKind.CARBON_INTENSITY
 
 
@@ -61,21 +58,6 @@ def actuals(zone: str, days: int) -> SignalSeries:
         unit="gCO2eq/kWh",
         points=[(T0 + i * STEP, T0 + (i + 1) * STEP, 200 + 80 * math.sin(i / 7)) for i in range(slots)],
     )
-
-
-@contextmanager
-def sqlite_store() -> Iterator[str]:
-    with tempfile.TemporaryDirectory() as folder:
-        yield f"sqlite:///{Path(folder) / 'gridaware.db'}"
-
-
-@contextmanager
-def postgres_store() -> Iterator[str]:
-    sys.path.insert(0, str(REPO))  # the throw-away database helper lives with the tests
-    from tests.support.postgres import throwaway_database
-
-    with throwaway_database("gridaware_bench") as url:
-        yield url
 
 
 def timed(action: Callable[[], int]) -> tuple[int, float]:
@@ -138,10 +120,9 @@ def main() -> None:
         f"{args.zones} zones x {args.days} day(s) of vintages every 15 min = {vintages} vintages of {POINTS} points"
         f" ({vintages * POINTS} rows)"
     )
-    stores = {"sqlite": sqlite_store, "postgres": postgres_store}
     for backend in args.backend or ["sqlite", "postgres"]:
         try:
-            with stores[backend]() as url:
+            with STORES[backend]() as url:
                 figures = bench(url, zones, args.days)
         except Exception as exc:  # a benchmark on a machine without PostgreSQL still reports SQLite
             print(f"\n{backend}: skipped ({type(exc).__name__}: {str(exc).splitlines()[0]})")

@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
+
+from _stores import STORES
 
 from airflow_provider_gridaware.ledger.energy import EnergyProfile, estimated_draw
 from airflow_provider_gridaware.ledger.figures import Released, ZoneSignals, build_record
@@ -31,7 +28,6 @@ from airflow_provider_gridaware.store.ledger import LedgerStore
 
 UTC = timezone.utc
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
-REPO = Path(__file__).resolve().parents[1]
 
 
 def signals() -> dict[str, ZoneSignals]:
@@ -78,21 +74,6 @@ def compute(i: int, by_zone: dict[str, ZoneSignals]) -> LedgerRecord:
     )
 
 
-@contextmanager
-def sqlite_store() -> Iterator[str]:
-    with tempfile.TemporaryDirectory() as folder:
-        yield f"sqlite:///{Path(folder) / 'gridaware.db'}"
-
-
-@contextmanager
-def postgres_store() -> Iterator[str]:
-    sys.path.insert(0, str(REPO))  # the throw-away database helper lives with the tests
-    from tests.support.postgres import throwaway_database
-
-    with throwaway_database("gridaware_bench") as url:
-        yield url
-
-
 def percentiles(samples: list[float]) -> str:
     cuts = statistics.quantiles(samples, n=100)
     return f"p50 {cuts[49] * 1000:7.2f} ms  p99 {cuts[98] * 1000:7.2f} ms  max {max(samples) * 1000:7.2f} ms"
@@ -128,11 +109,10 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=2000, help="records written (default 2000)")
     parser.add_argument("--backend", action="append", choices=("sqlite", "postgres"), help="default: both")
     args = parser.parse_args()
-    stores = {"sqlite": sqlite_store, "postgres": postgres_store}
     for backend in args.backend or ["sqlite", "postgres"]:
         print(f"\n{backend}: {args.records} records")
         try:
-            with stores[backend]() as url:
+            with STORES[backend]() as url:
                 bench(url, args.records)
         except Exception as exc:  # a machine without PostgreSQL still reports SQLite
             print(f"  skipped ({type(exc).__name__}: {str(exc).splitlines()[0]})")

@@ -334,39 +334,49 @@ def _currency(record: LedgerRecord) -> str | None:
     return record.actual.currency if record.actual.cost is not None and record.actual.currency else None
 
 
+def _compared_groups(
+    records: Sequence[LedgerRecord],
+    key: Callable[[LedgerRecord], _K | None],
+    compare: Callable[[LedgerRecord], tuple[float, float] | None],
+) -> list[tuple[_K, list[LedgerRecord], int, float, float]]:
+    """The groups of :func:`_grouped`, each with how many of its records ``compare`` pairs and the sums of
+    their actual and counterfactual sides."""
+    groups = []
+    for value, members in _grouped(records, key):
+        compared = [pair for pair in map(compare, members) if pair is not None]
+        groups.append((value, members, len(compared), sum(a for a, _ in compared), sum(c for _, c in compared)))
+    return groups
+
+
 def _kind_totals(records: Sequence[LedgerRecord]) -> tuple[KindTotals, ...]:
-    totals = []
-    for kind, members in _grouped(records, _kind):
-        compared = [pair for pair in map(_compared_g, members) if pair is not None]
-        totals.append(
-            KindTotals(
-                kind=kind,
-                tries=len(members),
-                energy_kwh=sum(r.actual.energy_kwh or 0.0 for r in members),
-                emissions_kg=sum(r.actual.emissions_g or 0.0 for r in members) / 1000.0,
-                compared_tries=len(compared),
-                compared_actual_kg=sum(a for a, _ in compared) / 1000.0,
-                counterfactual_kg=sum(c for _, c in compared) / 1000.0,
-            )
+    return tuple(
+        KindTotals(
+            kind=kind,
+            tries=len(members),
+            energy_kwh=sum(r.actual.energy_kwh or 0.0 for r in members),
+            emissions_kg=sum(r.actual.emissions_g or 0.0 for r in members) / 1000.0,
+            compared_tries=compared_tries,
+            compared_actual_kg=actual_g / 1000.0,
+            counterfactual_kg=counterfactual_g / 1000.0,
         )
-    return tuple(totals)
+        for kind, members, compared_tries, actual_g, counterfactual_g in _compared_groups(records, _kind, _compared_g)
+    )
 
 
 def _cost_totals(records: Sequence[LedgerRecord]) -> tuple[CostTotals, ...]:
-    totals = []
-    for currency, members in _grouped(records, _currency):
-        compared = [pair for pair in map(_compared_cost, members) if pair is not None]
-        totals.append(
-            CostTotals(
-                currency=currency,
-                tries=len(members),
-                cost=sum(r.actual.cost or 0.0 for r in members),
-                compared_tries=len(compared),
-                compared_cost=sum(a for a, _ in compared),
-                counterfactual_cost=sum(c for _, c in compared),
-            )
+    return tuple(
+        CostTotals(
+            currency=currency,
+            tries=len(members),
+            cost=sum(r.actual.cost or 0.0 for r in members),
+            compared_tries=compared_tries,
+            compared_cost=actual_cost,
+            counterfactual_cost=counterfactual_cost,
         )
-    return tuple(totals)
+        for currency, members, compared_tries, actual_cost, counterfactual_cost in _compared_groups(
+            records, _currency, _compared_cost
+        )
+    )
 
 
 def _group_rows(records: Sequence[LedgerRecord], name_of: Callable[[LedgerRecord], str]) -> tuple[GroupRow, ...]:

@@ -177,15 +177,22 @@ grid_event = Table(
 # Airflow's own limit for dag, task and run ids (ID_LEN).
 AIRFLOW_ID_LEN = 250
 
+
+def _task_try_key(*ids: str) -> list[Column[Any]]:
+    """The primary key of one task try, the key the ledger's tables share: the id columns ``ids`` (``dag_id``,
+    ``task_id``, ``run_id`` in the table's own order), then ``map_index`` and ``try_number``."""
+    return [
+        *(Column(name, String(AIRFLOW_ID_LEN), primary_key=True) for name in ids),
+        Column("map_index", Integer, primary_key=True),
+        Column("try_number", Integer, primary_key=True),
+    ]
+
+
 task_runtime = Table(
     "gridaware_task_runtime",
     metadata,
     # One row per task try, the key the ledger's tables share: recording a try again overwrites it.
-    Column("dag_id", String(AIRFLOW_ID_LEN), primary_key=True),
-    Column("task_id", String(AIRFLOW_ID_LEN), primary_key=True),
-    Column("run_id", String(AIRFLOW_ID_LEN), primary_key=True),
-    Column("map_index", Integer, primary_key=True),
-    Column("try_number", Integer, primary_key=True),
+    *_task_try_key("dag_id", "task_id", "run_id"),
     Column("started_at", UTCDateTime(), nullable=False, comment="when the work first ran (not the grid-window wait)"),
     Column("ended_at", UTCDateTime(), nullable=False),
     Column(
@@ -247,11 +254,7 @@ ledger_try = Table(
     "gridaware_ledger_try",
     metadata,
     # The ledger's identity: a re-report of a try replaces its row; a retry is another try_number.
-    Column("dag_id", String(AIRFLOW_ID_LEN), primary_key=True),
-    Column("run_id", String(AIRFLOW_ID_LEN), primary_key=True),
-    Column("task_id", String(AIRFLOW_ID_LEN), primary_key=True),
-    Column("map_index", Integer, primary_key=True),
-    Column("try_number", Integer, primary_key=True),
+    *_task_try_key("dag_id", "run_id", "task_id"),
     Column("run_start", UTCDateTime(), nullable=False, comment="when the work started (what readers select on)"),
     Column("state", String(32), nullable=False),
     Column("zone", String(64), nullable=False),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import pytest
 
 HEAVY = [
     "requests", "httpx", "aiohttp", "pandas", "numpy", "kubernetes", "boto3", "botocore", "fastapi", "uvicorn",
-    "matplotlib", "PIL",
+    "matplotlib", "PIL", "sqlalchemy", "alembic", "jinja2", "openleadr",
 ]  # fmt: skip
 
 
@@ -46,12 +47,35 @@ def test_pure_core_does_not_import_airflow():
 
 
 def test_dag_facing_modules_add_no_heavy_module_beyond_airflow_sdk():
-    # What a DAG file imports: hooks, the sensor, the decorator, the trigger (numpy loads only when planning).
+    # What a DAG file imports: hooks, the sensor, the decorator, the triggers, the operators that wrap no
+    # official operator (numpy loads only when planning; the store, SQLAlchemy's dialects and Alembic only
+    # when a task writes to it).
     baseline = modules_loaded_by("import airflow.sdk")
     with_hook = modules_loaded_by(
         "import airflow.sdk, airflow_provider_gridaware.hooks.ukci, airflow_provider_gridaware.sensors.grid_window,"
         " airflow_provider_gridaware.decorators.gridaware, airflow_provider_gridaware.triggers.grid_window,"
-        " airflow_provider_gridaware.operators.carbon_report"
+        " airflow_provider_gridaware.triggers.grid_event, airflow_provider_gridaware.operators.carbon_report,"
+        " airflow_provider_gridaware.operators.grid_event_response,"
+        " airflow_provider_gridaware.operators.sustainability_slo"
     )
     added = sorted(m for m in with_hook - baseline if m.split(".")[0] in HEAVY)
+    assert not added, added
+
+
+@pytest.mark.parametrize(
+    ("ours", "official"),
+    [
+        ("airflow_provider_gridaware.operators.kubernetes", "airflow.providers.cncf.kubernetes.operators.job"),
+        ("airflow_provider_gridaware.operators.batch", "airflow.providers.amazon.aws.operators.batch"),
+    ],
+)
+def test_dispatch_operators_cost_no_more_than_the_official_operator_they_wrap(ours, official):
+    # They extend or compose the official provider's classes, so a DAG file pays that provider's import (the
+    # kubernetes client, boto3) as it would for the official operator; ours must add nothing heavy on top.
+    if importlib.util.find_spec(official.rsplit(".", 2)[0]) is None:
+        pytest.skip(f"{official} is not installed")
+    official_loads = modules_loaded_by(f"import airflow.sdk, {official}")
+    added = sorted(
+        m for m in modules_loaded_by(f"import airflow.sdk, {ours}") - official_loads if m.split(".")[0] in HEAVY
+    )
     assert not added, added

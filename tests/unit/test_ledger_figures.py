@@ -141,27 +141,30 @@ def payload(waiting_since, home="GB"):
     }
 
 
-def test_the_counterfactual_starts_when_the_wait_began_in_the_home_zone_with_the_same_energy():
-    start, end = T0 + 2 * HALF, T0 + 4 * HALF
-    draw = estimated_draw(EnergyProfile(power_w=1000, pue=1.0), start, end)
-    signals = {
-        "FR": ZoneSignals(carbon_forecast=carbon([50, 50], start=start, zone="FR", actual=False)),
-        "GB": ZoneSignals(carbon_actual=carbon([300, 200], zone="GB")),
-    }
-    released = Released.from_payload(payload(T0))
-    record = build_record(
+def released_kilowatt_run(zone, start, end, signals, **more):
+    """A decorator task's successful 1 kW try (PUE 1) in ``zone``, released after waiting since T0 (:func:`payload`)."""
+    return build_record(
         KEY,
         operator="decorator",
         priority_class="flexible",
         state="success",
-        zone="FR",
+        zone=zone,
         start=start,
         end=end,
-        draw=draw,
+        draw=estimated_draw(EnergyProfile(power_w=1000, pue=1.0), start, end),
         signals=signals,
-        released=released,
-        placement="k8s_paris",
+        released=Released.from_payload(payload(T0)),
+        **more,
     )
+
+
+def test_the_counterfactual_starts_when_the_wait_began_in_the_home_zone_with_the_same_energy():
+    start, end = T0 + 2 * HALF, T0 + 4 * HALF
+    signals = {
+        "FR": ZoneSignals(carbon_forecast=carbon([50, 50], start=start, zone="FR", actual=False)),
+        "GB": ZoneSignals(carbon_actual=carbon([300, 200], zone="GB")),
+    }
+    record = released_kilowatt_run("FR", start, end, signals, placement="k8s_paris")
     assert record.actual.emissions_g == pytest.approx(1.0 * 50)
     cf = record.counterfactual
     assert cf is not None and cf.zone == "GB" and cf.start == T0 and cf.end == T0 + 2 * HALF
@@ -215,23 +218,10 @@ def test_without_power_the_intensity_is_recorded_but_no_emissions():
 
 
 def test_finalise_recomputes_from_actuals_and_keeps_the_energy():
-    start, end = T0 + 2 * HALF, T0 + 4 * HALF
-    draw = estimated_draw(EnergyProfile(power_w=1000, pue=1.0), start, end)
     forecasts = {
         "GB": ZoneSignals(carbon_forecast=carbon([300, 300, 100, 100], zone="GB", actual=False)),
     }
-    record = build_record(
-        KEY,
-        operator="decorator",
-        priority_class="flexible",
-        state="success",
-        zone="GB",
-        start=start,
-        end=end,
-        draw=draw,
-        signals=forecasts,
-        released=Released.from_payload(payload(T0)),
-    )
+    record = released_kilowatt_run("GB", T0 + 2 * HALF, T0 + 4 * HALF, forecasts)
     assert record.basis is ValueBasis.FORECAST and record.saved_g == pytest.approx(200.0)
     actuals = {"GB": ZoneSignals(carbon_actual=carbon([280, 320, 150, 130], zone="GB"))}
     final = finalise(record, actuals)

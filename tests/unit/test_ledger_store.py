@@ -30,31 +30,27 @@ OWN_REREPORTS = 200  # re-reports of its own tries
 NEIGHBOUR_REREPORTS = WRITES_PER_PROCESS - NEW_TRIES - OWN_REREPORTS  # of the next process's tries, concurrently
 
 
+def hour_in_gb(start: datetime, *, energy: float, intensity: float) -> RunFigures:
+    """An hour from ``start`` in GB drawing ``energy`` kWh at an average ``intensity`` g/kWh."""
+    return RunFigures(
+        "GB",
+        start,
+        start + timedelta(hours=1),
+        energy_kwh=energy,
+        intensity_g_per_kwh=intensity,
+        intensity_kind="average",
+        emissions_g=energy * intensity,
+    )
+
+
 def record(key: TryKey, *, recorded_at: datetime, state: str = "success", energy: float = 1.0) -> LedgerRecord:
-    start = T0 + timedelta(minutes=key.try_number)
     return LedgerRecord(
         key=key,
         operator="decorator",
         priority_class="flexible",
         state=state,
-        actual=RunFigures(
-            "GB",
-            start,
-            start + timedelta(hours=1),
-            energy_kwh=energy,
-            intensity_g_per_kwh=100.0,
-            intensity_kind="average",
-            emissions_g=energy * 100.0,
-        ),
-        counterfactual=RunFigures(
-            "GB",
-            T0,
-            T0 + timedelta(hours=1),
-            energy_kwh=energy,
-            intensity_g_per_kwh=150.0,
-            intensity_kind="average",
-            emissions_g=energy * 150.0,
-        ),
+        actual=hour_in_gb(T0 + timedelta(minutes=key.try_number), energy=energy, intensity=100.0),
+        counterfactual=hour_in_gb(T0, energy=energy, intensity=150.0),
         energy_method=EnergyMethod.ESTIMATED,
         basis=ValueBasis.FORECAST,
         recorded_at=recorded_at,

@@ -8,36 +8,18 @@ first task waits for a gate file and whose second task writes a marker (it must 
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import Asset, AssetWatcher, dag, task
+from _grid_event_dags import ON_AT_ONCE, grid_events
+from airflow.sdk import dag, task
 
 from airflow_provider_gridaware.operators.grid_event_response import GridEventResponseOperator
-from airflow_provider_gridaware.triggers.grid_event import GridEventTrigger
 
-RESPONSE_EVENTS = Asset(
-    "gridaware://grid-events/respond-it",
-    watchers=[
-        AssetWatcher(
-            name="grid_events_respond_it",
-            trigger=GridEventTrigger(
-                cursor_name="respond-it", from_seq=0, sources=["webhook:respond-it"], tail_interval=0.2
-            ),
-        )
-    ],
-)
+RESPONSE_EVENTS = grid_events("respond-it", cursor_name="respond-it", source="webhook:respond-it", tail_interval=0.2)
 
 
-@dag(
-    dag_id="gridaware_event_response_it",
-    schedule=[RESPONSE_EVENTS],
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    is_paused_upon_creation=False,
-    tags=["gridaware-test"],
-)
+@dag(dag_id="gridaware_event_response_it", schedule=[RESPONSE_EVENTS], tags=["gridaware-test"], **ON_AT_ONCE)
 def gridaware_event_response_it() -> None:
     GridEventResponseOperator(
         task_id="respond",
@@ -49,11 +31,9 @@ def gridaware_event_response_it() -> None:
 @dag(
     dag_id="gridaware_respond_batch_it",
     schedule=None,
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    is_paused_upon_creation=False,
     tags=["gridaware-test", "gridaware:batch"],
     params={"gate": "", "marker": ""},
+    **ON_AT_ONCE,
 )
 def gridaware_respond_batch_it() -> None:
     @task

@@ -6,32 +6,15 @@ stored (by a poller, the relay, or the test) becomes an asset event that starts 
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from airflow.sdk import Asset, AssetWatcher, dag, task
+from _grid_event_dags import ON_AT_ONCE, grid_events
+from airflow.sdk import dag, task
 
-from airflow_provider_gridaware.triggers.grid_event import GridEventTrigger
-
-GRID_EVENTS = Asset(
-    "gridaware://grid-events/it",
-    watchers=[
-        AssetWatcher(
-            name="grid_events_it",
-            trigger=GridEventTrigger(cursor_name="it-watch", from_seq=0, sources=["webhook:it"], tail_interval=0.5),
-        )
-    ],
-)
+GRID_EVENTS = grid_events("it", cursor_name="it-watch", source="webhook:it", tail_interval=0.5)
 
 
-@dag(
-    dag_id="gridaware_event_watch",
-    schedule=[GRID_EVENTS],
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    is_paused_upon_creation=False,
-    tags=["gridaware-test"],
-)
+@dag(dag_id="gridaware_event_watch", schedule=[GRID_EVENTS], tags=["gridaware-test"], **ON_AT_ONCE)
 def gridaware_event_watch() -> None:
     @task
     def react(**context: Any) -> list[dict[str, Any]]:
