@@ -22,6 +22,10 @@ Waiting scenarios (``quickstart_run``, ``batch_run``, ``kube_training``, ``defer
     their scenario's result; they run after every other test (see ``pytest_collection_modifyitems``). A
     scenario whose set-up fails is reported by the tests that use it (pytest keeps the fixture's error).
 
+Metadata database: a throw-away database on the loopback PostgreSQL server when one runs (what a real
+deployment uses: the components write concurrently without SQLite's single-writer lock), else SQLite in
+the stack's home. ``make demo`` and its test keep SQLite, the embedded default.
+
 Timings (stack start, waiting scenarios' start, each integration test) are printed in the terminal summary.
 """
 
@@ -45,6 +49,7 @@ from tests.integration.airflow_stack import (
     start_simulator,
     stop_processes,
 )
+from tests.support.postgres import throwaway_database, unreachable_reason
 
 _TIMINGS = pytest.StashKey[dict[str, float]]()
 # Call durations of integration tests (the report hook has no config to stash them on), and what
@@ -182,21 +187,29 @@ def airflow_stack(
     pytestconfig: pytest.Config,
 ) -> Iterator[AirflowStack]:
     """A running Airflow 3.3 (api-server, scheduler, dag-processor, triggerer), shared by the session."""
-    stack = AirflowStack(integration_workdir / "airflow_home", connections=airflow_connections)
-    stack.start(timeout=180)
-    timings = _timings(pytestconfig)
-    timings["airflow db migrate"] = stack.timings.migrate
-    timings["airflow components healthy"] = stack.timings.healthy
-    timings["airflow stack start (total)"] = stack.timings.total
-    try:
-        yield stack
-    finally:
-        began = time.monotonic()
-        _TEARDOWN_NOTES.extend(f"airflow stack: {note}" for note in stack.stop())
-        timings["airflow stack stop"] = time.monotonic() - began
-        survivors = marked_pids(stack.marker)
-        if survivors:
-            raise StackError(f"Airflow processes survived teardown: {survivors}")
+    with contextlib.ExitStack() as resources:
+        extra_env = {}
+        reason = unreachable_reason()
+        if reason is None:
+            database = resources.enter_context(throwaway_database("gridaware_integration"))
+            extra_env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = database
+        else:
+            _TEARDOWN_NOTES.append(f"metadata database: SQLite ({reason})")
+        stack = AirflowStack(integration_workdir / "airflow_home", connections=airflow_connections, extra_env=extra_env)
+        stack.start(timeout=180)
+        timings = _timings(pytestconfig)
+        timings["airflow db migrate"] = stack.timings.migrate
+        timings["airflow components healthy"] = stack.timings.healthy
+        timings["airflow stack start (total)"] = stack.timings.total
+        try:
+            yield stack
+        finally:
+            began = time.monotonic()
+            _TEARDOWN_NOTES.extend(f"airflow stack: {note}" for note in stack.stop())
+            timings["airflow stack stop"] = time.monotonic() - began
+            survivors = marked_pids(stack.marker)
+            if survivors:
+                raise StackError(f"Airflow processes survived teardown: {survivors}")
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
