@@ -139,6 +139,7 @@ def record_try(
     ended_at: datetime,
     released: Mapping[str, Any] | None,
     placement: str | None = None,
+    running: Sequence[tuple[datetime, datetime]] | None = None,
     logger: Any = None,
 ) -> LedgerRecord | None:
     """Write the record of the try now ending, after its work ran from ``started_at`` to ``ended_at``.
@@ -153,6 +154,8 @@ def record_try(
     :param ended_at: when it ended.
     :param released: the release decision (payload) it ran under.
     :param placement: the cluster or queue.
+    :param running: the pieces the work ran in when it paused in between (``None``: all of it); an estimated
+        energy counts only these.
     :param logger: where to log (the operator's log).
     :returns: the record written, or ``None`` if none was.
     """
@@ -169,7 +172,7 @@ def record_try(
         facts = Released.from_payload(released)
         run_zone = zone or _plan_zone(released) or _first_zone(spec)
         notes: list[str] = []
-        draw = _power_draw(spec, key, started_at, ended_at, notes, logger)
+        draw = _power_draw(spec, key, started_at, ended_at, notes, logger, running)
         periods = {run_zone: (started_at, ended_at)}
         if facts.waiting_since is not None:
             home = facts.home_zone or run_zone
@@ -325,7 +328,13 @@ def describe(record: LedgerRecord) -> str:
 
 # -- power ----------------------------------------------------------------------------------------------
 def _power_draw(
-    spec: LedgerSpec, key: TryKey, start: datetime, end: datetime, notes: list[str], logger: Any
+    spec: LedgerSpec,
+    key: TryKey,
+    start: datetime,
+    end: datetime,
+    notes: list[str],
+    logger: Any,
+    running: Sequence[tuple[datetime, datetime]] | None = None,
 ) -> PowerDraw | None:
     from airflow_provider_gridaware.ledger.energy import estimated_draw
 
@@ -342,7 +351,8 @@ def _power_draw(
                 "carbon ledger: power from %s failed (%s); falling back to %s", spec.power_conn_id, exc, fallback
             )
     if profile.declared:
-        return estimated_draw(profile, start, end)  # a zero-length run (whole-second job times) draws 0 kWh
+        # A measured series already shows a pause as idle; an estimate must be told where the work ran.
+        return estimated_draw(profile, start, end, running)  # a zero-length run (whole seconds) draws 0 kWh
     return None
 
 

@@ -104,6 +104,7 @@ class _GridAwareDecoratedOperator(GridWindowMixin, DecoratedOperator, PythonOper
         pauses: int,
         ran_s: float,
         first_started_at: str,
+        ran_pieces: list[list[str]] | None = None,
     ) -> Any:
         """The grid event that paused the callable is over: run it again, in the same try, with its saved state."""
         if not event or event.get("status") != "clear":
@@ -116,7 +117,13 @@ class _GridAwareDecoratedOperator(GridWindowMixin, DecoratedOperator, PythonOper
             pauses,
         )
         return self._run_callable(
-            context, decision, state=state, pauses=pauses, ran_s=ran_s, first_started_at=first_started_at
+            context,
+            decision,
+            state=state,
+            pauses=pauses,
+            ran_s=ran_s,
+            first_started_at=first_started_at,
+            ran_pieces=ran_pieces,
         )
 
     def _run_callable(
@@ -128,8 +135,13 @@ class _GridAwareDecoratedOperator(GridWindowMixin, DecoratedOperator, PythonOper
         pauses: int,
         ran_s: float,
         first_started_at: str | None,
+        ran_pieces: list[list[str]] | None = None,
     ) -> Any:
-        """Run the callable with ``grid_decision`` and ``grid_checkpoint``; a pause defers until the event is over."""
+        """Run the callable with ``grid_decision`` and ``grid_checkpoint``; a pause defers until the event is over.
+
+        ``ran_pieces`` are the ``[start, end]`` of the pieces it ran in before a pause (the ledger's estimated
+        energy counts only those, not the time it was deferred).
+        """
         from airflow_provider_gridaware.cooperative_pause import GridCheckpoint, PauseForGridEvent
         from airflow_provider_gridaware.ledger_writer import record_try, spec_of
         from airflow_provider_gridaware.runtime_history import record_task_run
@@ -147,7 +159,17 @@ class _GridAwareDecoratedOperator(GridWindowMixin, DecoratedOperator, PythonOper
         self.op_kwargs = {k: v for k, v in self.op_kwargs.items() if k not in (DECISION_KEY, CHECKPOINT_KEY)}
         clock = current_clock()
         # The callable's own run time (not the waits around it) is what duration="auto" estimates from.
-        started_at = clock.now() if first_started_at is None else parse_time(first_started_at, what="first_started_at")
+        piece_start = clock.now()
+        started_at = piece_start if first_started_at is None else parse_time(first_started_at, what="first_started_at")
+        # A resume after an upgrade from a version without pieces: counted as one piece from the first start.
+        pieces = [list(p) for p in ran_pieces] if ran_pieces is not None else ([] if first_started_at is None else None)
+
+        def running(until: datetime) -> list[tuple[datetime, datetime]] | None:
+            if pieces is None:
+                return None
+            done = [(parse_time(a, what="piece start"), parse_time(b, what="piece end")) for a, b in pieces]
+            return [*done, (piece_start, until)]
+
         started = time.monotonic()
         spec = spec_of(self, context, "decorator")
         try:
@@ -160,18 +182,21 @@ class _GridAwareDecoratedOperator(GridWindowMixin, DecoratedOperator, PythonOper
                 pauses=pauses,
                 ran_s=ran_s + time.monotonic() - started,
                 first_started_at=format_time(started_at),
+                ran_pieces=None if pieces is None else [*pieces, [format_time(piece_start), format_time(clock.now())]],
             )
         except BaseException as exc:
             # A failed try ran (and drew power) too; the ledger counts it, the failure goes on unchanged.
             if spec is not None and not isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                failed_at = clock.now()
                 record_try(
                     context,
                     spec,
                     state="skipped" if "Skip" in type(exc).__name__ else "failed",
                     zone=zone,
                     started_at=started_at,
-                    ended_at=clock.now(),
+                    ended_at=failed_at,
                     released=decision,
+                    running=running(failed_at),
                     logger=self.log,
                 )
             raise
@@ -195,6 +220,7 @@ class _GridAwareDecoratedOperator(GridWindowMixin, DecoratedOperator, PythonOper
                 started_at=started_at,
                 ended_at=ended_at,
                 released=decision,
+                running=running(ended_at),
                 logger=self.log,
             )
         return result
@@ -208,6 +234,7 @@ class _GridAwareDecoratedOperator(GridWindowMixin, DecoratedOperator, PythonOper
         pauses: int,
         ran_s: float,
         first_started_at: str,
+        ran_pieces: list[list[str]] | None,
     ) -> NoReturn:
         from airflow_provider_gridaware.times import current_clock, format_time
         from airflow_provider_gridaware.triggers.grid_event_clear import GridEventClearRequest, GridEventClearTrigger
@@ -231,6 +258,7 @@ class _GridAwareDecoratedOperator(GridWindowMixin, DecoratedOperator, PythonOper
                 "pauses": pauses + 1,
                 "ran_s": ran_s,
                 "first_started_at": first_started_at,
+                "ran_pieces": ran_pieces,
             },
         )
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from airflow_provider_gridaware.ledger.records import EnergyMethod
+from airflow_provider_gridaware.times import format_duration
 
 #: Board power (W) of common data-centre GPUs: NVIDIA's published TDP / max board power per board.
 GPU_BOARD_POWER_W: dict[str, float] = {
@@ -169,20 +170,34 @@ class PowerDraw:
         return cls((PowerSegment(start, end, watts),) if seconds > 0 else (), method, source)
 
 
-def estimated_draw(profile: EnergyProfile, start: datetime, end: datetime) -> PowerDraw:
-    """The profile's power, constant over the run.
+def estimated_draw(
+    profile: EnergyProfile,
+    start: datetime,
+    end: datetime,
+    running: Sequence[tuple[datetime, datetime]] | None = None,
+) -> PowerDraw:
+    """The profile's power, constant while the work ran.
 
     :param profile: the declared profile.
     :param start: run start.
     :param end: run end.
+    :param running: the pieces the work actually ran in, when it paused in between (a task that paused for a
+        grid event draws nothing while deferred); ``None``: it ran from ``start`` to ``end``.
     """
     watts = profile.it_power_w() * profile.facility_pue
     notes = [ESTIMATED_NOTE]
+    if running is not None and len(running) > 1:
+        ran = sum((b - a).total_seconds() for a, b in running if b > a)
+        notes.append(
+            f"ran in {len(running)} pieces ({format_duration(ran)} of {format_duration((end - start).total_seconds())}"
+            " from first start to end): energy counts the running pieces only"
+        )
     if profile.pue is None:
         notes.append(f"default PUE {DEFAULT_PUE:g} assumed")
     if profile.power_w is None and profile.gpu_model is None:
         notes.append(f"GPU model not declared: {DEFAULT_GPU_MODEL} board power assumed")
-    segments = (PowerSegment(start, end, watts),) if end > start else ()
+    pieces = [(start, end)] if running is None else sorted(running)
+    segments = tuple(PowerSegment(a, b, watts) for a, b in pieces if b > a)
     return PowerDraw(segments, EnergyMethod.ESTIMATED, profile.describe(), tuple(notes))
 
 

@@ -230,3 +230,58 @@ def test_the_decorated_task_defers_on_a_pause_and_resumes_its_callable_with_the_
     assert run.zone == zone and run.run_seconds < 5  # one run recorded, summed over its two pieces
     with pytest.raises(RuntimeError, match="unexpected event"):
         operator.resume_after_grid_event(context(dag_id), {"status": "error"}, **kwargs)
+
+
+def test_the_ledger_counts_the_energy_of_the_running_pieces_not_the_pause() -> None:
+    """A try that ran 1 minute, was paused for an hour, then ran again: its estimated energy is that of the two
+    running pieces (60 kW x ~1 min), not of the 61 minutes from its first start to its end."""
+    import uuid
+
+    from airflow.sdk.exceptions import TaskDeferred
+
+    from airflow_provider_gridaware.decorators.gridaware import _GridAwareDecoratedOperator
+    from airflow_provider_gridaware.hooks.store import GridStoreHook
+    from airflow_provider_gridaware.ledger.records import TryKey
+    from airflow_provider_gridaware.times import format_time
+    from tests.unit.test_duration_auto import context
+
+    zone = f"ZLP{uuid.uuid4().hex[:6]}"
+    now = datetime.now(UTC)
+    GridStoreHook().get_event_store().record(called(zone, start=now - HOUR, levels=(2, 2), event_id=zone))
+
+    def work(grid_checkpoint: GridCheckpoint | None = None) -> str:
+        assert grid_checkpoint is not None
+        if not grid_checkpoint.resumed and grid_checkpoint.should_pause():
+            grid_checkpoint.save({"step": 1})
+            grid_checkpoint.pause()
+        return "done"
+
+    operator = _GridAwareDecoratedOperator(
+        task_id="train",
+        python_callable=work,
+        duration=timedelta(minutes=10),
+        deadline=timedelta(hours=12),
+        conn_id="carbon",
+        zones=[zone],
+        interruptible=True,
+        power_w=60_000,
+        pue=1.0,
+    )
+    dag_id = f"pieces_{uuid.uuid4().hex[:8]}"
+    with pytest.raises(TaskDeferred) as deferred:
+        operator.execute_complete(context(dag_id), {"plan": {"zone": zone}, "reason": "released at once"})
+    kwargs = dict(deferred.value.kwargs or {})
+    [[first_start, first_end]] = kwargs["ran_pieces"]
+    assert first_start == kwargs["first_started_at"] and first_end >= first_start
+    # As if the first piece had run a minute, an hour ago, before the pause.
+    began = datetime.now(UTC) - timedelta(minutes=61)
+    kwargs["first_started_at"] = format_time(began)
+    kwargs["ran_pieces"] = [[format_time(began), format_time(began + timedelta(minutes=1))]]
+    cleared = {"status": "clear", "zone": zone, "paused_at": "x", "cleared_at": "y"}
+    assert operator.resume_after_grid_event(context(dag_id), cleared, **kwargs) == "done"
+
+    ti = context(dag_id)["ti"]
+    record = GridStoreHook().get_ledger_store().get(TryKey(dag_id, ti.run_id, "train", ti.map_index, ti.try_number))
+    assert record is not None and record.actual.start == began
+    assert record.actual.energy_kwh == pytest.approx(1.0, abs=0.05)  # 60 kW x 1 min (+ the resumed piece's ms)
+    assert any("ran in 2 pieces" in note for note in record.notes), record.notes

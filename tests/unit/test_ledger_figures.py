@@ -68,6 +68,16 @@ def test_estimated_energy_is_gpus_times_board_power_times_utilisation_times_pue(
     assert "8 x H100" in draw.source and "PUE 1.1" in draw.source
 
 
+def test_an_estimate_counts_only_the_pieces_the_work_ran_in():
+    profile = EnergyProfile(power_w=1000, pue=1.0)
+    pieces = [(T0 + timedelta(hours=2), T0 + timedelta(hours=3)), (T0, T0 + timedelta(minutes=30))]
+    draw = estimated_draw(profile, T0, T0 + timedelta(hours=3), running=pieces)
+    assert draw.energy_kwh == pytest.approx(1.5)  # 1 kW over 1 h 30 min, not the 3 h from first start to end
+    assert [s.start for s in draw.segments] == [T0, T0 + timedelta(hours=2)]
+    assert any("ran in 2 pieces (1 h 30 min of 3 h" in n for n in draw.notes), draw.notes
+    assert estimated_draw(profile, T0, T0 + timedelta(hours=3)).energy_kwh == pytest.approx(3.0)
+
+
 def test_the_default_model_and_pue_are_noted():
     draw = estimated_draw(EnergyProfile(gpu_count=1), T0, T0 + timedelta(hours=1))
     assert draw.energy_kwh == pytest.approx(0.4 * DEFAULT_PUE)
