@@ -2,6 +2,7 @@
 
     gridaware ledger --since 2026-06-01                     # runs started since then (UTC), until now
     gridaware ledger --since 24h --dag-id train --json      # the last day of one DAG, as JSON lines
+    gridaware ledger --since 24h --reconcile                # which tries Airflow ran have no record (exit 1)
 
 Totals are summed per intensity kind (average and marginal never together) and cost per currency.
 """
@@ -21,6 +22,7 @@ from airflow_provider_gridaware.cli import EXIT_USAGE, CommandError
 
 if TYPE_CHECKING:
     from airflow_provider_gridaware.ledger.records import LedgerRecord
+    from airflow_provider_gridaware.store.ledger import LedgerStore
 
 _AGO = re.compile(r"^(\d+(?:\.\d+)?)([mhdw])$")
 _UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -58,6 +60,25 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--dag-id", action="append", dest="dag_ids", help="only this DAG (repeatable)")
     parser.add_argument("--json", action="store_true", help="one JSON document per record, then one of totals")
     parser.add_argument("--store", default=None, help="SQLAlchemy URL of the store (default: the provider's)")
+    parser.add_argument(
+        "--reconcile",
+        action="store_true",
+        help="instead: list the tries of grid-aware tasks that ended in the period (Airflow's REST API) and "
+        "say which have no ledger record; exit 1 if a succeeded one has none",
+    )
+    parser.add_argument(
+        "--airflow-conn-id",
+        default=None,
+        help="with --reconcile: the connection to Airflow's api-server (URL, user, password); "
+        "default gridaware_airflow_api",
+    )
+    parser.add_argument(
+        "--operator",
+        action="append",
+        dest="operators",
+        default=None,
+        help="with --reconcile: another task type that writes records (a subclass of ours), repeatable",
+    )
     parser.set_defaults(func=run_ledger)
 
 
@@ -70,6 +91,8 @@ def run_ledger(args: argparse.Namespace) -> int:
     if until <= args.since:
         raise CommandError(f"--until {until.isoformat()} is not after --since {args.since.isoformat()}", EXIT_USAGE)
     store = shared_ledger_store(args.store or GridStoreHook().get_url())
+    if args.reconcile:
+        return run_reconcile(args, store, until)
     records = store.records(args.since, until, dag_ids=args.dag_ids)
     summary = totals(records)
     if args.json:
@@ -82,6 +105,30 @@ def run_ledger(args: argparse.Namespace) -> int:
         print(describe_totals(summary, len(records)))
     sys.stdout.flush()
     return 0
+
+
+def run_reconcile(args: argparse.Namespace, store: LedgerStore, until: datetime) -> int:
+    """``--reconcile``: the tries Airflow ran against the ledger's keys; 1 if a succeeded try has no record."""
+    from airflow_provider_gridaware.hooks.airflow_api import AirflowApiError, AirflowApiHook
+    from airflow_provider_gridaware.ledger.reconcile import LEDGER_OPERATORS, reconcile
+
+    hook = AirflowApiHook(args.airflow_conn_id or AirflowApiHook.default_conn_name)
+    operators = LEDGER_OPERATORS | set(args.operators or ())
+    try:
+        tries = hook.ended_tries(args.since, until, dag_ids=args.dag_ids, operators=operators)
+    except AirflowApiError as exc:
+        raise CommandError(f"reading the tries from Airflow failed: {exc}") from None
+    finally:
+        hook.close()
+    result = reconcile(tries, store.keys(t.key for t in tries))
+    for label, found in (("no record", result.missing), ("failed, no record", result.failed_unrecorded)):
+        for t in found:
+            key = t.key
+            task = f"{key.dag_id}/{key.task_id}" + (f"[{key.map_index}]" if key.map_index >= 0 else "")
+            print(f"{label}: {task} try {key.try_number} ({key.run_id}), {t.operator}")
+    print(result.describe())
+    sys.stdout.flush()
+    return 0 if result.complete else 1
 
 
 def totals(records: Sequence[LedgerRecord]) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Airflow's own REST API v2, for what the Task SDK does not offer a task: pausing and unpausing DAGs.
+"""Airflow's own REST API v2, for what the Task SDK does not offer a task: pausing and unpausing DAGs, and
+listing the tries that ran (the carbon ledger's reconciliation).
 
 The connection (any type, e.g. ``http``) holds the api-server's URL (Host, e.g. ``http://airflow-api:8080``)
 and a user's Login / Password; a token is taken from ``POST /auth/token`` and renewed when the API answers
@@ -8,14 +9,18 @@ and a user's Login / Password; a token is taken from ``POST /auth/token`` and re
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     import httpx
+
+    from airflow_provider_gridaware.ledger.reconcile import ExecutedTry
 
 DEFAULT_TIMEOUT_S = 30.0
 _PAGE = 100
@@ -118,6 +123,67 @@ class AirflowApiHook(BaseHook):
             "PATCH", f"/api/v2/dags/{_q(dag_id)}", params={"update_mask": "is_paused"}, json={"is_paused": paused}
         )
         return result
+
+    def list_task_instances(self, **filters: Any) -> Iterator[dict[str, Any]]:
+        """Task instances across DAGs and runs (``POST .../taskInstances/list``), page by page.
+
+        :param filters: fields of the API's batch body (``end_date_gte``, ``state``, ``dag_ids`` ...); datetimes
+            as ISO strings.
+        """
+        offset = 0
+        while True:
+            body = {**filters, "page_offset": offset, "page_limit": _PAGE}
+            page = self.request("POST", "/api/v2/dags/~/dagRuns/~/taskInstances/list", json=body)
+            items = page.get("task_instances") or []
+            yield from items
+            offset += len(items)
+            if not items or offset >= int(page.get("total_entries") or 0):
+                return
+
+    def task_instance_tries(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> list[dict[str, Any]]:
+        """Every try of one task instance (its history and the current one)."""
+        mapped = f"/{map_index}" if map_index >= 0 else ""
+        path = f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}/taskInstances/{_q(task_id)}{mapped}/tries"
+        page = self.request("GET", path)
+        return list(page.get("task_instances") or [])
+
+    def ended_tries(
+        self,
+        since: datetime,
+        until: datetime,
+        *,
+        dag_ids: Sequence[str] | None = None,
+        operators: Collection[str] | None = None,
+    ) -> list[ExecutedTry]:
+        """The tries of ledger-writing tasks whose task instance ended in ``[since, until)`` (each earlier try
+        of such a task instance too), for reconciliation with the ledger.
+
+        :param since: start (UTC).
+        :param until: exclusive end.
+        :param dag_ids: only these DAGs.
+        :param operators: the ledger-writing task types (default: the provider's).
+        """
+        from airflow_provider_gridaware.ledger.reconcile import LEDGER_OPERATORS, executed_try
+        from airflow_provider_gridaware.times import format_time
+
+        kinds = LEDGER_OPERATORS if operators is None else frozenset(operators)
+        filters: dict[str, Any] = {"end_date_gte": format_time(since), "end_date_lt": format_time(until)}
+        if dag_ids:
+            filters["dag_ids"] = list(dag_ids)
+        found: dict[Any, ExecutedTry] = {}
+        for row in self.list_task_instances(**filters):
+            if row.get("operator_name") not in kinds and row.get("operator") not in kinds:
+                continue
+            rows = [row]
+            if int(row.get("try_number") or 0) > 1:
+                rows = self.task_instance_tries(
+                    row["dag_id"], row["dag_run_id"], row["task_id"], int(row.get("map_index", -1))
+                )
+            for item in rows:
+                executed = executed_try({**item, "dag_run_id": item.get("dag_run_id", row["dag_run_id"])}, kinds)
+                if executed is not None:
+                    found[executed.key] = executed
+        return sorted(found.values(), key=lambda t: (t.key.dag_id, t.key.run_id, t.key.task_id, t.key.try_number))
 
     def close(self) -> None:
         if "_client" in self.__dict__:

@@ -11,7 +11,8 @@ of the event. The record must show:
   worker process), and resumed from its checkpoint after the event: every step ran exactly once;
 * the waiting task did not start inside the event: it ran at the first planning slot after its end (candidate
   starts lie on the planner's step, so an event ending mid-slot holds the work to the next boundary);
-* both task instances succeeded in their first try (no retry used), the triggerer restart notwithstanding.
+* both task instances succeeded in their first try (no retry used), the triggerer restart notwithstanding;
+* the ledger holds both tries (reconciled with the REST API's), the paused one's energy over its running pieces.
 """
 
 from __future__ import annotations
@@ -24,9 +25,12 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_gridaware.hooks.airflow_api import AirflowApiHook
+from airflow_provider_gridaware.ledger.reconcile import reconcile
 from airflow_provider_gridaware.planning.planner import PlannerSettings
 from airflow_provider_gridaware.signals.grid_event import EventStatus, EventTarget, GridEvent
 from airflow_provider_gridaware.store.events import EventStore
+from airflow_provider_gridaware.store.ledger import LedgerStore
 from tests.integration.airflow_stack import AirflowStack, poll
 from tests.support.grid_events import make_event, simple_signal
 
@@ -81,7 +85,7 @@ def _when(value: str) -> datetime:
 
 
 def test_a_called_event_pauses_running_work_and_holds_waiting_work_across_a_triggerer_restart(
-    airflow_stack: AirflowStack, integration_workdir: Path
+    airflow_stack: AirflowStack, integration_workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     workdir = integration_workdir / "event_pause"
     workdir.mkdir(exist_ok=True)
@@ -151,6 +155,23 @@ def test_a_called_event_pauses_running_work_and_holds_waiting_work_across_a_trig
     assert _when(waited["ran_at"]) >= released_at, f"the waiting task started before its planned slot: {waited}"
     log = airflow_stack.task_log(DAG_ID, run_id, "interruptible_work")
     assert "pausing for a grid event" in log and "resuming from the checkpoint" in log
+
+    # The ledger: both tries recorded (reconciled against the REST API's tries), the paused one's estimated
+    # energy over the pieces it ran in (1 kW x ~15 s of steps), not over the minutes it was paused.
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_GRIDAWARE_AIRFLOW_API", f"http://admin:{airflow_stack.password}@127.0.0.1:{airflow_stack.port}"
+    )
+    api = AirflowApiHook()
+    try:
+        tries = api.ended_tries(run_start - timedelta(minutes=1), datetime.now(UTC), dag_ids=[DAG_ID])
+    finally:
+        api.close()
+    assert sorted(t.key.task_id for t in tries) == ["interruptible_work", "wait_for_window"], tries
+    with LedgerStore(airflow_stack.env["GRIDAWARE_STORE_URL"]) as ledger:
+        assert reconcile(tries, ledger.keys(t.key for t in tries)).complete
+        paused = ledger.get(next(t.key for t in tries if t.key.task_id == "interruptible_work"))
+    assert paused is not None and any("ran in 2 pieces" in note for note in paused.notes), paused
+    assert paused.actual.energy_kwh is not None and paused.actual.energy_kwh < 1.0 * 60 / 3600, paused.actual
     print(
         f"interruptible: paused after step {done_at_pause}, resumed {work['resumed_at'][0]}; waiting ran {waited['ran_at']}"
     )

@@ -59,6 +59,7 @@ def gridaware_event_pause() -> None:
         zones=[ZONE],
         interruptible=True,
         retries=1,
+        power_w=1000,  # an estimated energy: the ledger counts the pieces it ran in, not the pause
     )
     def interruptible_work(grid_checkpoint: Any = None, dag_run: Any = None) -> dict[str, Any]:
         progress = Path(dag_run.conf["progress"])
