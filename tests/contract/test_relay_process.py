@@ -27,8 +27,26 @@ GRIDAWARE = Path(sys.executable).parent / "gridaware"
 _LISTENING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 
 
+class LogLines(list[str]):
+    """The relay's log lines as its reader thread collects them; a test awaits a line (it is read after the
+    response it belongs to may already have arrived)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.changed = threading.Condition()
+
+    def add(self, line: str) -> None:
+        with self.changed:
+            self.append(line)
+            self.changed.notify_all()
+
+    def wait_for(self, text: str, timeout: float = 30.0) -> bool:
+        with self.changed:
+            return self.changed.wait_for(lambda: any(text in line for line in self), timeout)
+
+
 @contextmanager
-def relay_process(args: list[str], env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[str], list[str]]]:
+def relay_process(args: list[str], env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[str], LogLines]]:
     """Run ``gridaware relay --port 0 ...``; yields its URL, process and log lines; stops it (by PID) on exit."""
     process = subprocess.Popen(
         [str(GRIDAWARE), "relay", "--port", "0", *args],
@@ -38,13 +56,13 @@ def relay_process(args: list[str], env: dict[str, str]) -> Iterator[tuple[str, s
         text=True,
     )
     port: list[str] = []
-    lines: list[str] = []
+    lines = LogLines()
     found = threading.Event()
 
     def read() -> None:  # uvicorn logs the port it bound; keep draining so the pipe never fills
         assert process.stderr is not None
         for line in process.stderr:
-            lines.append(line)
+            lines.add(line)
             match = _LISTENING.search(line)
             if match and not port:
                 port.append(match.group(1))
@@ -186,6 +204,6 @@ def test_connections_from_the_metadata_database_also_while_it_is_away(env, tmp_p
         assert send(url, 2, conn_id="from_db")[1] == 200
         metadata.write_bytes(b"")  # the metadata database is gone (emptied); the store is not
         assert send(url, 3, conn_id="from_db")[1] == 200  # last settings read, within the grace
-        assert any("using the settings read" in line for line in lines), "".join(lines)[-2000:]
+        assert lines.wait_for("using the settings read"), "".join(lines)[-2000:]
     with EventStore(env["GRIDAWARE_STORE_URL"]) as store:
         assert {s.event.event_id for s in store.since(0)} == {"load-2", "load-3"}
