@@ -24,13 +24,14 @@ from fastapi.responses import HTMLResponse, Response
 
 from airflow_provider_gridaware.ledger.slo import SustainabilitySlo, evaluate
 from airflow_provider_gridaware.times import UTC
-from airflow_provider_gridaware.ui.page import SAVINGS_PERIOD, grid_page, savings_json
+from airflow_provider_gridaware.ui.page import SAVINGS_PERIOD, grid_page, hold_target_dag, is_recent, savings_json
 
 if TYPE_CHECKING:
     from airflow_provider_gridaware.ledger.records import LedgerReader
     from airflow_provider_gridaware.planning.flexibility import FleetWork
     from airflow_provider_gridaware.plugins.sources import ZoneCache
     from airflow_provider_gridaware.signals.grid_event import GridEvent
+    from airflow_provider_gridaware.store.responses import ResponseRecord
     from airflow_provider_gridaware.ui.waiting import WaitingTask
     from airflow_provider_gridaware.ui.zones import ZoneView
 
@@ -67,6 +68,7 @@ class GridPageSources:
     :param slos: the sustainability SLOs shown (``[gridaware] slos``, a JSON list).
     :param dag_tags: each DAG's tags (for SLOs set per tag).
     :param fleet: ``now, notes, dag_ids -> running and waiting work`` (``fleet_from_airflow``).
+    :param responses: ``(source, event id) keys -> the grid-event response's holds`` of those events.
     """
 
     waiting: Callable[[Iterable[str] | None], tuple[list[WaitingTask], list[tuple[str, str]], list[str]]]
@@ -81,6 +83,7 @@ class GridPageSources:
     fleet: Callable[[datetime, list[str], set[str] | None], list[FleetWork]] = field(
         default=lambda now, notes, dags: []
     )
+    responses: Callable[[Sequence[tuple[str, str]]], Sequence[ResponseRecord]] = field(default=lambda keys: [])
 
     @classmethod
     def from_airflow(cls, zone_cache: ZoneCache | None = None) -> GridPageSources:
@@ -97,6 +100,7 @@ class GridPageSources:
             parse_slos,
             parse_zone_list,
             recent_events,
+            response_holds,
         )
 
         cache = zone_cache or ZoneCache()
@@ -110,6 +114,7 @@ class GridPageSources:
             slos=lambda: parse_slos(_gridaware_config(SLOS_KEY)),
             dag_tags=dag_tags_from_db,
             fleet=fleet_from_airflow,
+            responses=response_holds,
         )
 
 
@@ -143,6 +148,8 @@ def page_data(
     except Exception as exc:
         log.exception("Grid page: reading grid events failed")
         problems.append(f"grid events: {exc}")
+
+    holds, hidden_holds = event_holds(sources, [e for e in events if is_recent(e, now)], readable_dag_ids, problems)
 
     try:
         slos = sources.slos()
@@ -180,7 +187,42 @@ def page_data(
         problems=problems,
         waiting_limit=waiting_limit,
         slos=slo_statuses,
+        holds=holds,
+        hidden_holds=hidden_holds,
     )
+
+
+def event_holds(
+    sources: GridPageSources, events: Sequence[GridEvent], readable_dag_ids: set[str] | None, problems: list[str]
+) -> tuple[dict[tuple[str, str], list[ResponseRecord]], dict[tuple[str, str], int]]:
+    """Per event, the response's holds the user may see, and how many paused DAGs they may not read.
+
+    A hold on a DAG is shown only to users who may read that DAG; a hold on a Kubernetes or Batch job
+    (the record names no DAG) is shown like the event itself, to every signed-in user.
+
+    :param sources: where the holds come from.
+    :param events: the events shown.
+    :param readable_dag_ids: the DAGs the user may read (``None``: every DAG).
+    :param problems: what could not be read is added here.
+    """
+    shown: dict[tuple[str, str], list[ResponseRecord]] = {}
+    hidden: dict[tuple[str, str], int] = {}
+    if not events:
+        return shown, hidden
+    try:
+        records = sources.responses([(e.source, e.event_id) for e in events])
+    except Exception as exc:  # the events are still shown, without what they paused
+        log.exception("Grid page: reading the grid-event response's record failed")
+        problems.append(f"what grid events paused: {exc}")
+        return shown, hidden
+    for record in records:
+        key = (record.event_source, record.event_id)
+        dag_id = hold_target_dag(record)
+        if dag_id is not None and readable_dag_ids is not None and dag_id not in readable_dag_ids:
+            hidden[key] = hidden.get(key, 0) + 1
+        else:
+            shown.setdefault(key, []).append(record)
+    return shown, hidden
 
 
 class TtlCache:

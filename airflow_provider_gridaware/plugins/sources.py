@@ -24,6 +24,7 @@ from airflow_provider_gridaware.ui.zones import ZoneView, zone_view
 
 if TYPE_CHECKING:
     from airflow_provider_gridaware.signals.grid_event import GridEvent
+    from airflow_provider_gridaware.store.responses import ResponseRecord
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +188,13 @@ def recent_events(now: datetime) -> list[GridEvent]:
     from airflow_provider_gridaware.hooks.store import GridStoreHook
 
     return GridStoreHook().get_event_store().current(now=now, include_final=True)
+
+
+def response_holds(events: Sequence[tuple[str, str]]) -> list[ResponseRecord]:
+    """The grid-event response's holds of these events, from the provider's store (oldest first)."""
+    from airflow_provider_gridaware.hooks.store import GridStoreHook
+
+    return GridStoreHook().get_response_store().records_of_events(events)
 
 
 def read_zone(conn_id: str, zone: str, now: datetime) -> ZoneView:

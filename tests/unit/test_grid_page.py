@@ -403,3 +403,132 @@ def test_slos_are_shown_to_those_who_may_read_their_dags():
     assert [s["name"] for s in limited] == ["nightly-mean"]
     with pytest.raises(ValueError, match=r"\[gridaware\] slos: SLO 'x': give dag_ids or tags"):
         parse_slos('[{"name": "x", "metric": "clean_share", "target": 0.5}]')
+
+
+# -- what grid events paused, and when it resumed ---------------------------------------------------------------
+def _held_store(url: str):
+    """A response store holding three holds of event ``peak-1``: DAG retrain paused (still held), a Kubernetes
+    job paused 100 min before T0 and resumed 5 min before T0, DAG etl whose pause failed."""
+    from airflow_provider_gridaware.planning.grid_response import (
+        InFlightWork,
+        PauseStep,
+        PriorityClass,
+        ResponseAction,
+        TargetKind,
+        WorkState,
+    )
+    from airflow_provider_gridaware.signals.grid_event import EventStatus
+    from airflow_provider_gridaware.store.responses import ResponseStore
+    from tests.support.grid_events import make_event, simple_signal
+
+    now = [T0 - timedelta(minutes=100)]
+    store = ResponseStore(url, clock=lambda: now[0])
+    event = make_event(
+        event_id="peak-1",
+        status=EventStatus.ACTIVE,
+        signals=(simple_signal(T0 - timedelta(hours=2), levels=(2, 2, 2)),),
+    )
+    old = make_event(event_id="peak-0", signals=(simple_signal(T0 - timedelta(days=10)),))
+
+    def step(target: str, kind: TargetKind, cls: PriorityClass) -> PauseStep:
+        work = InFlightWork(target, kind, cls, "GB", WorkState.RUNNING, 10.0)
+        action = ResponseAction.CHECKPOINT if cls is PriorityClass.FLEXIBLE else ResponseAction.STOP
+        return PauseStep(work, event, action, "SIMPLE level 2", 1, False)
+
+    retrain, job, etl = store.claim_pauses(
+        [
+            step("dag/retrain", TargetKind.DAG, PriorityClass.BATCH),
+            step("kubernetes_job/k8s/ml/train-7", TargetKind.KUBERNETES_JOB, PriorityClass.FLEXIBLE),
+            step("dag/etl", TargetKind.DAG, PriorityClass.BATCH),
+        ]
+    )
+    assert retrain and job and etl
+    store.finish_pauses([(retrain, "paused", None), (job, "paused", {"power_kw": 10}), (etl, "failed", {"error": "x"})])
+    now[0] = T0 - timedelta(minutes=5)
+    assert store.claim_releases([(job, 1, "event modified: level 0")]) == [True]
+    store.finish_releases([(job, "resumed", None)])
+    # A hold of an event the page no longer shows (ended 10 days ago): never read.
+    old_step = step("dag/etl", TargetKind.DAG, PriorityClass.BATCH)
+    assert store.claim_pauses([PauseStep(old_step.work, old, ResponseAction.STOP, "old", 1, False)]) != [None]
+    return store, [event, old]
+
+
+def test_grid_events_list_what_they_paused_and_when_it_resumed(monkeypatch, tmp_path):
+    from airflow.api_fastapi import app as airflow_app
+    from airflow.models.dag import DagModel
+
+    from airflow_provider_gridaware.plugins.app import GridPageSources, create_app
+
+    monkeypatch.setattr(airflow_app._AuthManagerState, "instance", StandInAuthManager())
+    monkeypatch.setattr(DagModel, "get_team_name", staticmethod(lambda dag_id, session=None: None))
+    store, events = _held_store(f"sqlite:///{tmp_path / 'store.db'}")
+    asked: list[list[tuple[str, str]]] = []
+
+    def responses(keys):
+        asked.append(list(keys))
+        return store.records_of_events(keys)
+
+    sources = GridPageSources(
+        waiting=lambda dag_ids: ([], [], []),
+        ledger=lambda: InMemoryLedger([]),
+        events=lambda now: events,
+        zones=lambda pairs, now: [],
+        clock=lambda: T0,
+        responses=responses,
+    )
+    client = TestClient(create_app(sources))
+
+    everything = client.get("/api/grid", headers={"Authorization": "Bearer ops"}).json()
+    assert [e["event_id"] for e in everything["events"]] == ["peak-1"]
+    assert asked == [[("openadr2b:vtn", "peak-1")]]  # only the shown events' holds are read
+    [event] = everything["events"]
+    assert event["hidden_holds"] == 0
+    held = {h["name"]: h for h in event["holds"]}
+    assert list(held) == ["retrain", "k8s/ml/train-7", "etl"]
+    dag = held["retrain"]
+    assert (dag["target_kind"], dag["action"], dag["result"], dag["open"]) == ("dag", "stop", "paused", True)
+    assert dag["applied_at"] == "2026-12-04T08:20:00Z"
+    assert (dag["resumed_at"], dag["resume_result"]) == (None, None)
+    assert dag["waited_s"] == 100 * 60  # still held: how long so far
+    job = held["k8s/ml/train-7"]
+    assert (job["target_kind"], job["action"], job["priority_class"]) == ("kubernetes_job", "checkpoint", "flexible")
+    assert (job["applied_at"], job["resumed_at"]) == ("2026-12-04T08:20:00Z", "2026-12-04T09:55:00Z")
+    assert (job["resume_result"], job["resume_reason"], job["open"]) == ("resumed", "event modified: level 0", False)
+    assert job["waited_s"] == 95 * 60
+    failed = held["etl"]
+    assert (failed["result"], failed["resume_result"], failed["waited_s"], failed["open"]) == (
+        "failed",
+        "not held",
+        0.0,
+        False,
+    )
+
+    # A user who may read etl only sees the job (no DAG in its record) and etl; retrain's hold is counted, not shown.
+    limited = client.get("/api/grid", headers={"Authorization": "Bearer etl-team"}).json()
+    [event] = limited["events"]
+    assert [h["target"] for h in event["holds"]] == ["kubernetes_job/k8s/ml/train-7", "dag/etl"]
+    assert event["hidden_holds"] == 1
+    store.close()
+
+
+def test_an_unreadable_response_record_is_named_and_the_events_still_shown():
+    from airflow_provider_gridaware.plugins.app import GridPageSources, page_data
+    from airflow_provider_gridaware.signals.grid_event import EventStatus
+    from tests.support.grid_events import make_event, simple_signal
+
+    def broken(keys):
+        raise RuntimeError("no such table: gridaware_grid_response")
+
+    event = make_event(event_id="peak-2", status=EventStatus.ACTIVE, signals=(simple_signal(T0),))
+    sources = GridPageSources(
+        waiting=lambda dag_ids: ([], [], []),
+        ledger=lambda: InMemoryLedger([]),
+        events=lambda now: [event],
+        zones=lambda pairs, now: [],
+        clock=lambda: T0,
+        responses=broken,
+    )
+    data = page_data(sources, None)
+    assert [e["event_id"] for e in data["events"]] == ["peak-2"]
+    assert data["events"][0]["holds"] == []
+    assert data["problems"] == ["what grid events paused: no such table: gridaware_grid_response"]

@@ -157,6 +157,32 @@ function renderWaiting(data) {
   }
 }
 
+const KIND_WORDS = { dag: "DAG", kubernetes_job: "Kubernetes job", batch_job: "Batch job" };
+
+function holdRow(h, now) {
+  const applied = h.applied_at || h.requested_at;
+  const resumed = h.open ? el("span", { class: "muted" }, "still held") :
+    [when(h.resumed_at || h.resume_requested_at, now), h.resume_result ? el("div", { class: "sub" }, h.resume_result) : null];
+  const waited = h.waited_s === null ? "—" : h.open ? `${inWords(h.waited_s)} so far` : inWords(h.waited_s);
+  return el("tr", { class: h.open ? "open" : null, "data-hold": h.target },
+    el("td", {}, el("div", { class: "task" }, h.name), el("div", { class: "sub" }, `${KIND_WORDS[h.target_kind] || h.target_kind} · ${h.priority_class}${h.zone ? ` · ${h.zone}` : ""}`)),
+    el("td", {}, h.action, el("div", { class: "sub" }, h.reason)),
+    el("td", { class: "num" }, when(applied, now)),
+    el("td", {}, el("span", { class: `pill ${h.result === "failed" ? "active" : ""}` }, h.result)),
+    el("td", { class: "num" }, resumed),
+    el("td", { class: "num" }, waited));
+}
+
+function renderHolds(e, now) {
+  if (!e.holds.length && !e.hidden_holds) return el("p", { class: "muted small" }, "The grid-event response paused nothing for it.");
+  const hidden = e.hidden_holds ? el("p", { class: "muted small" }, `${e.hidden_holds} more on DAGs you may not read.`) : null;
+  if (!e.holds.length) return hidden;
+  return [el("table", { class: "table holds" },
+    el("thead", {}, el("tr", {}, el("th", {}, "Paused"), el("th", {}, "Action"), el("th", { class: "num" }, "Applied"),
+      el("th", {}, "Result"), el("th", { class: "num" }, "Resumed"), el("th", { class: "num" }, "Waited"))),
+    el("tbody", {}, e.holds.map((h) => holdRow(h, now)))), hidden];
+}
+
 function renderEvents(data) {
   const body = document.querySelector("#events tbody");
   body.replaceChildren();
@@ -171,6 +197,7 @@ function renderEvents(data) {
       el("td", { class: "num" }, when(e.start, data.now)),
       el("td", { class: "num" }, when(e.end, data.now)),
       el("td", {}, e.asks)));
+    body.append(el("tr", { class: "held", "data-event-holds": e.event_id }, el("td", { colspan: 5 }, renderHolds(e, data.now))));
   }
 }
 
