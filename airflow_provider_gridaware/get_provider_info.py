@@ -483,7 +483,7 @@ def get_provider_info() -> dict[str, Any]:
                         "default": "",
                     },
                     "slos": {
-                        "description": "Sustainability SLOs the Grid page shows: a JSON list of "
+                        "description": "Sustainability SLOs the Grid page and the daily report show: a JSON list of "
                         "{name, metric (mean_intensity | kg_per_month | clean_share), target, dag_ids or tags, "
                         "period_days, intensity_kind, min_runs}.",
                         "version_added": "0.1.0",

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_gridaware.ledger.slo import SLOS_KEY, SustainabilitySlo, parse_slos, slos_from
+
 if TYPE_CHECKING:
     from airflow.sdk import BaseNotifier, Context
 
@@ -145,6 +147,11 @@ class DailyCarbonReportOperator(BaseOperator):
         default: read from the response record in the store, when this build has one.
     :param notifier: an Airflow notifier (``SmtpNotifier``, ``SlackNotifier`` ...) called once the files
         are written; its templates see ``carbon_report`` (the summary, plus ``location`` and ``html``).
+    :param slos: the sustainability SLOs the report shows, each measured over its window ending with the
+        day (:class:`~airflow_provider_gridaware.ledger.slo.SustainabilitySlo` or the JSON form
+        ``SustainabilitySloOperator`` takes); default: ``[gridaware] slos``, as on the Grid page; ``[]``: none.
+    :param dag_tags: each DAG's tags, for SLOs set per tag (a worker cannot read Airflow's metadata
+        database); without them such an SLO is reported as not judged, saying why.
     """
 
     template_fields: Sequence[str] = ("report_date", "output_dir", "ledger_file", "dag_ids")
@@ -164,6 +171,8 @@ class DailyCarbonReportOperator(BaseOperator):
         dag_ids: Sequence[str] | None = None,
         paused_work: PausedWorkSource | None = None,
         notifier: BaseNotifier | None = None,
+        slos: Sequence[SustainabilitySlo | Mapping[str, Any]] | None = None,
+        dag_tags: Mapping[str, Sequence[str]] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -180,6 +189,16 @@ class DailyCarbonReportOperator(BaseOperator):
         self.dag_ids = list(dag_ids) if dag_ids is not None else None
         self.paused_work = paused_work
         self.notifier = notifier
+        # Parsed now: a bad SLO fails at DAG parse time, naming it (as SustainabilitySloOperator does).
+        self.slos = None if slos is None else slos_from(slos, f"task {self.task_id!r}: slos")
+        self.dag_tags = {dag: list(tags) for dag, tags in (dag_tags or {}).items()}
+
+    def _slos(self) -> list[SustainabilitySlo]:
+        if self.slos is not None:
+            return self.slos
+        from airflow_provider_gridaware.hooks.store import _config
+
+        return parse_slos(_config(SLOS_KEY))
 
     def _ledger(self) -> LedgerReader:
         if self.ledger is not None:
@@ -217,6 +236,8 @@ class DailyCarbonReportOperator(BaseOperator):
             fetched_actuals=fetched,
             dag_ids=self.dag_ids,
             extra_notes=notes,
+            slos=self._slos(),
+            dag_tags=self.dag_tags or None,
         )
         files = render_report_files(report)
         location = write_report(files, output_dir, self.output_conn_id)

@@ -22,7 +22,7 @@ from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_da
 from fastapi import Depends, FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse, Response
 
-from airflow_provider_gridaware.ledger.slo import SustainabilitySlo, evaluate
+from airflow_provider_gridaware.ledger.slo import SLOS_KEY, SustainabilitySlo, evaluate, parse_slos
 from airflow_provider_gridaware.times import UTC
 from airflow_provider_gridaware.ui.page import SAVINGS_PERIOD, grid_page, hold_target_dag, is_recent, savings_json
 
@@ -91,13 +91,11 @@ class GridPageSources:
         from airflow_provider_gridaware.fleet import fleet_from_airflow
         from airflow_provider_gridaware.hooks.ledger_reader import open_ledger_reader
         from airflow_provider_gridaware.plugins.sources import (
-            SLOS_KEY,
             UI_ZONES_KEY,
             DeferredGridTasks,
             ZoneCache,
             _gridaware_config,
             dag_tags_from_db,
-            parse_slos,
             parse_zone_list,
             recent_events,
             response_holds,

@@ -18,7 +18,6 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_gridaware.ledger.records import TryKey
-from airflow_provider_gridaware.ledger.slo import SustainabilitySlo
 from airflow_provider_gridaware.ui.waiting import WaitingTask, waiting_task
 from airflow_provider_gridaware.ui.zones import ZoneView, zone_view
 
@@ -30,8 +29,6 @@ log = logging.getLogger(__name__)
 
 #: What ``GridWindowTrigger.serialize()`` names as the trigger's class path.
 GRID_WINDOW_CLASSPATH = "airflow_provider_gridaware.triggers.grid_window.GridWindowTrigger"
-#: The config key holding the sustainability SLOs shown on the page (a JSON list, see ``SustainabilitySlo.from_dict``).
-SLOS_KEY = "slos"
 #: The config key listing zones always shown: ``conn_id:zone`` pairs, comma-separated.
 UI_ZONES_KEY = "ui_zones"
 
@@ -56,27 +53,6 @@ def parse_zone_list(text: str | None) -> list[tuple[str, str]]:
             raise ValueError(f"[gridaware] {UI_ZONES_KEY}: {entry.strip()!r} is not conn_id:zone")
         pairs.append((conn_id.strip(), zone.strip()))
     return pairs
-
-
-def parse_slos(text: str | None) -> list[SustainabilitySlo]:
-    """``[gridaware] slos``: a JSON list of SLOs.
-
-    :raises ValueError: not a JSON list, or an SLO that is not valid (named).
-    """
-    import json
-
-    if not text:
-        return []
-    try:
-        items = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"[gridaware] {SLOS_KEY} is not JSON: {exc}") from None
-    if not isinstance(items, list):
-        raise ValueError(f"[gridaware] {SLOS_KEY} must be a JSON list of SLOs")
-    try:
-        return [SustainabilitySlo.from_dict(item) for item in items]
-    except ValueError as exc:
-        raise ValueError(f"[gridaware] {SLOS_KEY}: {exc}") from None
 
 
 def dag_tags_from_db() -> dict[str, list[str]]:

@@ -367,9 +367,8 @@ def test_the_page_lists_the_soonest_waiting_tasks_and_counts_all():
 
 
 def test_slos_are_shown_to_those_who_may_read_their_dags():
-    from airflow_provider_gridaware.ledger.slo import SustainabilitySlo
+    from airflow_provider_gridaware.ledger.slo import SustainabilitySlo, parse_slos
     from airflow_provider_gridaware.plugins.app import GridPageSources, page_data
-    from airflow_provider_gridaware.plugins.sources import parse_slos
 
     ledger = InMemoryLedger(
         [
