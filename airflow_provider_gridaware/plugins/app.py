@@ -25,6 +25,7 @@ from fastapi.responses import HTMLResponse, Response
 from airflow_provider_gridaware.ledger.slo import SLOS_KEY, SustainabilitySlo, evaluate, parse_slos
 from airflow_provider_gridaware.times import UTC
 from airflow_provider_gridaware.ui.page import SAVINGS_PERIOD, grid_page, hold_target_dag, is_recent, savings_json
+from airflow_provider_gridaware.ui.reports import ReportShelf, checked_file_name
 
 if TYPE_CHECKING:
     from airflow_provider_gridaware.ledger.records import LedgerReader
@@ -54,6 +55,25 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _no_report_location() -> ReportShelf:
+    raise LookupError("no report location configured")
+
+
+def configured_report_shelf() -> Callable[[], ReportShelf]:
+    """The reports under ``[gridaware] report_location``, opened on first use and kept."""
+    held: list[ReportShelf] = []
+
+    def shelf() -> ReportShelf:
+        if not held:
+            from airflow_provider_gridaware.hooks.carbon_report import open_report_location, report_location
+
+            url, conn_id = report_location()
+            held.append(ReportShelf(open_report_location(url, conn_id), url))
+        return held[0]
+
+    return shelf
+
+
 @dataclass
 class GridPageSources:
     """What the page reads; each part replaceable (tests, benchmarks).
@@ -69,6 +89,7 @@ class GridPageSources:
     :param dag_tags: each DAG's tags (for SLOs set per tag).
     :param fleet: ``now, notes, dag_ids -> running and waiting work`` (``fleet_from_airflow``).
     :param responses: ``(source, event id) keys -> the grid-event response's holds`` of those events.
+    :param reports: the daily reports' location (``[gridaware] report_location``).
     """
 
     waiting: Callable[[Iterable[str] | None], tuple[list[WaitingTask], list[tuple[str, str]], list[str]]]
@@ -84,6 +105,7 @@ class GridPageSources:
         default=lambda now, notes, dags: []
     )
     responses: Callable[[Sequence[tuple[str, str]]], Sequence[ResponseRecord]] = field(default=lambda keys: [])
+    reports: Callable[[], ReportShelf] = field(default=_no_report_location)
 
     @classmethod
     def from_airflow(cls, zone_cache: ZoneCache | None = None) -> GridPageSources:
@@ -113,6 +135,7 @@ class GridPageSources:
             dag_tags=dag_tags_from_db,
             fleet=fleet_from_airflow,
             responses=response_holds,
+            reports=configured_report_shelf(),
         )
 
 
@@ -280,6 +303,25 @@ def readable_dags(user: Any) -> set[str]:
     return get_auth_manager().get_authorized_dag_ids(user=user, method="GET")
 
 
+def readable_for_reports(user: Any) -> set[str] | None:
+    """``None`` when ``user`` may read every DAG (the auth manager's answer for DAGs without details),
+    else the DAG ids they may read: a daily report names DAGs, and is shown only to who may read them all."""
+    from airflow.api_fastapi.app import get_auth_manager
+
+    if get_auth_manager().is_authorized_dag(method="GET", user=user):
+        return None
+    return readable_dags(user)
+
+
+#: Served with every report file: the page runs in a sandbox of its own (no script, not Airflow's origin).
+REPORT_HEADERS = {
+    "Content-Security-Policy": "sandbox allow-downloads allow-popups; default-src 'none'; img-src 'self'; "
+    "style-src 'unsafe-inline'",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "private, no-cache",
+}
+
+
 def create_app(sources: GridPageSources | None = None) -> FastAPI:
     """The Grid page's app.
 
@@ -326,6 +368,33 @@ def create_app(sources: GridPageSources | None = None) -> FastAPI:
         report = flexibility(sources.fleet(now, notes, readable_dags(user)), now=now)
         report["notes"] = notes
         return report
+
+    @app.get("/api/reports")
+    def reports(user: GetUserDep) -> dict[str, Any]:
+        """The recent daily reports the user may see (each names only DAGs they may read), newest first."""
+        try:
+            shelf = current_sources().reports()
+            days = shelf.days()
+        except Exception as exc:  # the page says why and shows the rest
+            log.warning("Grid page: the daily reports cannot be listed: %s", exc)
+            return {"location": None, "items": [], "hidden": 0, "error": str(exc)}
+        readable = readable_for_reports(user)
+        shown = [d.to_json() for d in days if d.readable_by(readable)]
+        return {"location": shelf.display, "items": shown, "hidden": len(days) - len(shown), "error": None}
+
+    @app.get("/reports/{day}/{name:path}")
+    def report_file(day: str, name: str, user: GetUserDep) -> Response:
+        """One file of a daily report (only a report's own files under the configured location)."""
+        try:
+            checked_file_name(name)  # before storage is touched
+            shelf = current_sources().reports()
+            listing = shelf.day(day)
+            if not listing.readable_by(readable_for_reports(user)):
+                raise HTTPException(status_code=403, detail=f"the report of {day} covers DAGs you may not read")
+            data, media_type = shelf.read(day, name)
+        except LookupError as exc:  # ReportNotFoundError, or no report location
+            raise HTTPException(status_code=404, detail=str(exc)) from None
+        return Response(data, media_type=media_type, headers=REPORT_HEADERS)
 
     @app.get("/api/decision/{dag_id}/{run_id}/{task_id}", dependencies=[Depends(requires_access_dag("GET"))])
     def decision(dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> dict[str, Any]:

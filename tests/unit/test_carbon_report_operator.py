@@ -335,3 +335,30 @@ def test_the_slos_reach_the_report_from_the_operator_the_cli_and_the_config(
     assert main([*args, "--out", str(tmp_path / "cli4"), "--slos", "[{]"]) == 2
     assert "gridaware report: --slos is not JSON" in capsys.readouterr().err
     assert not (tmp_path / "cli4").exists()
+
+
+def test_by_default_the_report_goes_to_the_report_location_the_grid_page_lists(
+    store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_gridaware.plugins.app import configured_report_shelf
+
+    ledger_file = str(write_ledger_file(tmp_path / "ledger.json", fixed_day_records()))
+    monkeypatch.setenv("AIRFLOW__GRIDAWARE__REPORT_LOCATION", f"file://{tmp_path / 'reports'}")
+    summary = DailyCarbonReportOperator(
+        task_id="carbon_report", ledger_file=ledger_file, report_date="2026-12-01", slos=REPORT_SLOS[:1]
+    ).execute({})  # type: ignore[arg-type]
+    assert summary["location"] == f"file://{tmp_path / 'reports' / '2026-12-01'}"
+    shelf = configured_report_shelf()()
+    [listed] = shelf.days()
+    assert listed.day == DAY and listed.headline == summary["headline"]
+    assert listed.dag_ids == {"nightly_train", "batch_export", "marginal_job"}
+    assert set(listed.files) == {"report.html", "summary.json", "records.csv"}
+    data, media_type = shelf.read("2026-12-01", "charts/intensity-GB.png")
+    assert data.startswith(b"\x89PNG") and media_type == "image/png"
+
+    monkeypatch.delenv("AIRFLOW__GRIDAWARE__REPORT_LOCATION")
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path / "home"))
+    home = DailyCarbonReportOperator(
+        task_id="carbon_report", ledger_file=ledger_file, report_date="2026-12-01", slos=[]
+    ).execute({})  # type: ignore[arg-type]
+    assert home["location"] == f"file://{tmp_path / 'home' / 'gridaware' / 'reports' / '2026-12-01'}"

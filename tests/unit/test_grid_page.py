@@ -176,6 +176,7 @@ def test_an_event_says_what_it_asks_in_a_few_words():
 class User:
     name: str
     dags: frozenset[str]
+    every_dag: bool = False
 
     def get_id(self) -> str:
         return self.name
@@ -187,7 +188,11 @@ class User:
 class StandInAuthManager:
     """The three auth-manager calls the security dependencies and the app make; tokens are user names."""
 
-    users = {"ops": User("ops", frozenset({"retrain", "etl"})), "etl-team": User("etl-team", frozenset({"etl"}))}
+    users = {
+        "ops": User("ops", frozenset({"retrain", "etl"})),
+        "etl-team": User("etl-team", frozenset({"etl"})),
+        "admin": User("admin", frozenset({"retrain", "etl"}), every_dag=True),
+    }
 
     async def get_user_from_token(self, token: str) -> User:
         from jwt import InvalidTokenError
@@ -200,7 +205,9 @@ class StandInAuthManager:
         return set(user.dags)
 
     def is_authorized_dag(self, *, method: str, user: User, access_entity: Any = None, details: Any = None) -> bool:
-        return details is not None and details.id in user.dags
+        if details is None:  # every DAG
+            return user.every_dag
+        return details.id in user.dags
 
 
 @pytest.fixture
@@ -531,3 +538,115 @@ def test_an_unreadable_response_record_is_named_and_the_events_still_shown():
     assert [e["event_id"] for e in data["events"]] == ["peak-2"]
     assert data["events"][0]["holds"] == []
     assert data["problems"] == ["what grid events paused: no such table: gridaware_grid_response"]
+
+
+# -- the daily reports ---------------------------------------------------------------------------------------------
+def _report(folder, dag_ids, *, headline="a day", breached=()):
+    import json
+
+    folder.mkdir(parents=True)
+    (folder / "report.html").write_text(f"<h1>{headline}</h1>")
+    (folder / "records.csv").write_text("dag_id\n")
+    summary = {
+        "headline": headline,
+        "tries": len(dag_ids),
+        "per_dag": [{"name": d} for d in dag_ids],
+        "slos": [{"name": n, "status": "breached", "dag_ids": []} for n in breached],
+    }
+    (folder / "summary.json").write_text(json.dumps(summary))
+
+
+@pytest.fixture
+def reports_client(monkeypatch, tmp_path) -> TestClient:
+    """Reports of 2026-12-01 (retrain and etl), 12-02 (etl), 12-03 (no summary), a folder that is not a day,
+    and two symbolic links out of the location: a day folder and a chart."""
+    from airflow.api_fastapi import app as airflow_app
+    from airflow.models.dag import DagModel
+
+    from airflow_provider_gridaware.hooks.carbon_report import open_report_location
+    from airflow_provider_gridaware.plugins.app import GridPageSources, create_app
+    from airflow_provider_gridaware.ui.reports import ReportShelf
+
+    monkeypatch.setattr(airflow_app._AuthManagerState, "instance", StandInAuthManager())
+    monkeypatch.setattr(DagModel, "get_team_name", staticmethod(lambda dag_id, session=None: None))
+    root = tmp_path / "reports"
+    _report(root / "2026-12-01", ["retrain", "etl"], headline="2026-12-01: 2 tries", breached=["ml-clean"])
+    (root / "2026-12-01" / "charts").mkdir()
+    (root / "2026-12-01" / "charts" / "intensity-GB.png").write_bytes(b"\x89PNG")
+    _report(root / "2026-12-02", ["etl"], headline="2026-12-02: 1 try")
+    (root / "2026-12-03").mkdir()
+    (root / "2026-12-03" / "report.html").write_text("<h1>no summary</h1>")
+    _report(root / "notes", ["etl"])
+    (tmp_path / "secret.txt").write_text("not a report")
+    _report(tmp_path / "elsewhere", ["etl"], headline="outside")
+    (root / "2026-12-04").symlink_to(tmp_path / "elsewhere")
+    (root / "2026-12-01" / "charts" / "leak.png").symlink_to(tmp_path / "secret.txt")
+    sources = GridPageSources(
+        waiting=lambda dag_ids: ([], [], []),
+        ledger=lambda: InMemoryLedger([]),
+        events=lambda now: [],
+        zones=lambda pairs, now: [],
+        clock=lambda: T0,
+        reports=lambda: ReportShelf(open_report_location(f"file://{root}"), f"file://{root}"),
+    )
+    return TestClient(create_app(sources))
+
+
+def _as(user: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {user}"}
+
+
+def test_the_page_lists_the_recent_daily_reports_each_to_who_may_read_its_dags(reports_client):
+    admin = reports_client.get("/api/reports", headers=_as("admin")).json()
+    assert [r["day"] for r in admin["items"]] == ["2026-12-03", "2026-12-02", "2026-12-01"]  # not notes/, not the link
+    first = admin["items"][-1]
+    assert first["headline"] == "2026-12-01: 2 tries" and first["slos_breached"] == ["ml-clean"]
+    assert first["files"] == {
+        "report.html": "reports/2026-12-01/report.html",
+        "summary.json": "reports/2026-12-01/summary.json",
+        "records.csv": "reports/2026-12-01/records.csv",
+    }
+    assert admin["items"][0]["files"] == {"report.html": "reports/2026-12-03/report.html"}
+
+    ops = reports_client.get("/api/reports", headers=_as("ops")).json()
+    assert [r["day"] for r in ops["items"]] == ["2026-12-02", "2026-12-01"] and ops["hidden"] == 1  # no summary
+    limited = reports_client.get("/api/reports", headers=_as("etl-team")).json()
+    assert [r["day"] for r in limited["items"]] == ["2026-12-02"] and limited["hidden"] == 2
+    assert reports_client.get("/api/reports").status_code == 401
+
+
+def test_report_files_are_served_from_the_location_only(reports_client):
+    page = reports_client.get("/reports/2026-12-01/report.html", headers=_as("ops"))
+    assert page.status_code == 200 and page.text == "<h1>2026-12-01: 2 tries</h1>"
+    assert page.headers["content-type"].startswith("text/html")
+    assert page.headers["content-security-policy"].startswith("sandbox")  # no script, not Airflow's origin
+    chart = reports_client.get("/reports/2026-12-01/charts/intensity-GB.png", headers=_as("ops"))
+    assert chart.status_code == 200 and chart.headers["content-type"] == "image/png"
+    assert reports_client.get("/reports/2026-12-01/records.csv", headers=_as("ops")).text == "dag_id\n"
+
+    assert reports_client.get("/reports/2026-12-01/report.html", headers=_as("etl-team")).status_code == 403
+    assert reports_client.get("/reports/2026-12-02/summary.json", headers=_as("etl-team")).status_code == 200
+    assert reports_client.get("/reports/2026-12-01/report.html").status_code == 401
+
+    refused = [
+        "/reports/2026-12-01/%2E%2E%2F%2E%2E%2Fsecret.txt",
+        "/reports/2026-12-01/..%2F..%2Fsecret.txt",
+        "/reports/%2E%2E/secret.txt",
+        "/reports/2026-12-01/charts/leak.png",  # a link out of the location
+        "/reports/2026-12-04/report.html",  # a day folder linked from elsewhere
+        "/reports/2026-12-01/charts/../../../secret.txt",
+        "/reports/2026-12-01/app.py",
+        "/reports/notes/report.html",
+        "/reports/2026-12-05/report.html",
+        "/reports/2026-13-01/report.html",
+    ]
+    for path in refused:
+        answer = reports_client.get(path, headers=_as("admin"))
+        assert answer.status_code == 404, (path, answer.status_code, answer.text)
+        assert "not a report" not in answer.text
+
+
+def test_without_a_report_location_the_page_says_why(client):
+    answer = client.get("/api/reports", headers=_as("ops")).json()
+    assert answer == {"location": None, "items": [], "hidden": 0, "error": "no report location configured"}
+    assert client.get("/reports/2026-12-01/report.html", headers=_as("ops")).status_code == 404

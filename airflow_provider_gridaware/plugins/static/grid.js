@@ -266,6 +266,35 @@ async function renderFlex() {
     el("td", { class: "num" }, shed(z, "5")), el("td", { class: "num" }, shed(z, "15")), el("td", { class: "num" }, shed(z, "60")))));
 }
 
+const REPORT_FILES = [["report.html", "report"], ["summary.json", "summary.json"], ["records.csv", "records.csv"]];
+
+async function renderReports() {
+  const body = document.querySelector("#reports tbody");
+  const response = await fetch("api/reports", { credentials: "same-origin", cache: "no-store" });
+  if (!response.ok) {
+    body.replaceChildren(el("tr", {}, el("td", { colspan: 3, class: "bad" }, `could not read: HTTP ${response.status}`)));
+    return;
+  }
+  const shelf = await response.json();
+  const note = document.getElementById("reports-note");
+  note.textContent = shelf.location ? `From ${shelf.location}, the last 30 days written.` : "";
+  if (shelf.hidden) note.textContent += ` ${shelf.hidden} more cover DAGs you may not read.`;
+  if (shelf.error) {
+    body.replaceChildren(el("tr", {}, el("td", { colspan: 3, class: "bad" }, `No reports: ${shelf.error}`)));
+    return;
+  }
+  if (!shelf.items.length) {
+    body.replaceChildren(el("tr", {}, el("td", { colspan: 3, class: "muted" }, "No daily report written yet (DailyCarbonReportOperator, gridaware report).")));
+    return;
+  }
+  body.replaceChildren(...shelf.items.map((r) => el("tr", { "data-report": r.day },
+    el("td", { class: "task" }, r.day),
+    el("td", {}, r.headline || el("span", { class: "muted" }, "no summary"),
+      r.slos_breached.length ? el("div", { class: "bad small" }, `SLO breached: ${r.slos_breached.join(", ")}`) : null),
+    el("td", { class: "files" }, REPORT_FILES.filter(([f]) => r.files[f]).map(([f, label]) =>
+      el("a", { href: r.files[f], target: "_blank", rel: "noopener" }, label))))));
+}
+
 async function renderFocus() {
   if (!focus) return;
   const card = document.getElementById("focus");
@@ -308,6 +337,7 @@ async function load() {
     renderSavings(data);
     renderSlos(data);
     renderFlex().catch((error) => console.error("fleet flexibility", error));
+    renderReports().catch((error) => console.error("daily reports", error));
     const problems = document.getElementById("problems");
     problems.hidden = !data.problems.length;
     problems.replaceChildren(...data.problems.map((p) => el("div", {}, p)));
