@@ -90,6 +90,8 @@ class GridPageSources:
     :param fleet: ``now, notes, dag_ids -> running and waiting work`` (``fleet_from_airflow``).
     :param responses: ``(source, event id) keys -> the grid-event response's holds`` of those events.
     :param reports: the daily reports' location (``[gridaware] report_location``).
+    :param all_dag_ids: every DAG id Airflow knows (who may read them all sees every daily report; empty:
+        a report is shown only to who may read each DAG it names).
     """
 
     waiting: Callable[[Iterable[str] | None], tuple[list[WaitingTask], list[tuple[str, str]], list[str]]]
@@ -106,6 +108,7 @@ class GridPageSources:
     )
     responses: Callable[[Sequence[tuple[str, str]]], Sequence[ResponseRecord]] = field(default=lambda keys: [])
     reports: Callable[[], ReportShelf] = field(default=_no_report_location)
+    all_dag_ids: Callable[[], set[str]] = field(default=lambda: set())
 
     @classmethod
     def from_airflow(cls, zone_cache: ZoneCache | None = None) -> GridPageSources:
@@ -117,6 +120,7 @@ class GridPageSources:
             DeferredGridTasks,
             ZoneCache,
             _gridaware_config,
+            dag_ids_from_db,
             dag_tags_from_db,
             parse_zone_list,
             recent_events,
@@ -136,6 +140,7 @@ class GridPageSources:
             fleet=fleet_from_airflow,
             responses=response_holds,
             reports=configured_report_shelf(),
+            all_dag_ids=dag_ids_from_db,
         )
 
 
@@ -303,14 +308,20 @@ def readable_dags(user: Any) -> set[str]:
     return get_auth_manager().get_authorized_dag_ids(user=user, method="GET")
 
 
-def readable_for_reports(user: Any) -> set[str] | None:
-    """``None`` when ``user`` may read every DAG (the auth manager's answer for DAGs without details),
-    else the DAG ids they may read: a daily report names DAGs, and is shown only to who may read them all."""
-    from airflow.api_fastapi.app import get_auth_manager
+def readable_for_reports(sources: GridPageSources, user: Any) -> set[str] | None:
+    """``None`` when ``user`` may read every DAG Airflow knows, else the DAG ids they may read: a daily
+    report names DAGs, and is shown only to who may read them all.
 
-    if get_auth_manager().is_authorized_dag(method="GET", user=user):
-        return None
-    return readable_dags(user)
+    Not the auth manager's answer for "DAGs" without details: SimpleAuthManager gives it to every viewer,
+    teams or not.
+    """
+    readable = readable_dags(user)
+    try:
+        known = sources.all_dag_ids()
+    except Exception as exc:  # unknown: the report's own DAG list decides
+        log.warning("Grid page: Airflow's DAG ids cannot be read: %s", exc)
+        return readable
+    return None if known and known <= readable else readable
 
 
 #: Served with every report file: the page runs in a sandbox of its own (no script, not Airflow's origin).
@@ -378,7 +389,7 @@ def create_app(sources: GridPageSources | None = None) -> FastAPI:
         except Exception as exc:  # the page says why and shows the rest
             log.warning("Grid page: the daily reports cannot be listed: %s", exc)
             return {"location": None, "items": [], "hidden": 0, "error": str(exc)}
-        readable = readable_for_reports(user)
+        readable = readable_for_reports(current_sources(), user)
         shown = [d.to_json() for d in days if d.readable_by(readable)]
         return {"location": shelf.display, "items": shown, "hidden": len(days) - len(shown), "error": None}
 
@@ -389,7 +400,7 @@ def create_app(sources: GridPageSources | None = None) -> FastAPI:
             checked_file_name(name)  # before storage is touched
             shelf = current_sources().reports()
             listing = shelf.day(day)
-            if not listing.readable_by(readable_for_reports(user)):
+            if not listing.readable_by(readable_for_reports(current_sources(), user)):
                 raise HTTPException(status_code=403, detail=f"the report of {day} covers DAGs you may not read")
             data, media_type = shelf.read(day, name)
         except LookupError as exc:  # ReportNotFoundError, or no report location

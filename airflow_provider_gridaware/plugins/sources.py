@@ -55,6 +55,16 @@ def parse_zone_list(text: str | None) -> list[tuple[str, str]]:
     return pairs
 
 
+def dag_ids_from_db() -> set[str]:
+    """Every DAG id in Airflow's metadata database."""
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        return set(session.scalars(select(DagModel.dag_id)))
+
+
 def dag_tags_from_db() -> dict[str, list[str]]:
     """Each DAG's tags, from Airflow's metadata database."""
     from airflow.models.dag import DagTag
