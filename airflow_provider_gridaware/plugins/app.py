@@ -324,10 +324,12 @@ def readable_for_reports(sources: GridPageSources, user: Any) -> set[str] | None
     return None if known and known <= readable else readable
 
 
-#: Served with every report file: the page runs in a sandbox of its own (no script, not Airflow's origin).
+#: Served with every report file: no script runs in a report page (a file planted in the location cannot act
+#: as the signed-in user); its charts and inline style load. (A CSP sandbox would also block the charts: its
+#: opaque origin sends no session cookie.)
 REPORT_HEADERS = {
-    "Content-Security-Policy": "sandbox allow-downloads allow-popups; default-src 'none'; img-src 'self'; "
-    "style-src 'unsafe-inline'",
+    "Content-Security-Policy": "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; base-uri 'none'; "
+    "form-action 'none'; frame-ancestors 'self'",
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "private, no-cache",
 }

@@ -267,6 +267,8 @@ async function renderFlex() {
 }
 
 const REPORT_FILES = [["report.html", "report"], ["summary.json", "summary.json"], ["records.csv", "records.csv"]];
+// Airflow's plugin frame is sandboxed without allow-popups: inside it a report opens in the frame (Back returns).
+const IN_AIRFLOW_FRAME = window.top !== window.self;
 
 async function renderReports() {
   const body = document.querySelector("#reports tbody");
@@ -292,7 +294,7 @@ async function renderReports() {
     el("td", {}, r.headline || el("span", { class: "muted" }, "no summary"),
       r.slos_breached.length ? el("div", { class: "bad small" }, `SLO breached: ${r.slos_breached.join(", ")}`) : null),
     el("td", { class: "files" }, REPORT_FILES.filter(([f]) => r.files[f]).map(([f, label]) =>
-      el("a", { href: r.files[f], target: "_blank", rel: "noopener" }, label))))));
+      el("a", { href: r.files[f], target: IN_AIRFLOW_FRAME ? null : "_blank", rel: "noopener" }, label))))));
 }
 
 async function renderFocus() {
