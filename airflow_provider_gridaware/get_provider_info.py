@@ -482,8 +482,25 @@ def get_provider_info() -> dict[str, Any]:
                         "example": "gridaware_ukci_default:GB, gridaware_electricitymaps_default:DE",
                         "default": "",
                     },
+                    "report_location": {
+                        "description": "Where the daily carbon reports live, one folder per UTC day: the default "
+                        "folder of DailyCarbonReportOperator and the location the Grid page lists and serves them "
+                        "from (a file:// URL or path, or an ObjectStoragePath URL). {airflow_home} is filled in. "
+                        "Empty: file://$AIRFLOW_HOME/gridaware/reports.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "file:///srv/airflow/carbon-reports",
+                        "default": "",
+                    },
+                    "report_conn_id": {
+                        "description": "The storage connection of report_location (aws_default for s3:// ...).",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "aws_default",
+                        "default": "",
+                    },
                     "slos": {
-                        "description": "Sustainability SLOs the Grid page shows: a JSON list of "
+                        "description": "Sustainability SLOs the Grid page and the daily report show: a JSON list of "
                         "{name, metric (mean_intensity | kg_per_month | clean_share), target, dag_ids or tags, "
                         "period_days, intensity_kind, min_runs}.",
                         "version_added": "0.1.0",

@@ -13,9 +13,12 @@ import json
 import sys
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_gridaware.cli import EXIT_USAGE, CommandError
+
+if TYPE_CHECKING:
+    from airflow_provider_gridaware.ledger.slo import SustainabilitySlo
 
 
 def _date(text: str) -> date:
@@ -52,8 +55,65 @@ def add_parser(subparsers: Any) -> None:
         metavar="ZONE=CONN_ID",
         help="fetch the zone's actuals through this grid-signal connection first (repeatable)",
     )
+    parser.add_argument(
+        "--slos",
+        metavar="JSON|FILE",
+        help="the sustainability SLOs to report, a JSON list as SustainabilitySloOperator takes (inline or a file); "
+        "default: [gridaware] slos; '[]' for none",
+    )
+    parser.add_argument(
+        "--dag-tags",
+        metavar="JSON|FILE",
+        help='each DAG\'s tags for SLOs set per tag, {"dag_id": ["tag", ...]} (inline or a file); '
+        "default: read from Airflow's metadata database when an SLO needs them",
+    )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON instead of the headline")
     parser.set_defaults(func=run_report)
+
+
+def _json_or_file(text: str, option: str) -> str:
+    """``text`` itself when it looks like JSON, else the contents of the file it names."""
+    if text.lstrip().startswith(("[", "{")):
+        return text
+    try:
+        return Path(text).expanduser().read_text("utf-8")
+    except OSError as exc:
+        raise CommandError(
+            f"{option} {text}: not JSON and not a readable file ({exc.strerror or exc})", EXIT_USAGE
+        ) from None
+
+
+def report_slos(args: argparse.Namespace) -> tuple[list[SustainabilitySlo], dict[str, list[str]] | None, list[str]]:
+    """The SLOs to report (``--slos``, else ``[gridaware] slos``), the DAG tags they need, and notes.
+
+    :raises CommandError: SLOs or tags that cannot be read (named).
+    """
+    from airflow_provider_gridaware.hooks.store import _config
+    from airflow_provider_gridaware.ledger.slo import SLOS_KEY, parse_slos
+
+    where = "--slos" if args.slos else f"[gridaware] {SLOS_KEY}"
+    try:
+        slos = parse_slos(_json_or_file(args.slos, "--slos") if args.slos else _config(SLOS_KEY), where)
+    except ValueError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from None
+    notes: list[str] = []
+    tags: dict[str, list[str]] | None = None
+    if args.dag_tags:
+        try:
+            given = json.loads(_json_or_file(args.dag_tags, "--dag-tags"))
+        except json.JSONDecodeError as exc:
+            raise CommandError(f"--dag-tags is not JSON: {exc}", EXIT_USAGE) from None
+        if not isinstance(given, dict) or not all(isinstance(v, list) for v in given.values()):
+            raise CommandError('--dag-tags must be a JSON object {"dag_id": ["tag", ...]}', EXIT_USAGE)
+        tags = {str(dag): [str(t) for t in names] for dag, names in given.items()}
+    elif any(slo.tags for slo in slos):
+        try:
+            from airflow_provider_gridaware.plugins.sources import dag_tags_from_db
+
+            tags = dag_tags_from_db()
+        except Exception as exc:  # the SLOs set per tag are then reported as not judged, saying why
+            notes.append(f"DAG tags could not be read from Airflow's metadata database ({exc}): give --dag-tags.")
+    return slos, tags, notes
 
 
 def run_report(args: argparse.Namespace) -> int:
@@ -80,7 +140,9 @@ def run_report(args: argparse.Namespace) -> int:
         ledger = LedgerFile(args.ledger_file) if args.ledger_file else open_ledger_reader(url)
     except (LedgerFileError, LedgerUnavailableError) as exc:
         raise CommandError(str(exc)) from None
+    slos, dag_tags, slo_notes = report_slos(args)
     fetched, notes = fetch_day_actuals(dict(args.actuals), day) if args.actuals else ({}, [])
+    notes = [*notes, *slo_notes]
     report = collect_daily_report(
         day,
         ledger,
@@ -91,6 +153,8 @@ def run_report(args: argparse.Namespace) -> int:
         fetched_actuals=fetched,
         dag_ids=args.dag_ids,
         extra_notes=notes,
+        slos=slos,
+        dag_tags=dag_tags,
     )
     files = render_report_files(report)
     try:

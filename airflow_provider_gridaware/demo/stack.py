@@ -146,6 +146,10 @@ class AirflowStack:
     :param dag_sources: directories whose ``*.py`` files are linked into the DAGs folder.
     :param port: the api-server's (and UI's) port on loopback; ``None`` picks a free one.
     :param components: the processes to start (``airflow <args>``), in order; the api-server must be one.
+    :param extra_users: more SimpleAuthManager users beside the admin, ``name:role`` or ``name:role:team|team``
+        (teams need ``[core] multi_team``); each gets a password of its own (:attr:`passwords`).
+    :param after_migrate: ``airflow`` commands run after ``db migrate``, before the components start
+        (``("teams", "sync")``).
     """
 
     def __init__(
@@ -157,6 +161,8 @@ class AirflowStack:
         dag_sources: Sequence[Path] = (EXAMPLE_DAGS,),
         port: int | None = None,
         components: Sequence[Component] = LOCAL_TOPOLOGY,
+        extra_users: Sequence[str] = (),
+        after_migrate: Sequence[Sequence[str]] = (),
     ) -> None:
         self.home = home
         self.dags_folder = home / "dags"
@@ -164,6 +170,13 @@ class AirflowStack:
         self.port = port or free_port()
         self.api_url = f"http://127.0.0.1:{self.port}"
         self.password = secrets.token_urlsafe(16)
+        self.extra_users = list(extra_users)
+        #: Each user's password (the admin's is :attr:`password`).
+        self.passwords = {
+            ADMIN_USER: self.password,
+            **{u.split(":")[0]: secrets.token_urlsafe(16) for u in extra_users},
+        }
+        self.after_migrate = [list(command) for command in after_migrate]
         self.processes: dict[str, ManagedProcess] = {}
         self.timings = Timings()
         self._dag_sources = list(dag_sources)
@@ -209,7 +222,7 @@ class AirflowStack:
                 "AIRFLOW__CORE__AUTH_MANAGER": (
                     "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
                 ),
-                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join([f"{ADMIN_USER}:admin", *self.extra_users]),
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file),
                 "AIRFLOW__API__HOST": "127.0.0.1",
                 "AIRFLOW__API__PORT": str(self.port),
@@ -245,7 +258,7 @@ class AirflowStack:
             for path in sorted(source.glob("*.py")) if source.is_dir() else ():
                 if path.name != "__init__.py":
                     self.link_dag(path)
-        (self.home / "simple_auth_manager_passwords.json").write_text(json.dumps({ADMIN_USER: self.password}))
+        (self.home / "simple_auth_manager_passwords.json").write_text(json.dumps(self.passwords))
 
     def link_dag(self, path: Path) -> Path:
         """Make ``path`` visible in the DAGs folder (a symlink); the dag-processor finds it within seconds."""
@@ -262,6 +275,10 @@ class AirflowStack:
         result = self.cli("db", "migrate", timeout=timeout)
         if result.returncode != 0:
             raise StackError(f"airflow db migrate failed ({result.returncode}):\n{result.stdout[-4000:]}")
+        for command in self.after_migrate:
+            result = self.cli(*command, timeout=timeout)
+            if result.returncode != 0:
+                raise StackError(f"airflow {' '.join(command)} failed ({result.returncode}):\n{result.stdout[-4000:]}")
         migrated = time.monotonic()
         self.timings.migrate = migrated - began
         try:
@@ -453,13 +470,19 @@ class AirflowStack:
             raise StackError(f"airflow {' '.join(args)} printed no JSON ({exc}):\n{text}\n{result.stderr}") from None
 
     # -- REST API v2 -----------------------------------------------------------------------------------
-    def _login(self) -> httpx.Client:
+    def token(self, username: str = ADMIN_USER) -> str:
+        """A bearer token of ``username`` (the admin, or one of :attr:`extra_users`) from ``POST /auth/token``."""
         response = httpx.post(
-            f"{self.api_url}/auth/token", json={"username": ADMIN_USER, "password": self.password}, timeout=30
+            f"{self.api_url}/auth/token",
+            json={"username": username, "password": self.passwords[username]},
+            timeout=30,
         )
         if response.status_code not in (200, 201):
-            raise StackError(f"POST /auth/token answered {response.status_code}: {response.text}")
-        token = response.json()["access_token"]
+            raise StackError(f"POST /auth/token for {username} answered {response.status_code}: {response.text}")
+        return str(response.json()["access_token"])
+
+    def _login(self) -> httpx.Client:
+        token = self.token()
         return httpx.Client(base_url=self.api_url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
 
     @property

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from airflow_provider_gridaware.reporting.collect import PausedWorkSource
     from airflow_provider_gridaware.reporting.daily import Finaliser
     from airflow_provider_gridaware.signals.models import SignalSeries
+    from airflow_provider_gridaware.ui.reports import StorageFolder
 
 log = logging.getLogger(__name__)
 
@@ -104,3 +105,43 @@ def fetch_day_actuals(conn_ids: Mapping[str, str], day: date) -> tuple[dict[str,
                 f"{zone}: fetching actuals through {conn_id} failed ({type(exc).__name__}: {exc}); archive used."
             )
     return fetched, notes
+
+
+#: ``[gridaware] report_location`` when unset: ``{airflow_home}`` is filled in.
+DEFAULT_REPORT_LOCATION = "file://{airflow_home}/gridaware/reports"
+
+
+def airflow_home() -> str:
+    """``$AIRFLOW_HOME`` (default ``~/airflow``), resolved."""
+    import os
+    from pathlib import Path
+
+    return str(Path(os.environ.get("AIRFLOW_HOME") or "~/airflow").expanduser().resolve())
+
+
+def report_location() -> tuple[str, str | None]:
+    """Where the daily reports live, one folder per day, and the storage connection to read them with:
+    ``[gridaware] report_location`` (default ``file://$AIRFLOW_HOME/gridaware/reports``) and
+    ``[gridaware] report_conn_id``."""
+    from airflow_provider_gridaware.hooks.store import _config
+
+    location = (_config("report_location") or DEFAULT_REPORT_LOCATION).format(airflow_home=airflow_home())
+    return location.rstrip("/"), _config("report_conn_id")
+
+
+def open_report_location(url: str, conn_id: str | None = None) -> StorageFolder:
+    """The report location as a folder to read: a local ``Path`` for ``file://`` and plain paths, else an
+    ``ObjectStoragePath`` (``s3://`` then needs ``s3fs``, ``gs://`` needs ``gcsfs``).
+
+    :param url: the location.
+    :param conn_id: its storage connection.
+    """
+    from pathlib import Path
+
+    if "://" not in url:
+        return Path(url).expanduser()
+    if url.startswith("file://"):
+        return Path(url.removeprefix("file://"))
+    from airflow.sdk import ObjectStoragePath
+
+    return ObjectStoragePath(url, conn_id=conn_id)

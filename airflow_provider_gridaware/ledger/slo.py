@@ -22,6 +22,8 @@ from typing import Any
 from airflow_provider_gridaware.ledger.records import LedgerRecord
 
 MONTH = timedelta(days=30)
+#: The ``[gridaware]`` config key holding the SLOs the Grid page and the daily report show (a JSON list).
+SLOS_KEY = "slos"
 
 
 class SloMetric(str, Enum):
@@ -151,6 +153,39 @@ class SloStatus:
             "breached": self.breached,
             "text": self.describe(),
         }
+
+
+def parse_slos(text: str | None, where: str = "[gridaware] slos") -> list[SustainabilitySlo]:
+    """SLOs from a JSON list (each as :meth:`SustainabilitySlo.from_dict` reads it); empty text: none.
+
+    :param text: the JSON.
+    :param where: where it came from, for the error (``[gridaware] slos``, ``--slos``).
+    :raises ValueError: not a JSON list, or an SLO that is not valid (named).
+    """
+    import json
+
+    if not text or not text.strip():
+        return []
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{where} is not JSON: {exc}") from None
+    if not isinstance(items, list):
+        raise ValueError(f"{where} must be a JSON list of SLOs")
+    return slos_from(items, where)
+
+
+def slos_from(items: Iterable[SustainabilitySlo | Mapping[str, Any]], where: str = "slos") -> list[SustainabilitySlo]:
+    """SLOs given as objects or in their JSON form (what ``SustainabilitySloOperator(slos=...)`` takes).
+
+    :raises ValueError: an SLO that is not valid (named, with ``where``).
+    """
+    try:
+        return [s if isinstance(s, SustainabilitySlo) else SustainabilitySlo.from_dict(s) for s in items]
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    except AttributeError:
+        raise ValueError(f"{where}: each SLO must be a JSON object") from None
 
 
 def _format(metric: SloMetric, value: float) -> str:

@@ -10,7 +10,6 @@ computes lives in :mod:`airflow_provider_gridaware.reporting` (no Airflow there)
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -18,15 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_gridaware.ledger.slo import SLOS_KEY, SustainabilitySlo, parse_slos, slos_from
+
 if TYPE_CHECKING:
     from airflow.sdk import BaseNotifier, Context
 
     from airflow_provider_gridaware.ledger.records import LedgerReader
     from airflow_provider_gridaware.reporting.collect import PausedWorkSource
     from airflow_provider_gridaware.reporting.daily import Finaliser
-
-#: Default output folder, one per day: ``{airflow_home}`` and ``{day}`` are filled in when the task runs.
-DEFAULT_OUTPUT_DIR = "file://{airflow_home}/gridaware/reports/{day}"
 
 
 class CarbonReportConfigError(ValueError):
@@ -129,8 +127,10 @@ class DailyCarbonReportOperator(BaseOperator):
     :param report_date: the UTC day, ``YYYY-MM-DD`` (templated); default: the last complete day before the
         run's data interval end.
     :param output_dir: the day's folder, an ``ObjectStoragePath`` URL or a local path (templated; ``{day}``
-        and ``{airflow_home}`` are filled in); default ``file://$AIRFLOW_HOME/gridaware/reports/{day}``.
-    :param output_conn_id: the connection for ``output_dir`` (``aws_default`` for ``s3://`` ...).
+        and ``{airflow_home}`` are filled in); default ``<[gridaware] report_location>/{day}``
+        (``file://$AIRFLOW_HOME/gridaware/reports/{day}``), where the Grid page lists the reports.
+    :param output_conn_id: the connection for ``output_dir`` (``aws_default`` for ``s3://`` ...); default,
+        when ``output_dir`` is not given, ``[gridaware] report_conn_id``.
     :param store_conn_id: the provider's store (ledger, forecast archive, grid events); default as
         :class:`~airflow_provider_gridaware.hooks.store.GridStoreHook`.
     :param ledger: read records from this reader instead of the ledger store (a
@@ -145,6 +145,11 @@ class DailyCarbonReportOperator(BaseOperator):
         default: read from the response record in the store, when this build has one.
     :param notifier: an Airflow notifier (``SmtpNotifier``, ``SlackNotifier`` ...) called once the files
         are written; its templates see ``carbon_report`` (the summary, plus ``location`` and ``html``).
+    :param slos: the sustainability SLOs the report shows, each measured over its window ending with the
+        day (:class:`~airflow_provider_gridaware.ledger.slo.SustainabilitySlo` or the JSON form
+        ``SustainabilitySloOperator`` takes); default: ``[gridaware] slos``, as on the Grid page; ``[]``: none.
+    :param dag_tags: each DAG's tags, for SLOs set per tag (a worker cannot read Airflow's metadata
+        database); without them such an SLO is reported as not judged, saying why.
     """
 
     template_fields: Sequence[str] = ("report_date", "output_dir", "ledger_file", "dag_ids")
@@ -154,7 +159,7 @@ class DailyCarbonReportOperator(BaseOperator):
         self,
         *,
         report_date: str | None = None,
-        output_dir: str = DEFAULT_OUTPUT_DIR,
+        output_dir: str | None = None,
         output_conn_id: str | None = None,
         store_conn_id: str | None = None,
         ledger: LedgerReader | None = None,
@@ -164,6 +169,8 @@ class DailyCarbonReportOperator(BaseOperator):
         dag_ids: Sequence[str] | None = None,
         paused_work: PausedWorkSource | None = None,
         notifier: BaseNotifier | None = None,
+        slos: Sequence[SustainabilitySlo | Mapping[str, Any]] | None = None,
+        dag_tags: Mapping[str, Sequence[str]] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -180,6 +187,16 @@ class DailyCarbonReportOperator(BaseOperator):
         self.dag_ids = list(dag_ids) if dag_ids is not None else None
         self.paused_work = paused_work
         self.notifier = notifier
+        # Parsed now: a bad SLO fails at DAG parse time, naming it (as SustainabilitySloOperator does).
+        self.slos = None if slos is None else slos_from(slos, f"task {self.task_id!r}: slos")
+        self.dag_tags = {dag: list(tags) for dag, tags in (dag_tags or {}).items()}
+
+    def _slos(self) -> list[SustainabilitySlo]:
+        if self.slos is not None:
+            return self.slos
+        from airflow_provider_gridaware.hooks.store import _config
+
+        return parse_slos(_config(SLOS_KEY))
 
     def _ledger(self) -> LedgerReader:
         if self.ledger is not None:
@@ -194,8 +211,10 @@ class DailyCarbonReportOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_gridaware.hooks.carbon_report import (
+            airflow_home,
             fetch_day_actuals,
             ledger_finaliser,
+            report_location,
             response_paused_work,
         )
         from airflow_provider_gridaware.hooks.store import GridStoreHook
@@ -203,7 +222,13 @@ class DailyCarbonReportOperator(BaseOperator):
         from airflow_provider_gridaware.reporting.render import HTML_FILE, JSON_FILE, render_report_files
 
         day = report_day(self.report_date, context)
-        output_dir = self.output_dir.format(day=day.isoformat(), airflow_home=_airflow_home())
+        output_conn_id = self.output_conn_id
+        if self.output_dir is None:
+            location, location_conn_id = report_location()
+            output_dir = f"{location}/{day.isoformat()}"
+            output_conn_id = output_conn_id or location_conn_id
+        else:
+            output_dir = self.output_dir.format(day=day.isoformat(), airflow_home=airflow_home())
         ledger = self._ledger()
         store = GridStoreHook(self.store_conn_id)
         fetched, notes = fetch_day_actuals(self.actuals_conn_ids, day) if self.actuals_conn_ids else ({}, [])
@@ -217,9 +242,11 @@ class DailyCarbonReportOperator(BaseOperator):
             fetched_actuals=fetched,
             dag_ids=self.dag_ids,
             extra_notes=notes,
+            slos=self._slos(),
+            dag_tags=self.dag_tags or None,
         )
         files = render_report_files(report)
-        location = write_report(files, output_dir, self.output_conn_id)
+        location = write_report(files, output_dir, output_conn_id)
         self.log.info("Carbon report %s written to %s: %s", day, location, report.headline())
         for note in report.quality_notes:
             self.log.info("Data quality: %s", note)
@@ -230,7 +257,3 @@ class DailyCarbonReportOperator(BaseOperator):
             notify_context["carbon_report"] = {**summary, "html": files[HTML_FILE].decode("utf-8")}
             self.notifier(notify_context)
         return summary
-
-
-def _airflow_home() -> str:
-    return str(Path(os.environ.get("AIRFLOW_HOME") or "~/airflow").expanduser().resolve())

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseNotifier, BaseOperator
 
-from airflow_provider_gridaware.ledger.slo import SloStatus, SustainabilitySlo, evaluate
+from airflow_provider_gridaware.ledger.slo import SloStatus, SustainabilitySlo, evaluate, slos_from
 from airflow_provider_gridaware.times import UTC
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ class SustainabilitySloOperator(BaseOperator):
     ) -> None:
         super().__init__(**kwargs)
         # Parsed now: a bad SLO fails at DAG parse time, naming it.
-        self.slos = [s if isinstance(s, SustainabilitySlo) else SustainabilitySlo.from_dict(s) for s in slos]
+        self.slos = slos_from(slos)
         self.notifiers = [notifiers] if isinstance(notifiers, BaseNotifier) else list(notifiers)
         self.dag_tags = {dag: list(tags) for dag, tags in (dag_tags or {}).items()}
         self.fail_on_breach = fail_on_breach

@@ -22,15 +22,17 @@ from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_da
 from fastapi import Depends, FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse, Response
 
-from airflow_provider_gridaware.ledger.slo import SustainabilitySlo, evaluate
+from airflow_provider_gridaware.ledger.slo import SLOS_KEY, SustainabilitySlo, evaluate, parse_slos
 from airflow_provider_gridaware.times import UTC
-from airflow_provider_gridaware.ui.page import SAVINGS_PERIOD, grid_page, savings_json
+from airflow_provider_gridaware.ui.page import SAVINGS_PERIOD, grid_page, hold_target_dag, is_recent, savings_json
+from airflow_provider_gridaware.ui.reports import ReportShelf, checked_file_name
 
 if TYPE_CHECKING:
     from airflow_provider_gridaware.ledger.records import LedgerReader
     from airflow_provider_gridaware.planning.flexibility import FleetWork
     from airflow_provider_gridaware.plugins.sources import ZoneCache
     from airflow_provider_gridaware.signals.grid_event import GridEvent
+    from airflow_provider_gridaware.store.responses import ResponseRecord
     from airflow_provider_gridaware.ui.waiting import WaitingTask
     from airflow_provider_gridaware.ui.zones import ZoneView
 
@@ -53,6 +55,25 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _no_report_location() -> ReportShelf:
+    raise LookupError("no report location configured")
+
+
+def configured_report_shelf() -> Callable[[], ReportShelf]:
+    """The reports under ``[gridaware] report_location``, opened on first use and kept."""
+    held: list[ReportShelf] = []
+
+    def shelf() -> ReportShelf:
+        if not held:
+            from airflow_provider_gridaware.hooks.carbon_report import open_report_location, report_location
+
+            url, conn_id = report_location()
+            held.append(ReportShelf(open_report_location(url, conn_id), url))
+        return held[0]
+
+    return shelf
+
+
 @dataclass
 class GridPageSources:
     """What the page reads; each part replaceable (tests, benchmarks).
@@ -67,6 +88,10 @@ class GridPageSources:
     :param slos: the sustainability SLOs shown (``[gridaware] slos``, a JSON list).
     :param dag_tags: each DAG's tags (for SLOs set per tag).
     :param fleet: ``now, notes, dag_ids -> running and waiting work`` (``fleet_from_airflow``).
+    :param responses: ``(source, event id) keys -> the grid-event response's holds`` of those events.
+    :param reports: the daily reports' location (``[gridaware] report_location``).
+    :param all_dag_ids: every DAG id Airflow knows (who may read them all sees every daily report; empty:
+        a report is shown only to who may read each DAG it names).
     """
 
     waiting: Callable[[Iterable[str] | None], tuple[list[WaitingTask], list[tuple[str, str]], list[str]]]
@@ -81,6 +106,9 @@ class GridPageSources:
     fleet: Callable[[datetime, list[str], set[str] | None], list[FleetWork]] = field(
         default=lambda now, notes, dags: []
     )
+    responses: Callable[[Sequence[tuple[str, str]]], Sequence[ResponseRecord]] = field(default=lambda keys: [])
+    reports: Callable[[], ReportShelf] = field(default=_no_report_location)
+    all_dag_ids: Callable[[], set[str]] = field(default=lambda: set())
 
     @classmethod
     def from_airflow(cls, zone_cache: ZoneCache | None = None) -> GridPageSources:
@@ -88,15 +116,15 @@ class GridPageSources:
         from airflow_provider_gridaware.fleet import fleet_from_airflow
         from airflow_provider_gridaware.hooks.ledger_reader import open_ledger_reader
         from airflow_provider_gridaware.plugins.sources import (
-            SLOS_KEY,
             UI_ZONES_KEY,
             DeferredGridTasks,
             ZoneCache,
             _gridaware_config,
+            dag_ids_from_db,
             dag_tags_from_db,
-            parse_slos,
             parse_zone_list,
             recent_events,
+            response_holds,
         )
 
         cache = zone_cache or ZoneCache()
@@ -110,6 +138,9 @@ class GridPageSources:
             slos=lambda: parse_slos(_gridaware_config(SLOS_KEY)),
             dag_tags=dag_tags_from_db,
             fleet=fleet_from_airflow,
+            responses=response_holds,
+            reports=configured_report_shelf(),
+            all_dag_ids=dag_ids_from_db,
         )
 
 
@@ -143,6 +174,8 @@ def page_data(
     except Exception as exc:
         log.exception("Grid page: reading grid events failed")
         problems.append(f"grid events: {exc}")
+
+    holds, hidden_holds = event_holds(sources, [e for e in events if is_recent(e, now)], readable_dag_ids, problems)
 
     try:
         slos = sources.slos()
@@ -180,7 +213,42 @@ def page_data(
         problems=problems,
         waiting_limit=waiting_limit,
         slos=slo_statuses,
+        holds=holds,
+        hidden_holds=hidden_holds,
     )
+
+
+def event_holds(
+    sources: GridPageSources, events: Sequence[GridEvent], readable_dag_ids: set[str] | None, problems: list[str]
+) -> tuple[dict[tuple[str, str], list[ResponseRecord]], dict[tuple[str, str], int]]:
+    """Per event, the response's holds the user may see, and how many paused DAGs they may not read.
+
+    A hold on a DAG is shown only to users who may read that DAG; a hold on a Kubernetes or Batch job
+    (the record names no DAG) is shown like the event itself, to every signed-in user.
+
+    :param sources: where the holds come from.
+    :param events: the events shown.
+    :param readable_dag_ids: the DAGs the user may read (``None``: every DAG).
+    :param problems: what could not be read is added here.
+    """
+    shown: dict[tuple[str, str], list[ResponseRecord]] = {}
+    hidden: dict[tuple[str, str], int] = {}
+    if not events:
+        return shown, hidden
+    try:
+        records = sources.responses([(e.source, e.event_id) for e in events])
+    except Exception as exc:  # the events are still shown, without what they paused
+        log.exception("Grid page: reading the grid-event response's record failed")
+        problems.append(f"what grid events paused: {exc}")
+        return shown, hidden
+    for record in records:
+        key = (record.event_source, record.event_id)
+        dag_id = hold_target_dag(record)
+        if dag_id is not None and readable_dag_ids is not None and dag_id not in readable_dag_ids:
+            hidden[key] = hidden.get(key, 0) + 1
+        else:
+            shown.setdefault(key, []).append(record)
+    return shown, hidden
 
 
 class TtlCache:
@@ -240,6 +308,33 @@ def readable_dags(user: Any) -> set[str]:
     return get_auth_manager().get_authorized_dag_ids(user=user, method="GET")
 
 
+def readable_for_reports(sources: GridPageSources, user: Any) -> set[str] | None:
+    """``None`` when ``user`` may read every DAG Airflow knows, else the DAG ids they may read: a daily
+    report names DAGs, and is shown only to who may read them all.
+
+    Not the auth manager's answer for "DAGs" without details: SimpleAuthManager gives it to every viewer,
+    teams or not.
+    """
+    readable = readable_dags(user)
+    try:
+        known = sources.all_dag_ids()
+    except Exception as exc:  # unknown: the report's own DAG list decides
+        log.warning("Grid page: Airflow's DAG ids cannot be read: %s", exc)
+        return readable
+    return None if known and known <= readable else readable
+
+
+#: Served with every report file: no script runs in a report page (a file planted in the location cannot act
+#: as the signed-in user); its charts and inline style load. (A CSP sandbox would also block the charts: its
+#: opaque origin sends no session cookie.)
+REPORT_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; base-uri 'none'; "
+    "form-action 'none'; frame-ancestors 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "private, no-cache",
+}
+
+
 def create_app(sources: GridPageSources | None = None) -> FastAPI:
     """The Grid page's app.
 
@@ -286,6 +381,33 @@ def create_app(sources: GridPageSources | None = None) -> FastAPI:
         report = flexibility(sources.fleet(now, notes, readable_dags(user)), now=now)
         report["notes"] = notes
         return report
+
+    @app.get("/api/reports")
+    def reports(user: GetUserDep) -> dict[str, Any]:
+        """The recent daily reports the user may see (each names only DAGs they may read), newest first."""
+        try:
+            shelf = current_sources().reports()
+            days = shelf.days()
+        except Exception as exc:  # the page says why and shows the rest
+            log.warning("Grid page: the daily reports cannot be listed: %s", exc)
+            return {"location": None, "items": [], "hidden": 0, "error": str(exc)}
+        readable = readable_for_reports(current_sources(), user)
+        shown = [d.to_json() for d in days if d.readable_by(readable)]
+        return {"location": shelf.display, "items": shown, "hidden": len(days) - len(shown), "error": None}
+
+    @app.get("/reports/{day}/{name:path}")
+    def report_file(day: str, name: str, user: GetUserDep) -> Response:
+        """One file of a daily report (only a report's own files under the configured location)."""
+        try:
+            checked_file_name(name)  # before storage is touched
+            shelf = current_sources().reports()
+            listing = shelf.day(day)
+            if not listing.readable_by(readable_for_reports(current_sources(), user)):
+                raise HTTPException(status_code=403, detail=f"the report of {day} covers DAGs you may not read")
+            data, media_type = shelf.read(day, name)
+        except LookupError as exc:  # ReportNotFoundError, or no report location
+            raise HTTPException(status_code=404, detail=str(exc)) from None
+        return Response(data, media_type=media_type, headers=REPORT_HEADERS)
 
     @app.get("/api/decision/{dag_id}/{run_id}/{task_id}", dependencies=[Depends(requires_access_dag("GET"))])
     def decision(dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> dict[str, Any]:

@@ -18,19 +18,17 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_gridaware.ledger.records import TryKey
-from airflow_provider_gridaware.ledger.slo import SustainabilitySlo
 from airflow_provider_gridaware.ui.waiting import WaitingTask, waiting_task
 from airflow_provider_gridaware.ui.zones import ZoneView, zone_view
 
 if TYPE_CHECKING:
     from airflow_provider_gridaware.signals.grid_event import GridEvent
+    from airflow_provider_gridaware.store.responses import ResponseRecord
 
 log = logging.getLogger(__name__)
 
 #: What ``GridWindowTrigger.serialize()`` names as the trigger's class path.
 GRID_WINDOW_CLASSPATH = "airflow_provider_gridaware.triggers.grid_window.GridWindowTrigger"
-#: The config key holding the sustainability SLOs shown on the page (a JSON list, see ``SustainabilitySlo.from_dict``).
-SLOS_KEY = "slos"
 #: The config key listing zones always shown: ``conn_id:zone`` pairs, comma-separated.
 UI_ZONES_KEY = "ui_zones"
 
@@ -57,25 +55,14 @@ def parse_zone_list(text: str | None) -> list[tuple[str, str]]:
     return pairs
 
 
-def parse_slos(text: str | None) -> list[SustainabilitySlo]:
-    """``[gridaware] slos``: a JSON list of SLOs.
+def dag_ids_from_db() -> set[str]:
+    """Every DAG id in Airflow's metadata database."""
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
 
-    :raises ValueError: not a JSON list, or an SLO that is not valid (named).
-    """
-    import json
-
-    if not text:
-        return []
-    try:
-        items = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"[gridaware] {SLOS_KEY} is not JSON: {exc}") from None
-    if not isinstance(items, list):
-        raise ValueError(f"[gridaware] {SLOS_KEY} must be a JSON list of SLOs")
-    try:
-        return [SustainabilitySlo.from_dict(item) for item in items]
-    except ValueError as exc:
-        raise ValueError(f"[gridaware] {SLOS_KEY}: {exc}") from None
+    with create_session() as session:
+        return set(session.scalars(select(DagModel.dag_id)))
 
 
 def dag_tags_from_db() -> dict[str, list[str]]:
@@ -187,6 +174,13 @@ def recent_events(now: datetime) -> list[GridEvent]:
     from airflow_provider_gridaware.hooks.store import GridStoreHook
 
     return GridStoreHook().get_event_store().current(now=now, include_final=True)
+
+
+def response_holds(events: Sequence[tuple[str, str]]) -> list[ResponseRecord]:
+    """The grid-event response's holds of these events, from the provider's store (oldest first)."""
+    from airflow_provider_gridaware.hooks.store import GridStoreHook
+
+    return GridStoreHook().get_response_store().records_of_events(events)
 
 
 def read_zone(conn_id: str, zone: str, now: datetime) -> ZoneView:

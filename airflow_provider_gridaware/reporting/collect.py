@@ -11,6 +11,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Protocol
 
 from airflow_provider_gridaware.ledger.records import LedgerReader
+from airflow_provider_gridaware.ledger.slo import SustainabilitySlo
 from airflow_provider_gridaware.reporting.curves import load_actual_curves
 from airflow_provider_gridaware.reporting.daily import (
     DailyReport,
@@ -20,6 +21,7 @@ from airflow_provider_gridaware.reporting.daily import (
     day_bounds,
     finalise_records,
 )
+from airflow_provider_gridaware.reporting.slo import measure_slos, read_slo_records
 from airflow_provider_gridaware.signals.models import SignalSeries
 
 if TYPE_CHECKING:
@@ -86,6 +88,8 @@ def collect_daily_report(
     dag_ids: Sequence[str] | None = None,
     extra_notes: Sequence[str] = (),
     generated_at: datetime | None = None,
+    slos: Sequence[SustainabilitySlo] = (),
+    dag_tags: Mapping[str, Sequence[str]] | None = None,
 ) -> DailyReport:
     """Read, finalise and aggregate one UTC day.
 
@@ -100,6 +104,9 @@ def collect_daily_report(
     :param dag_ids: only these DAGs.
     :param extra_notes: data-quality notes from the caller.
     :param generated_at: when (default now).
+    :param slos: sustainability SLOs to report, each over its window ending with the day (read from the
+        same ledger; the day's records count as finalised here); not limited by ``dag_ids``.
+    :param dag_tags: each DAG's tags, for SLOs set per tag.
     """
     since, until = day_bounds(day)
     records = ledger.records(since, until, dag_ids=dag_ids)
@@ -109,6 +116,9 @@ def collect_daily_report(
         records, finalise_notes = finalise_records(records, curves, finaliser)
         notes += finalise_notes
     events = event_store.current(include_final=True) if event_store is not None else ()
+    reported_slos = measure_slos(
+        slos, read_slo_records(ledger, slos, until, dag_tags), until, dag_tags, day_records=records
+    )
     return build_daily_report(
         day,
         records,
@@ -117,4 +127,5 @@ def collect_daily_report(
         paused=paused_work(since, until) if paused_work is not None else None,
         extra_notes=notes,
         generated_at=generated_at,
+        slos=reported_slos,
     )

@@ -12,13 +12,16 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from airflow_provider_gridaware.ledger.energy import ESTIMATED_NOTE
 from airflow_provider_gridaware.ledger.records import EnergyMethod, LedgerRecord, ValueBasis
 from airflow_provider_gridaware.signals.grid_event import GridEvent
 from airflow_provider_gridaware.signals.models import SignalSeries
 from airflow_provider_gridaware.times import UTC, current_clock, format_time
+
+if TYPE_CHECKING:
+    from airflow_provider_gridaware.reporting.slo import ReportedSlo
 
 #: What "saved" means, stated in every report (HTML, JSON) so the figure can be defended.
 SAVINGS_METHOD = (
@@ -236,6 +239,7 @@ class DailyReport:
     :param events: grid events active during the day (latest state of each).
     :param paused: what the grid-event response did; ``None`` when no response record was given.
     :param quality_notes: data-quality notes, one line each.
+    :param slos: the sustainability SLOs, each over its window ending with the day (empty: none configured).
     """
 
     day: date
@@ -252,6 +256,7 @@ class DailyReport:
     events: tuple[GridEvent, ...]
     paused: tuple[PausedWork, ...] | None
     quality_notes: tuple[str, ...]
+    slos: tuple[ReportedSlo, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -269,7 +274,7 @@ class DailyReport:
     def headline(self) -> str:
         """The report in one line (log, notification subject)."""
         if self.empty:
-            return f"{self.day.isoformat()}: no grid-aware task ran"
+            return f"{self.day.isoformat()}: no grid-aware task ran" + self._slo_headline()
         tries = len(self.records)
         unknown = sum(1 for r in self.records if r.actual.energy_kwh is None)
         parts = [f"{tries} {'try' if tries == 1 else 'tries'}"]
@@ -284,7 +289,11 @@ class DailyReport:
             parts.append(f"{totals.emissions_kg:.2f} kgCO2e {totals.kind}, saved {saved} kg{share}")
         for cost in self.costs:
             parts.append(f"cost {cost.cost:.2f} {cost.currency}, saved {cost.saved:.2f}")
-        return f"{self.day.isoformat()}: " + "; ".join(parts)
+        return f"{self.day.isoformat()}: " + "; ".join(parts) + self._slo_headline()
+
+    def _slo_headline(self) -> str:
+        breached = [s.status.slo.name for s in self.slos if s.verdict == "breached"]
+        return f"; SLO breached: {', '.join(breached)}" if breached else ""
 
 
 # -- building -------------------------------------------------------------------------------------------
@@ -522,6 +531,7 @@ def build_daily_report(
     paused: Sequence[PausedWork] | None = None,
     extra_notes: Sequence[str] = (),
     generated_at: datetime | None = None,
+    slos: Sequence[ReportedSlo] = (),
 ) -> DailyReport:
     """Aggregate one day's records into a :class:`DailyReport`.
 
@@ -533,6 +543,7 @@ def build_daily_report(
     :param extra_notes: data-quality notes from the caller (finalising, fetching actuals).
     :param generated_at: when (default: now, on the provider's clock); a day not over yet is checked for
         missing signal periods only up to then.
+    :param slos: the sustainability SLOs measured for the day (:func:`~airflow_provider_gridaware.reporting.slo.measure_slos`).
     """
     since, until = day_bounds(day)
     generated = generated_at or current_clock().now()
@@ -555,6 +566,7 @@ def build_daily_report(
             *extra_notes,
             *(_quality_notes(kept, curves, since, max(since, min(until, generated))) if kept else ()),
         ),
+        slos=tuple(slos),
     )
 
 

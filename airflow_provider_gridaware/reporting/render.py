@@ -15,12 +15,14 @@ from html import escape
 from typing import Any, Protocol
 
 from airflow_provider_gridaware.ledger.records import LedgerRecord
+from airflow_provider_gridaware.ledger.slo import SloMetric
 from airflow_provider_gridaware.reporting.daily import (
     PERCENTILE_METHOD,
     SAVINGS_METHOD,
     DailyReport,
     GroupRow,
 )
+from airflow_provider_gridaware.reporting.slo import ReportedSlo
 from airflow_provider_gridaware.times import format_time
 
 log = logging.getLogger(__name__)
@@ -201,6 +203,7 @@ def summary_dict(report: DailyReport, files: Iterable[str] = ()) -> dict[str, An
             }
             for c in report.curves
         ],
+        "slos": [s.to_json() for s in report.slos],
         "data_quality": list(report.quality_notes),
         "files": sorted(files),
     }
@@ -408,6 +411,50 @@ def _events_html(report: DailyReport) -> str:
     return f"<h2>Grid events</h2>{events}<h3>Paused for grid events</h3>{paused}"
 
 
+def _slo_value(reported: ReportedSlo, value: float | None) -> str:
+    if value is None:
+        return "-"
+    metric = reported.status.slo.metric
+    if metric is SloMetric.CLEAN_SHARE:
+        return f"{value:.0%}"
+    if metric is SloMetric.KG_PER_MONTH:
+        return f"{value:,.1f} kgCO2e / 30 days"
+    return f"{value:,.0f} gCO2e/kWh"
+
+
+def _slos_html(report: DailyReport) -> str:
+    if not report.slos:
+        return (
+            "<h2>Sustainability SLOs</h2><p>No sustainability SLO was given to this report "
+            "(<code>[gridaware] slos</code>, or the operator's <code>slos</code>).</p>"
+        )
+    rows = []
+    for r in report.slos:
+        slo, status = r.status.slo, r.status
+        bound = "at least" if slo.metric.at_least else "at most"
+        css = {"met": "good", "breached": "bad"}.get(r.verdict, "")
+        covers = ", ".join([*slo.dag_ids, *(f"tag {t}" for t in slo.tags)])
+        rows.append(
+            [
+                f'{escape(slo.name)}<div class="l">{escape(covers)}</div>',
+                escape(slo.metric.value),
+                f"{bound} {_slo_value(r, slo.target)}",
+                _slo_value(r, status.value),
+                f"{_t(r.since)[:10]} to {_t(r.until)[:10]}",
+                str(status.runs),
+                f'<b class="{css}">{escape(r.verdict)}</b>',
+            ]
+        )
+    table = _table(["SLO", "metric", "target", "measured", "window (UTC)", "runs", "status"], rows, text_columns=2)
+    sentences = "".join(f"<li>{escape(r.describe())}</li>" for r in report.slos)
+    kinds = sorted({r.status.slo.intensity_kind for r in report.slos})
+    return (
+        f'<h2>Sustainability SLOs</h2>{table}<ul class="notes">{sentences}</ul>'
+        f"<p>Each SLO is measured over its own window, ending with this day, from the ledger's "
+        f"{escape(' and '.join(kinds))} intensities (never mixed); the day's tries count as finalised here.</p>"
+    )
+
+
 def _notes_html(notes: Sequence[str]) -> str:
     if not notes:
         return "<h2>Data quality</h2><p>Nothing to note: every figure is measured and finalised with actuals.</p>"
@@ -436,7 +483,7 @@ def report_html(report: DailyReport, charts: Sequence[tuple[str, str]] = ()) -> 
     if report.empty:
         body = f'<p class="empty">No grid-aware task ran on {day}: nothing was scheduled, waited or saved.</p>'
         notes = _notes_html(report.quality_notes) if report.quality_notes else ""
-        return head + body + _events_html(report) + notes + files + footer
+        return head + body + _events_html(report) + _slos_html(report) + notes + files + footer
     figures = "".join(f'<img src="{escape(name)}" alt="carbon intensity in {escape(zone)}">' for name, zone in charts)
     sections = [
         _totals_html(report),
@@ -447,6 +494,7 @@ def report_html(report: DailyReport, charts: Sequence[tuple[str, str]] = ()) -> 
         + "<p>Shaded: when tries ran. Hatched: when they would have run had they started at once (home zone). "
         "Grey: no actual signal.</p>",
         _waiting_html(report),
+        _slos_html(report),
         _events_html(report),
         _notes_html(report.quality_notes),
         files,

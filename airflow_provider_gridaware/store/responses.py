@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, func, or_, select, update
 
 from airflow_provider_gridaware.planning.grid_response import EventKey, Hold, PauseStep
 from airflow_provider_gridaware.store.engine import dialect_insert
@@ -166,6 +166,18 @@ class ResponseStore(OpenedStore):
         if target is not None:
             terms.append(grid_response.c.target == target)
         return self._read(and_(*terms) if terms else None)
+
+    def records_of_events(self, events: Sequence[EventKey]) -> list[ResponseRecord]:
+        """Every hold of these events, oldest first (one query; none asked for: none returned).
+
+        :param events: ``(source, event id)`` keys.
+        """
+        keys = list(dict.fromkeys(events))
+        if not keys:
+            return []
+        return self._read(
+            or_(*(and_(grid_response.c.event_source == s, grid_response.c.event_id == e) for s, e in keys))
+        )
 
     def _read(self, where: Any) -> list[ResponseRecord]:
         query = select(grid_response).order_by(grid_response.c.id)

@@ -3,7 +3,7 @@ the ledger's savings (what ``GET /gridaware/api/grid`` answers)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +13,7 @@ from airflow_provider_gridaware.ui.savings import savings_by_dag
 if TYPE_CHECKING:
     from airflow_provider_gridaware.ledger.records import LedgerRecord
     from airflow_provider_gridaware.signals.grid_event import GridEvent
+    from airflow_provider_gridaware.store.responses import ResponseRecord
     from airflow_provider_gridaware.ui.waiting import WaitingTask
     from airflow_provider_gridaware.ui.zones import ZoneView
 
@@ -34,11 +35,72 @@ def asks(event: GridEvent) -> str:
     return "; ".join(parts) or "no signal"
 
 
-def event_json(event: GridEvent, now: datetime) -> dict[str, Any]:
-    """One grid event for the page.
+#: A hold's target key starts with its kind (``dag/<dag id>``, ``kubernetes_job/<conn>/<ns>/<name>``).
+DAG_TARGET_PREFIX = "dag/"
+
+
+def is_recent(event: GridEvent, now: datetime) -> bool:
+    """Whether the page shows ``event``: active, upcoming, or ended within :data:`RECENT_EVENTS`."""
+    return event.end is None or event.end > now - RECENT_EVENTS
+
+
+def hold_target_dag(record: ResponseRecord) -> str | None:
+    """The DAG a hold paused, when it paused a DAG (``None``: a Kubernetes or Batch job)."""
+    if record.target_kind == "dag" and record.target.startswith(DAG_TARGET_PREFIX):
+        return record.target[len(DAG_TARGET_PREFIX) :]
+    return None
+
+
+def hold_json(record: ResponseRecord, now: datetime) -> dict[str, Any]:
+    """What one hold of the grid-event response paused, and when it resumed.
+
+    An open hold (not released yet) reports how long the work has waited so far (``waited_s``, with
+    ``open: true``); a released one the wait the response stored.
+
+    :param record: the hold, as the response store reads it back.
+    :param now: for the wait of an open hold.
+    """
+
+    def when(value: datetime | None) -> str | None:
+        return None if value is None else format_time(value)
+
+    prefix = f"{record.target_kind}/"
+    name = record.target[len(prefix) :] if record.target.startswith(prefix) else record.target
+    released = record.resume_requested_at is not None
+    paused_at = record.applied_at or record.requested_at
+    waited = record.waited_seconds
+    if not released and record.result in ("paused", "joined", "claimed"):
+        waited = max(0.0, (now - paused_at).total_seconds())
+    return {
+        "target": record.target,
+        "target_kind": record.target_kind,
+        "name": name,
+        "priority_class": record.priority_class,
+        "zone": record.zone,
+        "action": record.action,
+        "reason": record.reason,
+        "modification_number": record.modification_number,
+        "requested_at": when(record.requested_at),
+        "applied_at": when(record.applied_at),
+        "result": record.result,
+        "open": not released,
+        "resume_requested_at": when(record.resume_requested_at),
+        "resumed_at": when(record.resumed_at),
+        "resume_result": record.resume_result,
+        "resume_reason": record.resume_reason,
+        "waited_s": waited,
+    }
+
+
+def event_json(
+    event: GridEvent, now: datetime, holds: Sequence[ResponseRecord] = (), hidden_holds: int = 0
+) -> dict[str, Any]:
+    """One grid event for the page, with what the grid-event response paused for it.
 
     :param event: the latest stored state of the event.
     :param now: for its status now.
+    :param holds: the response's holds for this event (oldest first), those the user may see.
+    :param hidden_holds: holds on DAGs the user may not read (counted, not shown).
     """
     start, end = event.start, event.end
     return {
@@ -51,6 +113,8 @@ def event_json(event: GridEvent, now: datetime) -> dict[str, Any]:
         "asks": asks(event),
         "test_event": event.test_event,
         "received_at": format_time(event.received_at),
+        "holds": [hold_json(h, now) for h in holds],
+        "hidden_holds": hidden_holds,
     }
 
 
@@ -70,6 +134,8 @@ def grid_page(
     problems: Sequence[str] = (),
     waiting_limit: int | None = None,
     slos: Sequence[dict[str, Any]] = (),
+    holds: Mapping[tuple[str, str], Sequence[ResponseRecord]] | None = None,
+    hidden_holds: Mapping[tuple[str, str], int] | None = None,
 ) -> dict[str, Any]:
     """The page's JSON document.
 
@@ -83,9 +149,16 @@ def grid_page(
     :param problems: what could not be read (each named), shown on the page.
     :param waiting_limit: list at most this many waiting tasks, the soonest planned first (all are counted).
     :param slos: the sustainability SLOs' statuses (``SloStatus.to_json``).
+    :param holds: per event ``(source, event id)``, the response's holds the user may see.
+    :param hidden_holds: per event, how many of its holds paused DAGs the user may not read.
     """
     ordered = sorted(waiting, key=lambda t: (t.planned_start or t.latest_start, t.key.dag_id, t.key.task_id))
-    shown_events = [event_json(e, now) for e in events if e.end is None or e.end > now - RECENT_EVENTS]
+    held, hidden = holds or {}, hidden_holds or {}
+    shown_events = [
+        event_json(e, now, held.get((e.source, e.event_id), ()), hidden.get((e.source, e.event_id), 0))
+        for e in events
+        if is_recent(e, now)
+    ]
     return {
         "now": format_time(now),
         "zones": [z.to_json() for z in zones],

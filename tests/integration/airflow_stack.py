@@ -95,6 +95,8 @@ class AirflowStack(_stack.AirflowStack):
     :param dag_sources: directories whose ``*.py`` files are linked into the DAGs folder.
     :param components: the processes to start (default: the LocalExecutor's four; the distributed test
         passes :data:`~airflow_provider_gridaware.demo.topology.CELERY_TOPOLOGY`).
+    :param extra_users: more SimpleAuthManager users (``name:role[:team|team]``), passwords in :attr:`passwords`.
+    :param after_migrate: ``airflow`` commands run after ``db migrate``, before the components start.
     """
 
     def __init__(
@@ -105,9 +107,17 @@ class AirflowStack(_stack.AirflowStack):
         extra_env: Mapping[str, str] | None = None,
         dag_sources: Sequence[Path] = (EXAMPLE_DAGS, TEST_DAGS),
         components: Sequence[Component] = LOCAL_TOPOLOGY,
+        extra_users: Sequence[str] = (),
+        after_migrate: Sequence[Sequence[str]] = (),
     ) -> None:
         super().__init__(
-            home, connections=connections, extra_env=extra_env, dag_sources=dag_sources, components=components
+            home,
+            connections=connections,
+            extra_env=extra_env,
+            dag_sources=dag_sources,
+            components=components,
+            extra_users=extra_users,
+            after_migrate=after_migrate,
         )
 
 

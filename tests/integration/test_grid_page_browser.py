@@ -104,6 +104,7 @@ def ui_stack(integration_workdir: Path) -> Iterator[tuple[AirflowStack, datetime
                 "AIRFLOW__GRIDAWARE__LEDGER_READER": "tests.support.ledger:sample_ledger",
                 "AIRFLOW__GRIDAWARE__UI_ZONES": f"{CONN_ID}:{ZONE}",
                 "AIRFLOW__GRIDAWARE__SLOS": json.dumps(SLOS),
+                "AIRFLOW__GRIDAWARE__REPORT_LOCATION": f"file://{write_report(workdir / 'reports')}",
             },
         )
         stack.start(timeout=240)
@@ -133,11 +134,38 @@ def waiting_run(ui_stack: tuple[AirflowStack, datetime]) -> str:
     return poll(deferred, timeout=180, interval=1.0, what="retrain to defer", on_timeout=stack.diagnostics)
 
 
+def write_report(location: Path) -> Path:
+    """The hand-computed day's daily report (``tests/support/ledger_day.py``, 2026-12-01) under ``location``,
+    as DailyCarbonReportOperator writes it, with the browser test's SLOs."""
+    from airflow_provider_gridaware.ledger.file import InMemoryLedger
+    from airflow_provider_gridaware.ledger.slo import slos_from
+    from airflow_provider_gridaware.reporting.collect import collect_daily_report
+    from airflow_provider_gridaware.reporting.render import render_report_files, write_report_files
+    from tests.support.ledger_day import DAY, at, fixed_day_records
+
+    slos = [{"name": "train-intensity", "metric": "mean_intensity", "target": 80, "dag_ids": ["nightly_train"]}]
+    report = collect_daily_report(
+        DAY.date(), InMemoryLedger(fixed_day_records()), slos=slos_from(slos), generated_at=at(25)
+    )
+    write_report_files(render_report_files(report), location / DAY.date().isoformat())
+    return location
+
+
 @pytest.fixture(scope="module")
 def active_event() -> str:
-    """An active grid event in the provider's store (the stack inherits this process's GRIDAWARE_STORE_URL)."""
+    """An active grid event in the provider's store (the stack inherits this process's GRIDAWARE_STORE_URL),
+    with what the grid-event response paused for it: the test DAG (still held) and a Kubernetes job (resumed)."""
+    from airflow_provider_gridaware.planning.grid_response import (
+        InFlightWork,
+        PauseStep,
+        PriorityClass,
+        ResponseAction,
+        TargetKind,
+        WorkState,
+    )
     from airflow_provider_gridaware.signals.grid_event import EventStatus
     from airflow_provider_gridaware.store.events import EventStore
+    from airflow_provider_gridaware.store.responses import ResponseStore
     from tests.support.grid_events import make_event, simple_signal
 
     now = datetime.now(UTC)
@@ -147,7 +175,35 @@ def active_event() -> str:
         signals=(simple_signal(now - timedelta(minutes=30), levels=(2,)),),
         received_at=now - timedelta(hours=1),
     )
-    EventStore(os.environ["GRIDAWARE_STORE_URL"]).record(event)
+    url = os.environ["GRIDAWARE_STORE_URL"]
+    EventStore(url).record(event)
+    clock = [now - timedelta(minutes=25)]
+    with ResponseStore(url, clock=lambda: clock[0]) as store:
+        steps = [
+            PauseStep(
+                InFlightWork(target, kind, cls, ZONE, WorkState.RUNNING, 40.0),
+                event,
+                action,
+                "SIMPLE level 2",
+                1,
+                False,
+            )
+            for target, kind, cls, action in (
+                (f"dag/{SAMPLE_DAG}", TargetKind.DAG, PriorityClass.BATCH, ResponseAction.STOP),
+                (
+                    "kubernetes_job/k8s/ml/train-7",
+                    TargetKind.KUBERNETES_JOB,
+                    PriorityClass.FLEXIBLE,
+                    ResponseAction.CHECKPOINT,
+                ),
+            )
+        ]
+        dag_hold, job_hold = store.claim_pauses(steps)
+        assert dag_hold is not None and job_hold is not None
+        store.finish_pauses([(dag_hold, "paused", None), (job_hold, "paused", None)])
+        clock[0] = now - timedelta(minutes=5)
+        store.claim_releases([(job_hold, 1, "event modified: level 0")])
+        store.finish_releases([(job_hold, "resumed", None)])
     return event.event_id
 
 
@@ -194,6 +250,13 @@ def test_the_grid_page_in_a_browser(ui_stack, waiting_run, active_event):
             expect(row).to_contain_text(reason)
             expect(row).to_contain_text("60 % lower")
             expect(grid.locator(f"tr[data-event='{active_event}']")).to_contain_text("active")
+            holds = grid.locator(f"tr[data-event-holds='{active_event}']")
+            expect(holds.locator(f"tr[data-hold='dag/{SAMPLE_DAG}']")).to_contain_text("still held")
+            expect(holds.locator("tr[data-hold='kubernetes_job/k8s/ml/train-7']")).to_contain_text("20 min")
+            expect(holds.locator("tr[data-hold='kubernetes_job/k8s/ml/train-7']")).to_contain_text("resumed")
+            report_row = grid.locator("tr[data-report='2026-12-01']")
+            expect(report_row).to_contain_text("2026-12-01: 6 tries")
+            expect(report_row).to_contain_text("SLO breached: train-intensity")
             savings = grid.locator(f"#savings tr[data-dag='{SAMPLE_DAG}']")
             # 400 kWh x (280-120 + 250-150 + 240-260) g/kWh = 96 kg; two of three runs in cleaner windows
             expect(savings).to_contain_text("96.0 kg CO₂e")
@@ -204,6 +267,18 @@ def test_the_grid_page_in_a_browser(ui_stack, waiting_run, active_event):
             # The waiting retrain draws 400 kW (its runs in the ledger) from its window 4 h ahead.
             expect(grid.locator(f"tr[data-flex-zone='{ZONE}']")).to_contain_text("400 kW")
             page.screenshot(path=str(shots / "grid_light.png"), full_page=True)
+            # The day's report, through the plugin's API: in Airflow's frame (its sandbox opens no new tab).
+            report_row.get_by_role("link", name="report").click()
+            expect(grid.locator("h1")).to_have_text("Carbon report, 2026-12-01", timeout=30_000)
+            expect(grid.locator("body")).to_contain_text("Sustainability SLOs")
+            page.screenshot(path=str(shots / "daily_report_in_airflow.png"))
+            # The page on its own (sandboxed by its CSP: no script), every section.
+            report_url = f"{stack.api_url}/gridaware/reports/2026-12-01/report.html"
+            page.goto(report_url, wait_until="networkidle")
+            expect(page.locator("h1")).to_have_text("Carbon report, 2026-12-01")
+            charts = page.evaluate("Array.from(document.images).map((i) => [i.alt, i.naturalWidth])")
+            assert charts and all(width > 0 for _, width in charts), charts  # the charts load through the API
+            page.screenshot(path=str(shots / "daily_report.png"), full_page=True)
 
             # From the task in Airflow's own UI, through its "Grid decision" extra link, to its decision.
             links = stack.api(

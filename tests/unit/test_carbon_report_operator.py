@@ -281,3 +281,84 @@ def test_what_the_grid_event_response_did_that_day(store: str, tmp_path: Path, m
 
     monkeypatch.delattr(store_hooks, "shared_response_store", raising=False)
     assert report_hooks.response_paused_work(store) is None
+
+
+#: nightly_train over 30 days: the day's train and eval and the day before's train, (1000 + 200 + 1000) g / 24 kWh = 91.7
+#: (met at 120); batch_export (tag etl) over 7 days: 1 of 2 tries in a cleaner window (breached at 0.8).
+REPORT_SLOS = [
+    {"name": "train-intensity", "metric": "mean_intensity", "target": 120, "dag_ids": ["nightly_train"]},
+    {"name": "export-clean", "metric": "clean_share", "target": 0.8, "tags": ["etl"], "period_days": 7},
+]
+
+
+def test_the_slos_reach_the_report_from_the_operator_the_cli_and_the_config(
+    store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    ledger_file = str(write_ledger_file(tmp_path / "ledger.json", fixed_day_records()))
+
+    def slos_of(summary: dict[str, Any]) -> dict[str, tuple[str, Any]]:
+        return {s["name"]: (s["status"], None if s["value"] is None else round(s["value"], 2)) for s in summary["slos"]}
+
+    expected = {"train-intensity": ("met", 91.67), "export-clean": ("breached", 0.5)}
+    given = DailyCarbonReportOperator(
+        task_id="carbon_report",
+        ledger_file=ledger_file,
+        report_date="2026-12-01",
+        output_dir=str(tmp_path / "dag"),
+        slos=REPORT_SLOS,
+        dag_tags={"batch_export": ["etl"]},
+    ).execute({})  # type: ignore[arg-type]
+    assert slos_of(given) == expected
+    assert given["headline"].endswith("; SLO breached: export-clean")
+
+    (tmp_path / "slos.json").write_text(json.dumps(REPORT_SLOS))
+    args = ["report", "--date", "2026-12-01", "--ledger-file", ledger_file, "--json"]
+    cli = [*args, "--out", str(tmp_path / "cli"), "--slos", str(tmp_path / "slos.json")]
+    capsys.readouterr()  # the operator's log
+    assert main([*cli, "--dag-tags", '{"batch_export": ["etl"]}']) == 0
+    assert slos_of(json.loads(capsys.readouterr().out)) == expected
+
+    # Without slos=, the operator and the command report [gridaware] slos, as the Grid page shows them.
+    monkeypatch.setenv("AIRFLOW__GRIDAWARE__SLOS", json.dumps(REPORT_SLOS[:1]))
+    configured = DailyCarbonReportOperator(
+        task_id="carbon_report", ledger_file=ledger_file, report_date="2026-12-01", output_dir=str(tmp_path / "conf")
+    ).execute({})  # type: ignore[arg-type]
+    assert slos_of(configured) == {"train-intensity": ("met", 91.67)}
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "cli2")]) == 0
+    assert slos_of(json.loads(capsys.readouterr().out)) == {"train-intensity": ("met", 91.67)}
+    assert main([*args, "--out", str(tmp_path / "cli3"), "--slos", "[]"]) == 0
+    assert json.loads(capsys.readouterr().out)["slos"] == []
+
+    with pytest.raises(ValueError, match=r"task 'bad': slos: SLO 'x': give dag_ids or tags"):
+        DailyCarbonReportOperator(task_id="bad", slos=[{"name": "x", "metric": "clean_share", "target": 0.5}])
+    assert main([*args, "--out", str(tmp_path / "cli4"), "--slos", "[{]"]) == 2
+    assert "gridaware report: --slos is not JSON" in capsys.readouterr().err
+    assert not (tmp_path / "cli4").exists()
+
+
+def test_by_default_the_report_goes_to_the_report_location_the_grid_page_lists(
+    store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_gridaware.plugins.app import configured_report_shelf
+
+    ledger_file = str(write_ledger_file(tmp_path / "ledger.json", fixed_day_records()))
+    monkeypatch.setenv("AIRFLOW__GRIDAWARE__REPORT_LOCATION", f"file://{tmp_path / 'reports'}")
+    summary = DailyCarbonReportOperator(
+        task_id="carbon_report", ledger_file=ledger_file, report_date="2026-12-01", slos=REPORT_SLOS[:1]
+    ).execute({})  # type: ignore[arg-type]
+    assert summary["location"] == f"file://{tmp_path / 'reports' / '2026-12-01'}"
+    shelf = configured_report_shelf()()
+    [listed] = shelf.days()
+    assert listed.day == DAY and listed.headline == summary["headline"]
+    assert listed.dag_ids == {"nightly_train", "batch_export", "marginal_job"}
+    assert set(listed.files) == {"report.html", "summary.json", "records.csv"}
+    data, media_type = shelf.read("2026-12-01", "charts/intensity-GB.png")
+    assert data.startswith(b"\x89PNG") and media_type == "image/png"
+
+    monkeypatch.delenv("AIRFLOW__GRIDAWARE__REPORT_LOCATION")
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path / "home"))
+    home = DailyCarbonReportOperator(
+        task_id="carbon_report", ledger_file=ledger_file, report_date="2026-12-01", slos=[]
+    ).execute({})  # type: ignore[arg-type]
+    assert home["location"] == f"file://{tmp_path / 'home' / 'gridaware' / 'reports' / '2026-12-01'}"

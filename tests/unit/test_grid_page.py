@@ -187,7 +187,11 @@ class User:
 class StandInAuthManager:
     """The three auth-manager calls the security dependencies and the app make; tokens are user names."""
 
-    users = {"ops": User("ops", frozenset({"retrain", "etl"})), "etl-team": User("etl-team", frozenset({"etl"}))}
+    users = {
+        "ops": User("ops", frozenset({"retrain", "etl"})),
+        "etl-team": User("etl-team", frozenset({"etl"})),
+        "admin": User("admin", frozenset({"retrain", "etl", "nightly"})),
+    }
 
     async def get_user_from_token(self, token: str) -> User:
         from jwt import InvalidTokenError
@@ -367,9 +371,8 @@ def test_the_page_lists_the_soonest_waiting_tasks_and_counts_all():
 
 
 def test_slos_are_shown_to_those_who_may_read_their_dags():
-    from airflow_provider_gridaware.ledger.slo import SustainabilitySlo
+    from airflow_provider_gridaware.ledger.slo import SustainabilitySlo, parse_slos
     from airflow_provider_gridaware.plugins.app import GridPageSources, page_data
-    from airflow_provider_gridaware.plugins.sources import parse_slos
 
     ledger = InMemoryLedger(
         [
@@ -403,3 +406,246 @@ def test_slos_are_shown_to_those_who_may_read_their_dags():
     assert [s["name"] for s in limited] == ["nightly-mean"]
     with pytest.raises(ValueError, match=r"\[gridaware\] slos: SLO 'x': give dag_ids or tags"):
         parse_slos('[{"name": "x", "metric": "clean_share", "target": 0.5}]')
+
+
+# -- what grid events paused, and when it resumed ---------------------------------------------------------------
+def _held_store(url: str):
+    """A response store holding three holds of event ``peak-1``: DAG retrain paused (still held), a Kubernetes
+    job paused 100 min before T0 and resumed 5 min before T0, DAG etl whose pause failed."""
+    from airflow_provider_gridaware.planning.grid_response import (
+        InFlightWork,
+        PauseStep,
+        PriorityClass,
+        ResponseAction,
+        TargetKind,
+        WorkState,
+    )
+    from airflow_provider_gridaware.signals.grid_event import EventStatus
+    from airflow_provider_gridaware.store.responses import ResponseStore
+    from tests.support.grid_events import make_event, simple_signal
+
+    now = [T0 - timedelta(minutes=100)]
+    store = ResponseStore(url, clock=lambda: now[0])
+    event = make_event(
+        event_id="peak-1",
+        status=EventStatus.ACTIVE,
+        signals=(simple_signal(T0 - timedelta(hours=2), levels=(2, 2, 2)),),
+    )
+    old = make_event(event_id="peak-0", signals=(simple_signal(T0 - timedelta(days=10)),))
+
+    def step(target: str, kind: TargetKind, cls: PriorityClass) -> PauseStep:
+        work = InFlightWork(target, kind, cls, "GB", WorkState.RUNNING, 10.0)
+        action = ResponseAction.CHECKPOINT if cls is PriorityClass.FLEXIBLE else ResponseAction.STOP
+        return PauseStep(work, event, action, "SIMPLE level 2", 1, False)
+
+    retrain, job, etl = store.claim_pauses(
+        [
+            step("dag/retrain", TargetKind.DAG, PriorityClass.BATCH),
+            step("kubernetes_job/k8s/ml/train-7", TargetKind.KUBERNETES_JOB, PriorityClass.FLEXIBLE),
+            step("dag/etl", TargetKind.DAG, PriorityClass.BATCH),
+        ]
+    )
+    assert retrain and job and etl
+    store.finish_pauses([(retrain, "paused", None), (job, "paused", {"power_kw": 10}), (etl, "failed", {"error": "x"})])
+    now[0] = T0 - timedelta(minutes=5)
+    assert store.claim_releases([(job, 1, "event modified: level 0")]) == [True]
+    store.finish_releases([(job, "resumed", None)])
+    # A hold of an event the page no longer shows (ended 10 days ago): never read.
+    old_step = step("dag/etl", TargetKind.DAG, PriorityClass.BATCH)
+    assert store.claim_pauses([PauseStep(old_step.work, old, ResponseAction.STOP, "old", 1, False)]) != [None]
+    return store, [event, old]
+
+
+def test_grid_events_list_what_they_paused_and_when_it_resumed(monkeypatch, tmp_path):
+    from airflow.api_fastapi import app as airflow_app
+    from airflow.models.dag import DagModel
+
+    from airflow_provider_gridaware.plugins.app import GridPageSources, create_app
+
+    monkeypatch.setattr(airflow_app._AuthManagerState, "instance", StandInAuthManager())
+    monkeypatch.setattr(DagModel, "get_team_name", staticmethod(lambda dag_id, session=None: None))
+    store, events = _held_store(f"sqlite:///{tmp_path / 'store.db'}")
+    asked: list[list[tuple[str, str]]] = []
+
+    def responses(keys):
+        asked.append(list(keys))
+        return store.records_of_events(keys)
+
+    sources = GridPageSources(
+        waiting=lambda dag_ids: ([], [], []),
+        ledger=lambda: InMemoryLedger([]),
+        events=lambda now: events,
+        zones=lambda pairs, now: [],
+        clock=lambda: T0,
+        responses=responses,
+    )
+    client = TestClient(create_app(sources))
+
+    everything = client.get("/api/grid", headers={"Authorization": "Bearer ops"}).json()
+    assert [e["event_id"] for e in everything["events"]] == ["peak-1"]
+    assert asked == [[("openadr2b:vtn", "peak-1")]]  # only the shown events' holds are read
+    [event] = everything["events"]
+    assert event["hidden_holds"] == 0
+    held = {h["name"]: h for h in event["holds"]}
+    assert list(held) == ["retrain", "k8s/ml/train-7", "etl"]
+    dag = held["retrain"]
+    assert (dag["target_kind"], dag["action"], dag["result"], dag["open"]) == ("dag", "stop", "paused", True)
+    assert dag["applied_at"] == "2026-12-04T08:20:00Z"
+    assert (dag["resumed_at"], dag["resume_result"]) == (None, None)
+    assert dag["waited_s"] == 100 * 60  # still held: how long so far
+    job = held["k8s/ml/train-7"]
+    assert (job["target_kind"], job["action"], job["priority_class"]) == ("kubernetes_job", "checkpoint", "flexible")
+    assert (job["applied_at"], job["resumed_at"]) == ("2026-12-04T08:20:00Z", "2026-12-04T09:55:00Z")
+    assert (job["resume_result"], job["resume_reason"], job["open"]) == ("resumed", "event modified: level 0", False)
+    assert job["waited_s"] == 95 * 60
+    failed = held["etl"]
+    assert (failed["result"], failed["resume_result"], failed["waited_s"], failed["open"]) == (
+        "failed",
+        "not held",
+        0.0,
+        False,
+    )
+
+    # A user who may read etl only sees the job (no DAG in its record) and etl; retrain's hold is counted, not shown.
+    limited = client.get("/api/grid", headers={"Authorization": "Bearer etl-team"}).json()
+    [event] = limited["events"]
+    assert [h["target"] for h in event["holds"]] == ["kubernetes_job/k8s/ml/train-7", "dag/etl"]
+    assert event["hidden_holds"] == 1
+    store.close()
+
+
+def test_an_unreadable_response_record_is_named_and_the_events_still_shown():
+    from airflow_provider_gridaware.plugins.app import GridPageSources, page_data
+    from airflow_provider_gridaware.signals.grid_event import EventStatus
+    from tests.support.grid_events import make_event, simple_signal
+
+    def broken(keys):
+        raise RuntimeError("no such table: gridaware_grid_response")
+
+    event = make_event(event_id="peak-2", status=EventStatus.ACTIVE, signals=(simple_signal(T0),))
+    sources = GridPageSources(
+        waiting=lambda dag_ids: ([], [], []),
+        ledger=lambda: InMemoryLedger([]),
+        events=lambda now: [event],
+        zones=lambda pairs, now: [],
+        clock=lambda: T0,
+        responses=broken,
+    )
+    data = page_data(sources, None)
+    assert [e["event_id"] for e in data["events"]] == ["peak-2"]
+    assert data["events"][0]["holds"] == []
+    assert data["problems"] == ["what grid events paused: no such table: gridaware_grid_response"]
+
+
+# -- the daily reports ---------------------------------------------------------------------------------------------
+def _report(folder, dag_ids, *, headline="a day", breached=()):
+    import json
+
+    folder.mkdir(parents=True)
+    (folder / "report.html").write_text(f"<h1>{headline}</h1>")
+    (folder / "records.csv").write_text("dag_id\n")
+    summary = {
+        "headline": headline,
+        "tries": len(dag_ids),
+        "per_dag": [{"name": d} for d in dag_ids],
+        "slos": [{"name": n, "status": "breached", "dag_ids": []} for n in breached],
+    }
+    (folder / "summary.json").write_text(json.dumps(summary))
+
+
+@pytest.fixture
+def reports_client(monkeypatch, tmp_path) -> TestClient:
+    """Reports of 2026-12-01 (retrain and etl), 12-02 (etl), 12-03 (no summary), a folder that is not a day,
+    and two symbolic links out of the location: a day folder and a chart."""
+    from airflow.api_fastapi import app as airflow_app
+    from airflow.models.dag import DagModel
+
+    from airflow_provider_gridaware.hooks.carbon_report import open_report_location
+    from airflow_provider_gridaware.plugins.app import GridPageSources, create_app
+    from airflow_provider_gridaware.ui.reports import ReportShelf
+
+    monkeypatch.setattr(airflow_app._AuthManagerState, "instance", StandInAuthManager())
+    monkeypatch.setattr(DagModel, "get_team_name", staticmethod(lambda dag_id, session=None: None))
+    root = tmp_path / "reports"
+    _report(root / "2026-12-01", ["retrain", "etl"], headline="2026-12-01: 2 tries", breached=["ml-clean"])
+    (root / "2026-12-01" / "charts").mkdir()
+    (root / "2026-12-01" / "charts" / "intensity-GB.png").write_bytes(b"\x89PNG")
+    _report(root / "2026-12-02", ["etl"], headline="2026-12-02: 1 try")
+    (root / "2026-12-03").mkdir()
+    (root / "2026-12-03" / "report.html").write_text("<h1>no summary</h1>")
+    _report(root / "notes", ["etl"])
+    (tmp_path / "secret.txt").write_text("not a report")
+    _report(tmp_path / "elsewhere", ["etl"], headline="outside")
+    (root / "2026-12-04").symlink_to(tmp_path / "elsewhere")
+    (root / "2026-12-01" / "charts" / "leak.png").symlink_to(tmp_path / "secret.txt")
+    sources = GridPageSources(
+        waiting=lambda dag_ids: ([], [], []),
+        ledger=lambda: InMemoryLedger([]),
+        events=lambda now: [],
+        zones=lambda pairs, now: [],
+        clock=lambda: T0,
+        reports=lambda: ReportShelf(open_report_location(f"file://{root}"), f"file://{root}"),
+        all_dag_ids=lambda: {"retrain", "etl", "nightly"},
+    )
+    return TestClient(create_app(sources))
+
+
+def _as(user: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {user}"}
+
+
+def test_the_page_lists_the_recent_daily_reports_each_to_who_may_read_its_dags(reports_client):
+    admin = reports_client.get("/api/reports", headers=_as("admin")).json()
+    assert [r["day"] for r in admin["items"]] == ["2026-12-03", "2026-12-02", "2026-12-01"]  # not notes/, not the link
+    first = admin["items"][-1]
+    assert first["headline"] == "2026-12-01: 2 tries" and first["slos_breached"] == ["ml-clean"]
+    assert first["files"] == {
+        "report.html": "reports/2026-12-01/report.html",
+        "summary.json": "reports/2026-12-01/summary.json",
+        "records.csv": "reports/2026-12-01/records.csv",
+    }
+    assert admin["items"][0]["files"] == {"report.html": "reports/2026-12-03/report.html"}
+
+    ops = reports_client.get("/api/reports", headers=_as("ops")).json()
+    assert [r["day"] for r in ops["items"]] == ["2026-12-02", "2026-12-01"] and ops["hidden"] == 1  # no summary
+    limited = reports_client.get("/api/reports", headers=_as("etl-team")).json()
+    assert [r["day"] for r in limited["items"]] == ["2026-12-02"] and limited["hidden"] == 2
+    assert reports_client.get("/api/reports").status_code == 401
+
+
+def test_report_files_are_served_from_the_location_only(reports_client):
+    page = reports_client.get("/reports/2026-12-01/report.html", headers=_as("ops"))
+    assert page.status_code == 200 and page.text == "<h1>2026-12-01: 2 tries</h1>"
+    assert page.headers["content-type"].startswith("text/html")
+    policy = page.headers["content-security-policy"]
+    assert policy.startswith("default-src 'none';") and "script-src" not in policy  # no script runs in it
+    chart = reports_client.get("/reports/2026-12-01/charts/intensity-GB.png", headers=_as("ops"))
+    assert chart.status_code == 200 and chart.headers["content-type"] == "image/png"
+    assert reports_client.get("/reports/2026-12-01/records.csv", headers=_as("ops")).text == "dag_id\n"
+
+    assert reports_client.get("/reports/2026-12-01/report.html", headers=_as("etl-team")).status_code == 403
+    assert reports_client.get("/reports/2026-12-02/summary.json", headers=_as("etl-team")).status_code == 200
+    assert reports_client.get("/reports/2026-12-01/report.html").status_code == 401
+
+    refused = [
+        "/reports/2026-12-01/%2E%2E%2F%2E%2E%2Fsecret.txt",
+        "/reports/2026-12-01/..%2F..%2Fsecret.txt",
+        "/reports/%2E%2E/secret.txt",
+        "/reports/2026-12-01/charts/leak.png",  # a link out of the location
+        "/reports/2026-12-04/report.html",  # a day folder linked from elsewhere
+        "/reports/2026-12-01/charts/../../../secret.txt",
+        "/reports/2026-12-01/app.py",
+        "/reports/notes/report.html",
+        "/reports/2026-12-05/report.html",
+        "/reports/2026-13-01/report.html",
+    ]
+    for path in refused:
+        answer = reports_client.get(path, headers=_as("admin"))
+        assert answer.status_code == 404, (path, answer.status_code, answer.text)
+        assert "not a report" not in answer.text
+
+
+def test_without_a_report_location_the_page_says_why(client):
+    answer = client.get("/api/reports", headers=_as("ops")).json()
+    assert answer == {"location": None, "items": [], "hidden": 0, "error": "no report location configured"}
+    assert client.get("/reports/2026-12-01/report.html", headers=_as("ops")).status_code == 404

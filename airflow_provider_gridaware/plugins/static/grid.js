@@ -157,6 +157,32 @@ function renderWaiting(data) {
   }
 }
 
+const KIND_WORDS = { dag: "DAG", kubernetes_job: "Kubernetes job", batch_job: "Batch job" };
+
+function holdRow(h, now) {
+  const applied = h.applied_at || h.requested_at;
+  const resumed = h.open ? el("span", { class: "muted" }, "still held") :
+    [when(h.resumed_at || h.resume_requested_at, now), h.resume_result ? el("div", { class: "sub" }, h.resume_result) : null];
+  const waited = h.waited_s === null ? "—" : h.open ? `${inWords(h.waited_s)} so far` : inWords(h.waited_s);
+  return el("tr", { class: h.open ? "open" : null, "data-hold": h.target },
+    el("td", {}, el("div", { class: "task" }, h.name), el("div", { class: "sub" }, `${KIND_WORDS[h.target_kind] || h.target_kind} · ${h.priority_class}${h.zone ? ` · ${h.zone}` : ""}`)),
+    el("td", {}, h.action, el("div", { class: "sub" }, h.reason)),
+    el("td", { class: "num" }, when(applied, now)),
+    el("td", {}, el("span", { class: `pill ${h.result === "failed" ? "active" : ""}` }, h.result)),
+    el("td", { class: "num" }, resumed),
+    el("td", { class: "num" }, waited));
+}
+
+function renderHolds(e, now) {
+  if (!e.holds.length && !e.hidden_holds) return el("p", { class: "muted small" }, "The grid-event response paused nothing for it.");
+  const hidden = e.hidden_holds ? el("p", { class: "muted small" }, `${e.hidden_holds} more on DAGs you may not read.`) : null;
+  if (!e.holds.length) return hidden;
+  return [el("table", { class: "table holds" },
+    el("thead", {}, el("tr", {}, el("th", {}, "Paused"), el("th", {}, "Action"), el("th", { class: "num" }, "Applied"),
+      el("th", {}, "Result"), el("th", { class: "num" }, "Resumed"), el("th", { class: "num" }, "Waited"))),
+    el("tbody", {}, e.holds.map((h) => holdRow(h, now)))), hidden];
+}
+
 function renderEvents(data) {
   const body = document.querySelector("#events tbody");
   body.replaceChildren();
@@ -171,6 +197,7 @@ function renderEvents(data) {
       el("td", { class: "num" }, when(e.start, data.now)),
       el("td", { class: "num" }, when(e.end, data.now)),
       el("td", {}, e.asks)));
+    body.append(el("tr", { class: "held", "data-event-holds": e.event_id }, el("td", { colspan: 5 }, renderHolds(e, data.now))));
   }
 }
 
@@ -239,6 +266,37 @@ async function renderFlex() {
     el("td", { class: "num" }, shed(z, "5")), el("td", { class: "num" }, shed(z, "15")), el("td", { class: "num" }, shed(z, "60")))));
 }
 
+const REPORT_FILES = [["report.html", "report"], ["summary.json", "summary.json"], ["records.csv", "records.csv"]];
+// Airflow's plugin frame is sandboxed without allow-popups: inside it a report opens in the frame (Back returns).
+const IN_AIRFLOW_FRAME = window.top !== window.self;
+
+async function renderReports() {
+  const body = document.querySelector("#reports tbody");
+  const response = await fetch("api/reports", { credentials: "same-origin", cache: "no-store" });
+  if (!response.ok) {
+    body.replaceChildren(el("tr", {}, el("td", { colspan: 3, class: "bad" }, `could not read: HTTP ${response.status}`)));
+    return;
+  }
+  const shelf = await response.json();
+  const note = document.getElementById("reports-note");
+  note.textContent = shelf.location ? `From ${shelf.location}, the last 30 days written.` : "";
+  if (shelf.hidden) note.textContent += ` ${shelf.hidden} more cover DAGs you may not read.`;
+  if (shelf.error) {
+    body.replaceChildren(el("tr", {}, el("td", { colspan: 3, class: "bad" }, `No reports: ${shelf.error}`)));
+    return;
+  }
+  if (!shelf.items.length) {
+    body.replaceChildren(el("tr", {}, el("td", { colspan: 3, class: "muted" }, "No daily report written yet (DailyCarbonReportOperator, gridaware report).")));
+    return;
+  }
+  body.replaceChildren(...shelf.items.map((r) => el("tr", { "data-report": r.day },
+    el("td", { class: "task" }, r.day),
+    el("td", {}, r.headline || el("span", { class: "muted" }, "no summary"),
+      r.slos_breached.length ? el("div", { class: "bad small" }, `SLO breached: ${r.slos_breached.join(", ")}`) : null),
+    el("td", { class: "files" }, REPORT_FILES.filter(([f]) => r.files[f]).map(([f, label]) =>
+      el("a", { href: r.files[f], target: IN_AIRFLOW_FRAME ? null : "_blank", rel: "noopener" }, label))))));
+}
+
 async function renderFocus() {
   if (!focus) return;
   const card = document.getElementById("focus");
@@ -281,6 +339,7 @@ async function load() {
     renderSavings(data);
     renderSlos(data);
     renderFlex().catch((error) => console.error("fleet flexibility", error));
+    renderReports().catch((error) => console.error("daily reports", error));
     const problems = document.getElementById("problems");
     problems.hidden = !data.problems.length;
     problems.replaceChildren(...data.problems.map((p) => el("div", {}, p)));
