@@ -9,7 +9,7 @@ actuals and writes them back. Pass a reader explicitly (the operator's ``ledger`
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import TYPE_CHECKING
 
@@ -105,6 +105,39 @@ def fetch_day_actuals(conn_ids: Mapping[str, str], day: date) -> tuple[dict[str,
                 f"{zone}: fetching actuals through {conn_id} failed ({type(exc).__name__}: {exc}); archive used."
             )
     return fetched, notes
+
+
+def reconcile_day(airflow_conn_id: str, day: date, store_url: str, dag_ids: Sequence[str] | None = None) -> list[str]:
+    """Data-quality notes from reconciling the ledger with the tries Airflow ran that day: which tries of
+    grid-aware tasks whose task instance ended that day have no ledger record. Never raises: a failed
+    reconciliation is itself a note.
+
+    :param airflow_conn_id: the connection to Airflow's api-server (see ``AirflowApiHook``).
+    :param day: the UTC day.
+    :param store_url: the store holding the ledger.
+    :param dag_ids: only these DAGs.
+    """
+    from airflow_provider_gridaware.hooks.airflow_api import AirflowApiError, AirflowApiHook
+    from airflow_provider_gridaware.hooks.store import shared_ledger_store
+    from airflow_provider_gridaware.ledger.reconcile import reconcile
+
+    since, until = day_bounds(day)
+    hook = AirflowApiHook(airflow_conn_id)
+    try:
+        tries = hook.ended_tries(since, until, dag_ids=dag_ids)
+        result = reconcile(tries, shared_ledger_store(store_url).keys(t.key for t in tries))
+    except (AirflowApiError, ValueError, KeyError) as exc:
+        log.warning("Could not reconcile the ledger with Airflow's tries through %s: %s", airflow_conn_id, exc)
+        return [f"Reconciling with Airflow's tries through {airflow_conn_id} failed ({type(exc).__name__}: {exc})."]
+    finally:
+        hook.close()
+    notes = [f"Reconciled with Airflow: {result.describe()}."]
+    for missing in result.missing[:20]:
+        key = missing.key
+        notes.append(f"No ledger record for {key.dag_id}/{key.task_id} try {key.try_number} ({key.run_id}).")
+    if len(result.missing) > 20:
+        notes.append(f"... and {len(result.missing) - 20} more succeeded tries without a record.")
+    return notes
 
 
 #: ``[gridaware] report_location`` when unset: ``{airflow_home}`` is filled in.

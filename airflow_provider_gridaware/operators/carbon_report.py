@@ -150,6 +150,9 @@ class DailyCarbonReportOperator(BaseOperator):
         ``SustainabilitySloOperator`` takes); default: ``[gridaware] slos``, as on the Grid page; ``[]``: none.
     :param dag_tags: each DAG's tags, for SLOs set per tag (a worker cannot read Airflow's metadata
         database); without them such an SLO is reported as not judged, saying why.
+    :param airflow_conn_id: a connection to Airflow's api-server (URL, user, password): the day's tries of
+        grid-aware tasks are reconciled with the ledger store, and the report names each succeeded try
+        without a record (a lost write); default: no reconciliation.
     """
 
     template_fields: Sequence[str] = ("report_date", "output_dir", "ledger_file", "dag_ids")
@@ -171,6 +174,7 @@ class DailyCarbonReportOperator(BaseOperator):
         notifier: BaseNotifier | None = None,
         slos: Sequence[SustainabilitySlo | Mapping[str, Any]] | None = None,
         dag_tags: Mapping[str, Sequence[str]] | None = None,
+        airflow_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -190,6 +194,7 @@ class DailyCarbonReportOperator(BaseOperator):
         # Parsed now: a bad SLO fails at DAG parse time, naming it (as SustainabilitySloOperator does).
         self.slos = None if slos is None else slos_from(slos, f"task {self.task_id!r}: slos")
         self.dag_tags = {dag: list(tags) for dag, tags in (dag_tags or {}).items()}
+        self.airflow_conn_id = airflow_conn_id
 
     def _slos(self) -> list[SustainabilitySlo]:
         if self.slos is not None:
@@ -214,6 +219,7 @@ class DailyCarbonReportOperator(BaseOperator):
             airflow_home,
             fetch_day_actuals,
             ledger_finaliser,
+            reconcile_day,
             report_location,
             response_paused_work,
         )
@@ -232,6 +238,11 @@ class DailyCarbonReportOperator(BaseOperator):
         ledger = self._ledger()
         store = GridStoreHook(self.store_conn_id)
         fetched, notes = fetch_day_actuals(self.actuals_conn_ids, day) if self.actuals_conn_ids else ({}, [])
+        if self.airflow_conn_id:
+            if self.ledger is not None or self.ledger_file:
+                notes.append("Not reconciled with Airflow's tries: the records were read from a ledger file.")
+            else:
+                notes += reconcile_day(self.airflow_conn_id, day, store.get_url(), self.dag_ids)
         report = collect_daily_report(
             day,
             ledger,

@@ -138,3 +138,31 @@ def test_the_cli_says_which_tries_have_no_record_and_exits_1(hook, tmp_path, cap
         store.write(record(key("score"), recorded_at=T0))
     assert main(argv) == 0
     assert "every succeeded try has its record" in capsys.readouterr().out
+
+
+def test_the_daily_report_names_the_tries_without_a_record(hook, tmp_path, monkeypatch):
+    """With ``airflow_conn_id`` the report operator reconciles the day and says so in its data-quality notes."""
+    from airflow_provider_gridaware.hooks.store import close_shared_archives
+    from airflow_provider_gridaware.operators.carbon_report import DailyCarbonReportOperator
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    monkeypatch.setenv("GRIDAWARE_STORE_URL", url)
+    close_shared_archives()
+    with LedgerStore(url) as store:
+        for held in (key("fit", 2), key("sweep", map_index=3)):
+            store.write(record(held, recorded_at=T0))
+    operator = DailyCarbonReportOperator(
+        task_id="carbon_report",
+        report_date="2026-06-01",
+        output_dir=str(tmp_path / "reports" / "{day}"),
+        airflow_conn_id="gridaware_airflow_api",
+    )
+    try:
+        summary = operator.execute({})  # type: ignore[arg-type]
+    finally:
+        close_shared_archives()
+    notes = summary["data_quality"]
+    assert "Reconciled with Airflow: 5 tries of grid-aware tasks checked: 1 succeeded without one; 2 failed" in (
+        " ".join(notes)
+    )
+    assert "No ledger record for train/score try 1 (r1)." in notes
