@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
 from airflow_provider_gridaware.planning.grid_response import (
@@ -39,6 +39,8 @@ R = TypeVar("R")
 
 #: API calls in flight per pass (under the client's pool of 10; on 2 busy cores more threads only add GIL contention).
 DEFAULT_PARALLELISM = 4
+#: A pause claimed this long ago and never finished was left by a runner that stopped: a later pass applies it.
+CLAIM_LEASE = timedelta(minutes=2)
 
 
 class WorkActuator(Protocol):
@@ -152,6 +154,8 @@ def respond(
             log.error("Finding %s work failed: %s: %s", actuator.kind.value, type(exc).__name__, exc)
             outcome.failed.append({"target": actuator.kind.value, "step": "discover", "error": str(exc)})
     records = {r.id: r for r in store.open_holds()}
+    if _finish_stale_claims(records, found, actuators, store, outcome, now, parallelism):
+        records = {r.id: r for r in store.open_holds()}
     work = [*found.values(), *held_work(records.values(), found)]
     plan = plan_response(
         events, work, [r.hold for r in records.values()], now=now, policy=policy, hold_counts=store.hold_counts()
@@ -161,6 +165,47 @@ def respond(
     _release(plan, records, actuators, store, outcome, parallelism)
     _pause(plan, actuators, store, outcome, parallelism)
     return outcome
+
+
+def _finish_stale_claims(
+    records: Mapping[int, ResponseRecord],
+    found: Mapping[str, InFlightWork],
+    actuators: Sequence[WorkActuator],
+    store: ResponseStore,
+    outcome: ResponseOutcome,
+    now: datetime,
+    parallelism: int,
+) -> bool:
+    """Apply the pauses a runner claimed but never finished (it died in between): taken over after
+    :data:`CLAIM_LEASE`, applied again (a pause is idempotent: a suspended Job stays suspended), recorded.
+    Without this the work would run through the event while its hold says it is held. Whether any was."""
+    stale = [r for r in records.values() if r.result == "claimed" and r.requested_at < now - CLAIM_LEASE]
+    if not stale:
+        return False
+    won = set(store.reclaim_stale([r.id for r in stale], now - CLAIM_LEASE))
+    mine = [r for r in stale if r.id in won]
+
+    def act(record: ResponseRecord) -> tuple[str, dict[str, Any]]:
+        facts: dict[str, Any] = {k: record.detail[k] for k in ("power_kw", "weight") if k in record.detail}
+        work = found.get(record.target)
+        actuator = _owner(actuators, record.target)
+        if work is None or actuator is None:
+            return "gone", {**facts, "note": "claimed by a runner that stopped; the work is no longer found"}
+        if work.state is WorkState.PAUSED:  # the runner applied it before it stopped: held, resumed at the end
+            return "paused", {**facts, "note": "claimed by a runner that stopped; found already paused"}
+        result, detail = _guarded(f"pausing {record.target}", lambda: actuator.pause(work, record.reason))
+        return result, {**facts, **detail, "note": "claimed by a runner that stopped; applied by a later pass"}
+
+    results = _parallel(mine, act, parallelism)
+    store.finish_pauses([(r.id, result, detail) for r, (result, detail) in zip(mine, results, strict=True)])
+    for record, (result, detail) in zip(mine, results, strict=True):
+        entry = {"target": record.target, "event": f"{record.event_source} {record.event_id}", "result": result}
+        log.warning("%s: a pause claimed at %s was never finished: %s", record.target, record.requested_at, result)
+        if result == "failed":
+            outcome.failed.append({**entry, "step": "pause", "error": detail.get("error")})
+        elif result == "paused":
+            outcome.paused.append(entry)
+    return bool(mine)
 
 
 def _release(

@@ -104,6 +104,28 @@ class ResponseStore(OpenedStore):
                     values.update(resume_requested_at=now, resumed_at=now, resume_result="not held", waited_seconds=0.0)
                 connection.execute(update(grid_response).where(grid_response.c.id == hold_id).values(**values))
 
+    def reclaim_stale(self, hold_ids: Sequence[int], older_than: datetime) -> list[int]:
+        """Take over pauses claimed before ``older_than`` and never finished (their runner died between the
+        claim and the result), in one transaction; the ids won. Only one runner wins each: the claim time is
+        moved to now where it is still the stale one."""
+        now = self._clock()
+        won: list[int] = []
+        with self._write() as connection:
+            for hold_id in hold_ids:
+                result = connection.execute(
+                    update(grid_response)
+                    .where(
+                        grid_response.c.id == hold_id,
+                        grid_response.c.result == "claimed",
+                        grid_response.c.applied_at.is_(None),
+                        grid_response.c.requested_at < older_than,
+                    )
+                    .values(requested_at=now)
+                )
+                if result.rowcount:
+                    won.append(hold_id)
+        return won
+
     def claim_releases(self, releases: Sequence[tuple[int, int | None, str]]) -> list[bool]:
         """Claim the release of open holds, ``(hold id, the event's modification, reason)`` each, in one
         transaction; per hold ``False`` if another runner released it already."""

@@ -279,3 +279,53 @@ def test_two_runners_apply_each_step_once_and_the_record_says_how_long_it_waited
         assert records["flex"].waited_seconds == pytest.approx(95 * 60)
         assert records["flex"].resume_reason.startswith("event ended")
         assert not one.open_holds()
+
+
+def test_a_pause_claimed_by_a_runner_that_stopped_is_applied_by_a_later_pass_once(tmp_path: Path):
+    """A runner claimed the pause of 'flex' (the row is in the store) and died before pausing it: within the
+    lease nobody touches it; after it one pass (of two) pauses the Job and records it, and the event's end
+    resumes it."""
+    now = [DURING]
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    jobs = FakeJobs([work("flex", "flexible")])
+    with ResponseStore(url, clock=lambda: now[0]) as one, ResponseStore(url, clock=lambda: now[0]) as two:
+        plan = plan_response([event()], jobs.discover(), [], now=DURING)
+        (claimed,) = one.claim_pauses(plan.pauses)  # ... and the runner stops here
+        assert claimed is not None and one.open_holds()[0].result == "claimed"
+
+        within = DURING + timedelta(minutes=1)
+        now[0] = within
+        assert not respond(events=[event()], actuators=[jobs], store=one, now=within).paused
+        assert jobs.calls == []  # the claimant may still be applying it
+
+        later = DURING + timedelta(minutes=3)
+        now[0] = later
+        taken = respond(events=[event()], actuators=[jobs], store=one, now=later)
+        other = respond(events=[event()], actuators=[jobs], store=two, now=later)
+        assert [p["target"] for p in taken.paused] == ["flex"] and not other.paused
+        assert jobs.calls == [("pause", "flex")]
+        (held,) = one.open_holds()
+        assert held.result == "paused" and "runner that stopped" in held.detail["note"]
+
+        now[0] = AFTER
+        ended = respond(events=[event()], actuators=[jobs], store=two, now=AFTER)
+        assert [r["target"] for r in ended.resumed] == ["flex"] and not one.open_holds()
+
+
+def test_a_pause_the_stopped_runner_had_applied_is_held_and_resumed_at_the_end(tmp_path: Path):
+    now = [DURING]
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    jobs = FakeJobs([work("flex", "flexible")])
+    with ResponseStore(url, clock=lambda: now[0]) as store:
+        plan = plan_response([event()], jobs.discover(), [], now=DURING)
+        store.claim_pauses(plan.pauses)
+        jobs.pause(plan.pauses[0].work, "applied, then the runner stopped before recording it")
+        later = DURING + timedelta(minutes=3)
+        now[0] = later
+        taken = respond(events=[event()], actuators=[jobs], store=store, now=later)
+        assert [p["target"] for p in taken.paused] == ["flex"]
+        assert jobs.calls == [("pause", "flex")]  # not paused a second time
+        assert "found already paused" in store.open_holds()[0].detail["note"]
+        now[0] = AFTER
+        ended = respond(events=[event()], actuators=[jobs], store=store, now=AFTER)
+        assert [r["target"] for r in ended.resumed] == ["flex"] and jobs.calls[-1] == ("resume", "flex")
