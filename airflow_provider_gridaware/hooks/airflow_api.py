@@ -9,7 +9,7 @@ and a user's Login / Password; a token is taken from ``POST /auth/token`` and re
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -101,17 +101,14 @@ class AirflowApiHook(BaseHook):
 
     def list_dags(self, *, tags: list[str], paused: bool | None = None) -> Iterator[dict[str, Any]]:
         """DAGs carrying any of ``tags`` (and in that pause state, if given), page by page."""
-        offset = 0
-        while True:
-            params: dict[str, Any] = {"tags": tags, "limit": _PAGE, "offset": offset, "tags_match_mode": "any"}
-            if paused is not None:
-                params["paused"] = str(paused).lower()
-            page = self.request("GET", "/api/v2/dags", params=params)
-            dags = page.get("dags") or []
-            yield from dags
-            offset += len(dags)
-            if not dags or offset >= int(page.get("total_entries") or 0):
-                return
+        params: dict[str, Any] = {"tags": tags, "tags_match_mode": "any"}
+        if paused is not None:
+            params["paused"] = str(paused).lower()
+
+        def page(offset: int) -> Any:
+            return self.request("GET", "/api/v2/dags", params={**params, "limit": _PAGE, "offset": offset})
+
+        yield from _pages(page, "dags")
 
     def get_dag(self, dag_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self.request("GET", f"/api/v2/dags/{_q(dag_id)}")
@@ -130,15 +127,12 @@ class AirflowApiHook(BaseHook):
         :param filters: fields of the API's batch body (``end_date_gte``, ``state``, ``dag_ids`` ...); datetimes
             as ISO strings.
         """
-        offset = 0
-        while True:
+
+        def page(offset: int) -> Any:
             body = {**filters, "page_offset": offset, "page_limit": _PAGE}
-            page = self.request("POST", "/api/v2/dags/~/dagRuns/~/taskInstances/list", json=body)
-            items = page.get("task_instances") or []
-            yield from items
-            offset += len(items)
-            if not items or offset >= int(page.get("total_entries") or 0):
-                return
+            return self.request("POST", "/api/v2/dags/~/dagRuns/~/taskInstances/list", json=body)
+
+        yield from _pages(page, "task_instances")
 
     def task_instance_tries(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> list[dict[str, Any]]:
         """Every try of one task instance (its history and the current one)."""
@@ -194,3 +188,15 @@ def _q(value: str) -> str:
     from urllib.parse import quote
 
     return quote(value, safe="")
+
+
+def _pages(fetch: Callable[[int], Any], items_key: str) -> Iterator[dict[str, Any]]:
+    """Every item of a paged collection: ``fetch(offset)`` returns one page (``items_key``, ``total_entries``)."""
+    offset = 0
+    while True:
+        page = fetch(offset)
+        items = page.get(items_key) or []
+        yield from items
+        offset += len(items)
+        if not items or offset >= int(page.get("total_entries") or 0):
+            return

@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -71,6 +72,19 @@ def write_trace(path: Path, now: datetime) -> datetime:
     return clean_start
 
 
+def zone_connection(simulator_url: str) -> dict[str, Any]:
+    """Put the simulator's clock back on the wall clock (``--now`` was read before it finished starting) and
+    return the WattTime connection to it that the Grid page reads zone ``ZONE`` through."""
+    httpx.post(f"{simulator_url}/_sim/clock", json={"now": _iso(datetime.now(UTC))}, timeout=10).raise_for_status()
+    return {
+        "conn_type": "gridaware_watttime",
+        "host": f"{simulator_url}/watttime",
+        "login": SIM_LOGIN,
+        "password": SIM_PASSWORD,
+        "extra": FAST_HTTP,
+    }
+
+
 @pytest.fixture(scope="module")
 def ui_stack(integration_workdir: Path) -> Iterator[tuple[AirflowStack, datetime]]:
     """A simulator serving zone UIGB, and an Airflow whose Grid page reads it, the test ledger and the store."""
@@ -87,14 +101,7 @@ def ui_stack(integration_workdir: Path) -> Iterator[tuple[AirflowStack, datetime
     )
     stack = None
     try:
-        httpx.post(f"{url}/_sim/clock", json={"now": _iso(datetime.now(UTC))}, timeout=10).raise_for_status()
-        connection = {
-            "conn_type": "gridaware_watttime",
-            "host": f"{url}/watttime",
-            "login": SIM_LOGIN,
-            "password": SIM_PASSWORD,
-            "extra": FAST_HTTP,
-        }
+        connection = zone_connection(url)
         stack = AirflowStack(
             workdir / "airflow_home",
             connections={CONN_ID: connection},

@@ -35,8 +35,8 @@ from tests.integration.airflow_stack import (
     start_simulator,
     stop_processes,
 )
-from tests.integration.conftest import FAST_HTTP, SIM_LOGIN, SIM_PASSWORD
-from tests.integration.test_grid_page_browser import CONN_ID, UTC, ZONE, _iso, write_trace
+from tests.integration.conftest import SIM_LOGIN, SIM_PASSWORD
+from tests.integration.test_grid_page_browser import CONN_ID, UTC, ZONE, _iso, write_trace, zone_connection
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -81,14 +81,7 @@ def team_stack(integration_workdir: Path) -> Iterator[AirflowStack]:
     )
     stack = None
     try:
-        httpx.post(f"{url}/_sim/clock", json={"now": _iso(datetime.now(UTC))}, timeout=10).raise_for_status()
-        connection = {
-            "conn_type": "gridaware_watttime",
-            "host": f"{url}/watttime",
-            "login": SIM_LOGIN,
-            "password": SIM_PASSWORD,
-            "extra": FAST_HTTP,
-        }
+        connection = zone_connection(url)
         stack = AirflowStack(
             workdir / "airflow_home",
             connections={CONN_ID: connection},

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 
@@ -175,6 +176,22 @@ def test_a_cancellation_resumes_at_once_but_not_within_the_resume_guard_and_a_ne
     assert elapsed >= 1.0
 
 
+def interruptible_task(work: Any, zone: str, **more: Any) -> Any:
+    """``@task.gridaware(interruptible=True)`` over ``work`` in ``zone``, as the operator it makes."""
+    from airflow_provider_gridaware.decorators.gridaware import _GridAwareDecoratedOperator
+
+    return _GridAwareDecoratedOperator(
+        task_id="train",
+        python_callable=work,
+        duration=timedelta(minutes=10),
+        deadline=timedelta(hours=12),
+        conn_id="carbon",
+        zones=[zone],
+        interruptible=True,
+        **more,
+    )
+
+
 def test_the_decorated_task_defers_on_a_pause_and_resumes_its_callable_with_the_saved_state() -> None:
     """The operator's side, on the session store: pause -> TaskDeferred on the clear trigger (with the resume
     guard), then the resume method runs the callable again from the saved state and records one run."""
@@ -182,7 +199,6 @@ def test_the_decorated_task_defers_on_a_pause_and_resumes_its_callable_with_the_
 
     from airflow.sdk.exceptions import TaskDeferred
 
-    from airflow_provider_gridaware.decorators.gridaware import _GridAwareDecoratedOperator
     from airflow_provider_gridaware.hooks.store import GridStoreHook
     from tests.unit.test_duration_auto import context
 
@@ -202,15 +218,7 @@ def test_the_decorated_task_defers_on_a_pause_and_resumes_its_callable_with_the_
                 grid_checkpoint.pause()
         return {**state, "pauses": grid_checkpoint.pauses}
 
-    operator = _GridAwareDecoratedOperator(
-        task_id="train",
-        python_callable=work,
-        duration=timedelta(minutes=10),
-        deadline=timedelta(hours=12),
-        conn_id="carbon",
-        zones=[zone],
-        interruptible=True,
-    )
+    operator = interruptible_task(work, zone)
     dag_id = f"pause_{uuid.uuid4().hex[:8]}"
     released = {"plan": {"zone": zone}, "reason": "released at once"}
     with pytest.raises(TaskDeferred) as deferred:
@@ -239,7 +247,6 @@ def test_the_ledger_counts_the_energy_of_the_running_pieces_not_the_pause() -> N
 
     from airflow.sdk.exceptions import TaskDeferred
 
-    from airflow_provider_gridaware.decorators.gridaware import _GridAwareDecoratedOperator
     from airflow_provider_gridaware.hooks.store import GridStoreHook
     from airflow_provider_gridaware.ledger.records import TryKey
     from airflow_provider_gridaware.times import format_time
@@ -256,17 +263,7 @@ def test_the_ledger_counts_the_energy_of_the_running_pieces_not_the_pause() -> N
             grid_checkpoint.pause()
         return "done"
 
-    operator = _GridAwareDecoratedOperator(
-        task_id="train",
-        python_callable=work,
-        duration=timedelta(minutes=10),
-        deadline=timedelta(hours=12),
-        conn_id="carbon",
-        zones=[zone],
-        interruptible=True,
-        power_w=60_000,
-        pue=1.0,
-    )
+    operator = interruptible_task(work, zone, power_w=60_000, pue=1.0)
     dag_id = f"pieces_{uuid.uuid4().hex[:8]}"
     with pytest.raises(TaskDeferred) as deferred:
         operator.execute_complete(context(dag_id), {"plan": {"zone": zone}, "reason": "released at once"})
