@@ -228,6 +228,25 @@ class GridKubernetesHook(KubernetesHook):
 
         return BatchV1Api(api_client=self.api_client)
 
+    def allow_concurrent_calls(self, calls: int) -> None:
+        """Keep a connection per call for ``calls`` calls in flight at once (e.g. a response pass's threads).
+
+        The client's urllib3 pool holds ``connection_pool_maxsize`` connections per host (5 per CPU by
+        default, 4 if unset): more threads than that open a connection each time and drop it again ("Connection
+        pool is full"), a TCP and TLS handshake per call to a real API server. Only the pool is rebuilt, from
+        the client's own configuration (TLS, proxy, keepalive socket options unchanged).
+
+        :param calls: calls in flight at once.
+        """
+        from kubernetes.client import rest
+
+        client = self.api_client
+        if (client.configuration.connection_pool_maxsize or 4) >= calls:
+            return
+        client.configuration.connection_pool_maxsize = calls
+        client.rest_client.pool_manager.clear()
+        client.rest_client = rest.RESTClientObject(client.configuration, maxsize=calls)
+
     def _host(self) -> str:
         try:
             return str(self.api_client.configuration.host)

@@ -85,14 +85,18 @@ class KubernetesJobsActuator:
     :param conn_id: the cluster's ``kubernetes`` connection.
     :param policy: the response rule (power per GPU, default power).
     :param namespace: only this namespace (default: all).
+    :param parallelism: API calls the pass makes at once (the client keeps a connection for each).
     """
 
     kind = TargetKind.KUBERNETES_JOB
 
-    def __init__(self, conn_id: str, policy: ResponsePolicy, namespace: str | None = None) -> None:
+    def __init__(
+        self, conn_id: str, policy: ResponsePolicy, namespace: str | None = None, *, parallelism: int = 1
+    ) -> None:
         self.conn_id = conn_id
         self.policy = policy
         self.namespace = namespace
+        self.parallelism = parallelism
         self._prefix = f"{self.kind.value}/{conn_id}/"
         self._listed: dict[str, dict[str, Any]] = {}
 
@@ -100,7 +104,9 @@ class KubernetesJobsActuator:
     def hook(self) -> GridKubernetesHook:
         from airflow_provider_gridaware.hooks.kubernetes import GridKubernetesHook
 
-        return GridKubernetesHook(conn_id=self.conn_id)
+        hook = GridKubernetesHook(conn_id=self.conn_id)
+        hook.allow_concurrent_calls(self.parallelism)
+        return hook
 
     def owns(self, target: str) -> bool:
         return target.startswith(self._prefix)
@@ -371,7 +377,10 @@ class GridEventResponseOperator(BaseOperator):
         return ResponsePolicy.from_config(conf.get("gridaware", "response_policy", fallback=None))
 
     def actuators(self, policy: ResponsePolicy, dag_id: str | None) -> list[Any]:
-        found: list[Any] = [KubernetesJobsActuator(c, policy, self.namespace) for c in self.kubernetes_conn_ids]
+        found: list[Any] = [
+            KubernetesJobsActuator(c, policy, self.namespace, parallelism=self.parallelism)
+            for c in self.kubernetes_conn_ids
+        ]
         found += [BatchJobsActuator(q, policy) for q in self.batch_queues]
         if self.airflow_conn_id:
             found.append(AirflowDagsActuator(self.airflow_conn_id, policy, exclude=[dag_id] if dag_id else []))

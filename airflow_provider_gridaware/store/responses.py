@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 
 from airflow_provider_gridaware.planning.grid_response import EventKey, Hold, PauseStep
 from airflow_provider_gridaware.store.engine import dialect_insert
@@ -24,6 +24,8 @@ from airflow_provider_gridaware.store.schema import grid_response
 
 #: results of a pause that leave the work held (``failed``/``gone`` holds are closed at once).
 HOLDING_RESULTS = ("claimed", "paused", "joined")
+#: ids per ``IN (...)`` read (SQLite before 3.32 allows 999 bound parameters).
+_IN_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -95,14 +97,23 @@ class ResponseStore(OpenedStore):
     def finish_pauses(self, results: Sequence[tuple[int, str, Mapping[str, Any] | None]]) -> None:
         """Record how claimed pauses went, ``(hold id, result, detail)`` each: ``paused``, ``joined`` (already
         paused by another hold), ``gone`` or ``failed``. A ``gone`` or ``failed`` hold is closed at once
-        (nothing to resume; the next run may pause again)."""
+        (nothing to resume; the next run may pause again). One statement per kind of row, each run for all
+        its rows at once (a pass records a whole fleet)."""
         now = self._clock()
+        held = [{"b_id": i, "b_result": r, "b_detail": _json(d)} for i, r, d in results if r in HOLDING_RESULTS]
+        closed = [{"b_id": i, "b_result": r, "b_detail": _json(d)} for i, r, d in results if r not in HOLDING_RESULTS]
+        record = update(grid_response).where(grid_response.c.id == bindparam("b_id"))
+        values = {"result": bindparam("b_result"), "applied_at": now, "detail": bindparam("b_detail")}
         with self._write() as connection:
-            for hold_id, result, detail in results:
-                values: dict[str, Any] = {"result": result, "applied_at": now, "detail": _json(detail)}
-                if result not in HOLDING_RESULTS:
-                    values.update(resume_requested_at=now, resumed_at=now, resume_result="not held", waited_seconds=0.0)
-                connection.execute(update(grid_response).where(grid_response.c.id == hold_id).values(**values))
+            if held:
+                connection.execute(record.values(**values), held)
+            if closed:
+                connection.execute(
+                    record.values(
+                        **values, resume_requested_at=now, resumed_at=now, resume_result="not held", waited_seconds=0.0
+                    ),
+                    closed,
+                )
 
     def reclaim_stale(self, hold_ids: Sequence[int], older_than: datetime) -> list[int]:
         """Take over pauses claimed before ``older_than`` and never finished (their runner died between the
@@ -146,22 +157,37 @@ class ResponseStore(OpenedStore):
     def finish_releases(self, results: Sequence[tuple[int, str, Mapping[str, Any] | None]]) -> dict[int, float | None]:
         """Record claimed releases, ``(hold id, result, detail)`` each: ``resumed``, ``released`` (another hold
         keeps the work paused), ``gone`` or ``failed``. Returns per hold how long the work waited (from the
-        pause applied to now), also stored."""
+        pause applied to now), also stored. One read and one update for all the rows."""
         now = self._clock()
         waited: dict[int, float | None] = {}
+        if not results:
+            return waited
+        rows: list[dict[str, Any]] = []
         with self._write() as connection:
+            ids = [hold_id for hold_id, _, _ in results]
+            known: dict[int, Any] = {}
+            for first in range(0, len(ids), _IN_CHUNK):  # under any SQLite's limit on bound parameters
+                query = select(grid_response.c.id, grid_response.c.applied_at, grid_response.c.detail).where(
+                    grid_response.c.id.in_(ids[first : first + _IN_CHUNK])
+                )
+                known.update({row.id: row for row in connection.execute(query)})
             for hold_id, result, detail in results:
-                row = connection.execute(
-                    select(grid_response.c.applied_at, grid_response.c.detail).where(grid_response.c.id == hold_id)
-                ).first()
+                row = known.get(hold_id)
                 seconds = (now - row.applied_at).total_seconds() if row is not None and row.applied_at else None
                 merged = {**json.loads((row.detail if row else None) or "{}"), **(detail or {})}
-                connection.execute(
-                    update(grid_response)
-                    .where(grid_response.c.id == hold_id)
-                    .values(resumed_at=now, resume_result=result, waited_seconds=seconds, detail=_json(merged))
-                )
+                rows.append({"b_id": hold_id, "b_result": result, "b_waited": seconds, "b_detail": _json(merged)})
                 waited[hold_id] = seconds
+            connection.execute(
+                update(grid_response)
+                .where(grid_response.c.id == bindparam("b_id"))
+                .values(
+                    resumed_at=now,
+                    resume_result=bindparam("b_result"),
+                    waited_seconds=bindparam("b_waited"),
+                    detail=bindparam("b_detail"),
+                ),
+                rows,
+            )
         return waited
 
     # -- reading ---------------------------------------------------------------------------------------

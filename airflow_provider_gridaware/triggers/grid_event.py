@@ -28,8 +28,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: how often the store's log is read for states other processes stored (the relay), seconds.
-DEFAULT_TAIL_INTERVAL_S = 1.0
+#: how often the store's log is read for states other processes stored (the relay), seconds: one indexed read,
+#: and up to this long before a relayed state fires the asset (the grid-event response waits for it).
+DEFAULT_TAIL_INTERVAL_S = 0.2
 #: after a failed poll the party is asked again after this long at most (seconds), growing from the interval.
 MAX_POLL_BACKOFF_S = 300.0
 CURSOR_KEY_PREFIX = "grid_event_cursor"

@@ -143,3 +143,8 @@ def test_cli_names_a_wrong_connection(store_url, monkeypatch, capsys):
     monkeypatch.setenv("AIRFLOW_CONN_NOT_DR", json.dumps({"conn_type": "gridaware_ukci"}))
     assert main(["events", "--conn-id", "not_dr"]) == 2
     assert "'gridaware_ukci' is not a grid-event source" in capsys.readouterr().err
+
+
+def test_by_default_a_state_another_process_stored_is_read_within_a_fifth_of_a_second():
+    # The grid-event response starts from this read: a relayed event used to wait up to 1 s for it.
+    assert GridEventTrigger(cursor_name="dr").serialize()[1]["tail_interval"] == 0.2

@@ -245,3 +245,36 @@ def test_suspend_sends_sigterm_the_workload_checkpoints_and_resume_continues(mon
         result = json.loads(done.read_text())
         assert result["step"] == 30 and result["resumed_at"] == [0, paused_at]  # continued from the checkpoint
         assert earlier_chunks(emu.jobs()[("ml", "work")]) == (first_chunk, 1)  # the last chunk is startTime..end
+
+
+def test_a_pass_with_more_threads_than_the_pool_keeps_a_connection_per_call(monkeypatch, caplog):
+    import logging
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    from airflow_provider_gridaware.operators.grid_event_response import KubernetesJobsActuator
+    from airflow_provider_gridaware.planning.response_policy import DEFAULT_POLICY
+
+    calls = (os.cpu_count() or 1) * 5 + 4  # more than the client's default pool on any machine
+    with EmulatorThread() as emu:
+        spec = {"conn_type": "kubernetes", "extra": {"kube_config": kube_config(emu.url)}}
+        monkeypatch.setenv("AIRFLOW_CONN_KUBE_POOL", json.dumps(spec))
+        names = [f"j{i}" for i in range(calls * 2)]
+        setup = GridKubernetesHook(conn_id="kube_pool")
+        for name in names:
+            setup.create_job_from_dict(job(name, priority="batch", dag="d", zone="A"))
+        default = setup.api_client.rest_client
+        setup.allow_concurrent_calls(1)  # already enough: the client is left as it is
+        assert setup.api_client.rest_client is default
+
+        hook = KubernetesJobsActuator("kube_pool", DEFAULT_POLICY, parallelism=calls).hook
+        pool = hook.api_client.rest_client.pool_manager
+        assert pool.connection_pool_kw["maxsize"] == calls
+        # Built from the client's own configuration: the provider's keepalive socket options are kept.
+        assert pool.connection_pool_kw.get("socket_options") == default.pool_manager.connection_pool_kw.get(
+            "socket_options"
+        )
+        with caplog.at_level(logging.WARNING, logger="urllib3.connectionpool"), ThreadPoolExecutor(calls) as threads:
+            list(threads.map(lambda n: hook.patch_job("ml", n, {"metadata": {"labels": {"seen": "y"}}}), names))
+        assert not [r for r in caplog.records if "pool is full" in r.getMessage()]
+        assert all(j["metadata"]["labels"]["seen"] == "y" for j in emu.jobs().values())

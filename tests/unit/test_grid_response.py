@@ -329,3 +329,32 @@ def test_a_pause_the_stopped_runner_had_applied_is_held_and_resumed_at_the_end(t
         now[0] = AFTER
         ended = respond(events=[event()], actuators=[jobs], store=store, now=AFTER)
         assert [r["target"] for r in ended.resumed] == ["flex"] and jobs.calls[-1] == ("resume", "flex")
+
+
+def test_a_fleet_is_recorded_in_batches_each_row_with_its_own_result_detail_and_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from airflow_provider_gridaware.store import responses
+
+    monkeypatch.setattr(responses, "_IN_CHUNK", 2)  # the release's read spans several chunks
+    now = [DURING]
+    fleet = [work(f"job-{i}", ("flexible", "batch")[i % 2]) for i in range(5)]
+    jobs = FakeJobs([*fleet, work("broken", "batch")])
+    with ResponseStore(f"sqlite:///{tmp_path / 'store.db'}", clock=lambda: now[0]) as store:
+        respond(events=[event()], actuators=[jobs], store=store, now=DURING)
+        rows = {r.target: r for r in store.records()}
+        assert {t: r.result for t, r in rows.items()} == {**{w.target: "paused" for w in fleet}, "broken": "failed"}
+        assert all(rows[w.target].applied_at == DURING and rows[w.target].resumed_at is None for w in fleet)
+        assert all(rows[w.target].detail["why"].startswith("grid event") for w in fleet)
+        assert rows["broken"].resume_result == "not held" and rows["broken"].waited_seconds == 0.0
+        assert "unreachable" in rows["broken"].detail["error"]
+
+        now[0] = DURING + timedelta(minutes=50)
+        ended = respond(events=[event()], actuators=[jobs], store=store, now=AFTER)
+        assert sorted(r["waited_seconds"] for r in ended.resumed) == [50 * 60] * 5
+        rows = {r.target: r for r in store.records() if r.result == "paused"}
+        for w in fleet:
+            assert rows[w.target].resume_result == "resumed" and rows[w.target].waited_seconds == 50 * 60
+            assert rows[w.target].resumed_at == now[0]
+            assert rows[w.target].detail["why"].startswith("grid event")  # the pause's detail is kept
+        assert not store.open_holds()

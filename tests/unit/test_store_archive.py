@@ -298,3 +298,25 @@ def open_and_record_from_two_processes(url: str) -> None:
 
 def test_two_processes_open_and_record_the_same_new_store_at_once(url):
     open_and_record_from_two_processes(url)
+
+
+def test_the_head_a_store_is_opened_at_is_the_migrations_head():
+    from airflow_provider_gridaware.store.migrate import HEAD_REVISION
+
+    assert head_revision() == HEAD_REVISION
+
+
+def test_opening_a_store_at_head_does_not_import_alembic(tmp_path):
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    ForecastArchive(url).close()  # created and migrated here
+    code = (
+        "import sys\n"
+        "from airflow_provider_gridaware.store.responses import ResponseStore\n"
+        f"ResponseStore({url!r}).close()\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
