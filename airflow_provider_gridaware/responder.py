@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from airflow_provider_gridaware.planning.grid_response import (
     InFlightWork,
@@ -32,6 +32,9 @@ from airflow_provider_gridaware.planning.job import PriorityClass
 from airflow_provider_gridaware.planning.response_policy import DEFAULT_POLICY, ResponsePolicy
 from airflow_provider_gridaware.signals.grid_event import GridEvent
 from airflow_provider_gridaware.store.responses import ResponseRecord, ResponseStore
+
+if TYPE_CHECKING:
+    from airflow_provider_gridaware.store.events import EventStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -126,6 +129,17 @@ def held_work(records: Iterable[ResponseRecord], found: Mapping[str, InFlightWor
     return list(rebuilt.values())
 
 
+def current_events(events: EventStore, holds: Iterable[ResponseRecord], now: datetime) -> list[GridEvent]:
+    """What a pass at ``now`` responds to: the events in force or announced, and the latest state of every
+    event still holding work (ended ones included, so their holds are released)."""
+    found = {(e.source, e.event_id): e for e in events.current(now=now)}
+    for key in {(h.event_source, h.event_id) for h in holds} - set(found):
+        latest = events.latest(*key)
+        if latest is not None:
+            found[key] = latest
+    return list(found.values())
+
+
 def respond(
     *,
     events: Iterable[GridEvent],
@@ -134,6 +148,7 @@ def respond(
     now: datetime,
     policy: ResponsePolicy = DEFAULT_POLICY,
     parallelism: int = DEFAULT_PARALLELISM,
+    runner: str | None = None,
 ) -> ResponseOutcome:
     """One pass: bring the in-flight work in line with ``events`` at ``now``, each step exactly once.
 
@@ -143,6 +158,7 @@ def respond(
     :param now: the current time.
     :param policy: the response rule.
     :param parallelism: API calls in flight at once.
+    :param runner: who applies the steps (``triggerer``, ``task``), recorded as ``paused_by`` / ``resumed_by``.
     """
     outcome = ResponseOutcome()
     found: dict[str, InFlightWork] = {}
@@ -162,8 +178,8 @@ def respond(
     )
     if plan:
         log.info("Response plan: %d pause(s), %d release(s)", len(plan.pauses), len(plan.releases))
-    _release(plan, records, actuators, store, outcome, parallelism)
-    _pause(plan, actuators, store, outcome, parallelism)
+    _release(plan, records, actuators, store, outcome, parallelism, runner)
+    _pause(plan, actuators, store, outcome, parallelism, runner)
     return outcome
 
 
@@ -215,6 +231,7 @@ def _release(
     store: ResponseStore,
     outcome: ResponseOutcome,
     parallelism: int,
+    runner: str | None = None,
 ) -> None:
     if not plan.releases:
         return
@@ -234,6 +251,8 @@ def _release(
         return _guarded(f"resuming {record.target}", lambda: actuator.resume(record, step.reason))
 
     results = _parallel(mine, act, parallelism)
+    if runner:
+        results = [(r, {**d, "resumed_by": runner}) for r, d in results]
     waited = store.finish_releases([(s.hold.hold_id, r, d) for s, (r, d) in zip(mine, results, strict=True)])
     for step, (result, detail) in zip(mine, results, strict=True):
         entry = {**_describe_release(step), "result": result, "waited_seconds": waited.get(step.hold.hold_id)}
@@ -252,6 +271,7 @@ def _pause(
     store: ResponseStore,
     outcome: ResponseOutcome,
     parallelism: int,
+    runner: str | None = None,
 ) -> None:
     if not plan.pauses:
         return
@@ -271,6 +291,8 @@ def _pause(
         return result, {**facts, **detail}
 
     results = _parallel(mine, act, parallelism)
+    if runner:
+        results = [(r, {**d, "paused_by": runner}) for r, d in results]
     store.finish_pauses([(i, r, d) for (_, i), (r, d) in zip(mine, results, strict=True)])
     for (step, _), (result, detail) in zip(mine, results, strict=True):
         entry = {**_describe_pause(step), "result": result}

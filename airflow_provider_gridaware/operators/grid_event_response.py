@@ -16,292 +16,44 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_gridaware.dispatch import (
-    ANNOTATION_JOB_ID,
-    LABEL_MANAGED,
-    LABEL_PREFIX,
-    LABEL_PRIORITY_CLASS,
-    LABEL_ZONE,
+# The actuators live in their own module (the triggerer applies the response too); kept importable from here.
+from airflow_provider_gridaware.actuators import (
+    ANNOTATION_POWER_KW,
+    ANNOTATION_WEIGHT,
+    DAG_CLASS_TAG_PREFIX,
+    DAG_ZONE_TAG_PREFIX,
+    AirflowDagsActuator,
+    BatchJobsActuator,
+    KubernetesJobsActuator,
+    ResponseTargets,
+    job_gpus,
 )
-from airflow_provider_gridaware.planning.grid_response import InFlightWork, TargetKind, WorkState
-from airflow_provider_gridaware.planning.job import PriorityClass
-from airflow_provider_gridaware.planning.response_policy import ResponseAction, ResponsePolicy
+from airflow_provider_gridaware.planning.response_policy import ResponsePolicy
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_gridaware.hooks.airflow_api import AirflowApiHook
-    from airflow_provider_gridaware.hooks.batch import BatchQueue, GridAwareBatchHook
-    from airflow_provider_gridaware.hooks.kubernetes import GridKubernetesHook
+    from airflow_provider_gridaware.hooks.batch import BatchQueue
     from airflow_provider_gridaware.responder import ResponseOutcome
-    from airflow_provider_gridaware.signals.grid_event import GridEvent
-    from airflow_provider_gridaware.store.responses import ResponseRecord
 
-#: declared on a Job or AWS job (annotation / tag): its power in kW, or its value (a capacity limit sheds low first).
-ANNOTATION_POWER_KW = LABEL_PREFIX + "power-kw"
-ANNOTATION_WEIGHT = LABEL_PREFIX + "weight"
-#: DAG tags: ``gridaware:batch`` (its class) and ``gridaware:zone:GB`` (its grid zone; none = every event).
-DAG_CLASS_TAG_PREFIX = "gridaware:"
-DAG_ZONE_TAG_PREFIX = "gridaware:zone:"
-GPU_RESOURCES = ("nvidia.com/gpu", "amd.com/gpu")
+__all__ = [
+    "ANNOTATION_POWER_KW",
+    "ANNOTATION_WEIGHT",
+    "DAG_CLASS_TAG_PREFIX",
+    "DAG_ZONE_TAG_PREFIX",
+    "AirflowDagsActuator",
+    "BatchJobsActuator",
+    "GridEventResponseOperator",
+    "KubernetesJobsActuator",
+    "job_gpus",
+]
+
 #: never defer on a trigger that can fire at once (DESIGN.md, the deferral race): wait at least this long.
 MIN_DEFER_SECONDS = 5.0
-
-
-def _float(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if number == number and number > 0 else None
-
-
-def _priority_class(value: Any) -> PriorityClass | None:
-    try:
-        return PriorityClass(str(value))
-    except ValueError:
-        return None
-
-
-def job_gpus(job: Mapping[str, Any]) -> float:
-    """GPUs a Job's pod declares (limits, else requests, summed over its containers)."""
-    spec = (((job.get("spec") or {}).get("template") or {}).get("spec")) or {}
-    total = 0.0
-    for container in spec.get("containers") or []:
-        resources = container.get("resources") or {}
-        for key in GPU_RESOURCES:
-            total += _float((resources.get("limits") or {}).get(key) or (resources.get("requests") or {}).get(key)) or 0
-    return total
-
-
-class KubernetesJobsActuator:
-    """Grid-aware Kubernetes Jobs in one cluster: found by our managed label, suspended and resumed one by one.
-
-    :param conn_id: the cluster's ``kubernetes`` connection.
-    :param policy: the response rule (power per GPU, default power).
-    :param namespace: only this namespace (default: all).
-    :param parallelism: API calls the pass makes at once (the client keeps a connection for each).
-    """
-
-    kind = TargetKind.KUBERNETES_JOB
-
-    def __init__(
-        self, conn_id: str, policy: ResponsePolicy, namespace: str | None = None, *, parallelism: int = 1
-    ) -> None:
-        self.conn_id = conn_id
-        self.policy = policy
-        self.namespace = namespace
-        self.parallelism = parallelism
-        self._prefix = f"{self.kind.value}/{conn_id}/"
-        self._listed: dict[str, dict[str, Any]] = {}
-
-    @cached_property
-    def hook(self) -> GridKubernetesHook:
-        from airflow_provider_gridaware.hooks.kubernetes import GridKubernetesHook
-
-        hook = GridKubernetesHook(conn_id=self.conn_id)
-        hook.allow_concurrent_calls(self.parallelism)
-        return hook
-
-    def owns(self, target: str) -> bool:
-        return target.startswith(self._prefix)
-
-    def discover(self) -> list[InFlightWork]:
-        from airflow_provider_gridaware.hooks.kubernetes import ANNOTATION_SUSPENDED_BY, JobPhase, job_phase
-
-        found = []
-        self._listed = {}
-        for job in self.hook.list_jobs(self.namespace, {LABEL_MANAGED: "true"}):
-            meta = job.get("metadata") or {}
-            labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
-            cls = _priority_class(labels.get(LABEL_PRIORITY_CLASS))
-            if cls is None:
-                continue
-            target = f"{self._prefix}{meta.get('namespace') or 'default'}/{meta.get('name')}"
-            phase = job_phase(job)
-            if phase is JobPhase.RUNNING:
-                state = WorkState.RUNNING
-            elif phase is JobPhase.SUSPENDED and ANNOTATION_SUSPENDED_BY in annotations:
-                state = WorkState.PAUSED
-            else:
-                state = WorkState.OTHER
-            self._listed[target] = job
-            power = self.policy.task_kw(gpus=job_gpus(job), power_kw=_float(annotations.get(ANNOTATION_POWER_KW)))
-            found.append(
-                InFlightWork(
-                    target,
-                    self.kind,
-                    cls,
-                    labels.get(LABEL_ZONE),
-                    state,
-                    power,
-                    _float(annotations.get(ANNOTATION_WEIGHT)) or 1.0,
-                )
-            )
-        return found
-
-    def _where(self, target: str) -> tuple[str, str]:
-        namespace, _, name = target[len(self._prefix) :].partition("/")
-        return namespace, name
-
-    def pause(self, work: InFlightWork, reason: str) -> tuple[str, dict[str, Any]]:
-        namespace, name = self._where(work.target)
-        job = self._listed.get(work.target) or self.hook.read_job(namespace, name)
-        if job is None:
-            return "gone", {"why": "the Job no longer exists"}
-        change = self.hook.change_suspension(job, suspend=True, reason=reason[:1000])
-        if change["action"] == "suspended":
-            return "paused", {"cluster": self.conn_id, "namespace": namespace, "name": name}
-        return "gone", {"why": change["reason"]}
-
-    def resume(self, record: ResponseRecord, reason: str) -> tuple[str, dict[str, Any]]:
-        namespace, name = self._where(record.target)
-        # As listed a moment ago by this pass: the patch is a merge patch, and a Job that changed since
-        # (resumed by hand) is only re-marked; one GET per Job would double the calls of a large fleet.
-        job = self._listed.get(record.target) or self.hook.read_job(namespace, name)
-        if job is None:
-            return "gone", {"resume": "the Job no longer exists"}
-        change = self.hook.change_suspension(job, suspend=False, reason=reason)
-        return ("resumed" if change["action"] == "resumed" else "gone"), {"resume": change["reason"]}
-
-
-class BatchJobsActuator:
-    """Grid-aware AWS Batch jobs in one queue: paused by terminate-with-reason, resumed by resubmission.
-
-    :param queue: the queue (zone, name, region, AWS connection).
-    :param policy: the response rule (power per GPU, default power).
-    """
-
-    kind = TargetKind.BATCH_JOB
-
-    def __init__(self, queue: BatchQueue, policy: ResponsePolicy) -> None:
-        self.queue = queue
-        self.policy = policy
-        self._prefix = f"{self.kind.value}/{queue.region_name}/{queue.job_queue}/"
-        self._listed: dict[str, dict[str, Any]] = {}
-
-    @cached_property
-    def hook(self) -> GridAwareBatchHook:
-        from airflow_provider_gridaware.hooks.batch import GridAwareBatchHook
-
-        return GridAwareBatchHook(aws_conn_id=self.queue.aws_conn_id, region_name=self.queue.region_name)
-
-    def owns(self, target: str) -> bool:
-        return target.startswith(self._prefix)
-
-    def discover(self) -> list[InFlightWork]:
-        from airflow_provider_gridaware.hooks.batch import ACTIVE_STATES
-
-        found = []
-        self._listed = {}
-        for job in self.hook.list_managed_jobs(self.queue.job_queue, statuses=ACTIVE_STATES):
-            tags = job.get("tags") or {}
-            cls = _priority_class(tags.get(LABEL_PRIORITY_CLASS))
-            logical = tags.get(ANNOTATION_JOB_ID) or job["jobId"]
-            if cls is None:
-                continue
-            target = f"{self._prefix}{logical}"
-            self._listed[target] = job
-            gpus = sum(
-                _float(r.get("value")) or 0
-                for r in (job.get("container") or {}).get("resourceRequirements") or []
-                if r.get("type") == "GPU"
-            )
-            power = self.policy.task_kw(gpus=gpus, power_kw=_float(tags.get(ANNOTATION_POWER_KW)))
-            found.append(
-                InFlightWork(
-                    target,
-                    self.kind,
-                    cls,
-                    tags.get(LABEL_ZONE) or self.queue.zone,
-                    WorkState.RUNNING,
-                    power,
-                    _float(tags.get(ANNOTATION_WEIGHT)) or 1.0,
-                )
-            )
-        return found
-
-    def pause(self, work: InFlightWork, reason: str) -> tuple[str, dict[str, Any]]:
-        job = self._listed.get(work.target)
-        if job is None:
-            return "gone", {"why": "the job is no longer active"}
-        outcome = self.hook.pause_job(job, reason=reason[:200])
-        if outcome == "paused":
-            return "paused", {"job_id": job["jobId"], "region": self.queue.region_name}
-        return "gone", {"why": outcome}
-
-    def resume(self, record: ResponseRecord, reason: str) -> tuple[str, dict[str, Any]]:
-        job_id = record.detail.get("job_id")
-        job = self.hook.describe_job(str(job_id)) if job_id else None
-        if job is None:
-            return "gone", {"resume": f"the paused AWS job {job_id} cannot be found"}
-        outcome, new_id = self.hook.resume_job(job)
-        if outcome in ("resumed", "already resumed"):
-            return "resumed", {"resume": outcome, "resumed_job_id": new_id}
-        return "gone", {"resume": outcome}
-
-
-class AirflowDagsActuator:
-    """DAGs tagged with a priority class whose response is ``stop``, paused and unpaused through the REST API.
-
-    Only DAGs unpaused when the event came are paused (a DAG paused by hand is never touched), and only those
-    the response paused are unpaused.
-
-    :param airflow_conn_id: the api-server connection (see ``hooks/airflow_api.py``).
-    :param policy: the response rule (which classes stop).
-    :param exclude: DAG ids never to pause (the grid-event DAG itself).
-    """
-
-    kind = TargetKind.DAG
-
-    def __init__(self, airflow_conn_id: str, policy: ResponsePolicy, exclude: Sequence[str] = ()) -> None:
-        self.airflow_conn_id = airflow_conn_id
-        self.policy = policy
-        self.exclude = set(exclude)
-
-    @cached_property
-    def hook(self) -> AirflowApiHook:
-        from airflow_provider_gridaware.hooks.airflow_api import AirflowApiHook
-
-        return AirflowApiHook(self.airflow_conn_id)
-
-    def owns(self, target: str) -> bool:
-        return target.startswith(f"{self.kind.value}/")
-
-    def discover(self) -> list[InFlightWork]:
-        stopping = [c for c in PriorityClass if self.policy.action(c) is ResponseAction.STOP]
-        if not stopping:
-            return []
-        found = []
-        for dag in self.hook.list_dags(tags=[DAG_CLASS_TAG_PREFIX + c.value for c in stopping], paused=False):
-            if dag["dag_id"] in self.exclude:
-                continue
-            names = [t["name"] if isinstance(t, Mapping) else str(t) for t in dag.get("tags") or []]
-            cls = next((c for c in stopping if DAG_CLASS_TAG_PREFIX + c.value in names), None)
-            if cls is None:
-                continue
-            zone = next((n[len(DAG_ZONE_TAG_PREFIX) :] for n in names if n.startswith(DAG_ZONE_TAG_PREFIX)), None)
-            found.append(
-                InFlightWork(
-                    f"{self.kind.value}/{dag['dag_id']}", self.kind, cls, zone, WorkState.RUNNING, power_kw=0.0
-                )  # its tasks' jobs carry their own power
-            )
-        return found
-
-    def pause(self, work: InFlightWork, reason: str) -> tuple[str, dict[str, Any]]:
-        dag_id = work.target.partition("/")[2]
-        dag = self.hook.set_paused(dag_id, True)
-        return "paused", {"dag_id": dag_id, "is_paused": dag.get("is_paused")}
-
-    def resume(self, record: ResponseRecord, reason: str) -> tuple[str, dict[str, Any]]:
-        dag_id = record.target.partition("/")[2]
-        dag = self.hook.set_paused(dag_id, False)
-        return "resumed", {"is_paused": dag.get("is_paused")}
 
 
 class GridEventResponseOperator(BaseOperator):
@@ -376,15 +128,19 @@ class GridEventResponseOperator(BaseOperator):
 
         return ResponsePolicy.from_config(conf.get("gridaware", "response_policy", fallback=None))
 
+    def response_targets(self, dag_id: str | None) -> ResponseTargets:
+        """The clusters, queues and DAGs this task acts on (never its own DAG)."""
+        return ResponseTargets(
+            kubernetes_conn_ids=self.kubernetes_conn_ids,
+            namespace=self.namespace,
+            batch_queues=self.batch_queues,
+            airflow_conn_id=self.airflow_conn_id,
+            exclude_dag_ids=[dag_id] if dag_id else [],
+            parallelism=self.parallelism,
+        )
+
     def actuators(self, policy: ResponsePolicy, dag_id: str | None) -> list[Any]:
-        found: list[Any] = [
-            KubernetesJobsActuator(c, policy, self.namespace, parallelism=self.parallelism)
-            for c in self.kubernetes_conn_ids
-        ]
-        found += [BatchJobsActuator(q, policy) for q in self.batch_queues]
-        if self.airflow_conn_id:
-            found.append(AirflowDagsActuator(self.airflow_conn_id, policy, exclude=[dag_id] if dag_id else []))
-        return found
+        return list(self.response_targets(dag_id).actuators(policy))
 
     # -- the pass --------------------------------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, Any]:
@@ -396,7 +152,7 @@ class GridEventResponseOperator(BaseOperator):
 
     def _pass(self, context: Context) -> dict[str, Any]:
         from airflow_provider_gridaware.hooks.store import GridStoreHook
-        from airflow_provider_gridaware.responder import respond
+        from airflow_provider_gridaware.responder import current_events, respond
         from airflow_provider_gridaware.times import current_clock
 
         policy = self.response_policy()
@@ -404,7 +160,7 @@ class GridEventResponseOperator(BaseOperator):
         responses = hook.get_response_store()
         clock = current_clock()
         now = clock.now()
-        events = self._events(hook, responses.open_holds(), now)
+        events = current_events(hook.get_event_store(), responses.open_holds(), now)
         dag = context.get("dag")
         outcome = respond(
             events=events,
@@ -413,6 +169,7 @@ class GridEventResponseOperator(BaseOperator):
             now=now,
             policy=policy,
             parallelism=self.parallelism,
+            runner="task",
         )
         # Each step is logged by the responder as it is recorded; the summary and the XCom say the rest.
         self.log.info("Grid-event response at %s: %s", now.isoformat(), outcome.summary())
@@ -428,16 +185,6 @@ class GridEventResponseOperator(BaseOperator):
     @staticmethod
     def _result(outcome: ResponseOutcome) -> dict[str, Any]:
         return outcome.to_dict()
-
-    def _events(self, hook: Any, holds: Sequence[Any], now: datetime) -> list[GridEvent]:
-        """The current events and the latest state of every event still holding work (ended ones included)."""
-        store = hook.get_event_store()
-        events = {(e.source, e.event_id): e for e in store.current(now=now)}
-        for key in {(h.event_source, h.event_id) for h in holds} - set(events):
-            latest = store.latest(*key)
-            if latest is not None:
-                events[key] = latest
-        return list(events.values())
 
     def _defer_until_end(self, hook: Any, now: datetime) -> None:
         """Defer until the earliest end of the events holding work (so an end without a message is seen).
