@@ -142,7 +142,8 @@ def current_events(events: EventStore, holds: Iterable[ResponseRecord], now: dat
 
 def respond(
     *,
-    events: Iterable[GridEvent],
+    events: Iterable[GridEvent] | None = None,
+    event_store: EventStore | None = None,
     actuators: Sequence[WorkActuator],
     store: ResponseStore,
     now: datetime,
@@ -153,6 +154,7 @@ def respond(
     """One pass: bring the in-flight work in line with ``events`` at ``now``, each step exactly once.
 
     :param events: the events' states (the latest of each counts; include those of the open holds).
+    :param event_store: instead of ``events``: read them from this store, after the open holds (see below).
     :param actuators: one per kind of work.
     :param store: the response record (claims and results).
     :param now: the current time.
@@ -172,6 +174,13 @@ def respond(
     records = {r.id: r for r in store.open_holds()}
     if _finish_stale_claims(records, found, actuators, store, outcome, now, parallelism):
         records = {r.id: r for r in store.open_holds()}
+    if event_store is not None:
+        # Read after the holds: a hold another runner (the triggerer) claimed meanwhile has its event stored
+        # before it, so every hold read here has its event's state; read before, that event would be missing
+        # and its hold released as if the event were over.
+        events = current_events(event_store, records.values(), now)
+    if events is None:
+        raise ValueError("respond() needs the events or an event store")
     work = [*found.values(), *held_work(records.values(), found)]
     plan = plan_response(
         events, work, [r.hold for r in records.values()], now=now, policy=policy, hold_counts=store.hold_counts()

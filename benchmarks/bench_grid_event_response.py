@@ -20,6 +20,7 @@ Goal (issue 10): p99 under 2 s through Airflow; over 5 s is a failure to explain
 
 Run: .venv/bin/python benchmarks/bench_grid_event_response.py [--mode apply|airflow|both] [--events 20] [--jobs 100]
 [--stack-defaults] (through Airflow, the recommended fast-response settings are used unless this is given)
+[--respond-in triggerer|task] (through Airflow: the watcher responds in the triggerer, the default, or only the task)
 """
 
 from __future__ import annotations
@@ -53,9 +54,10 @@ from airflow.sdk import Asset, AssetWatcher, dag
 from airflow_provider_gridaware.operators.grid_event_response import GridEventResponseOperator
 from airflow_provider_gridaware.triggers.grid_event import GridEventTrigger
 
+RESPOND = {respond}  # the watcher's own response (in the triggerer), or None: the task's pass only
 EVENTS = Asset("gridaware://grid-events/bench", watchers=[AssetWatcher(
     name="bench", trigger=GridEventTrigger(cursor_name="bench", from_seq=0, sources=["webhook:bench"],
-    tail_interval=0.1))])
+    tail_interval=0.1, respond=RESPOND))])
 
 @dag(dag_id="bench_grid_event_response", schedule=[EVENTS], start_date=datetime(2026, 1, 1), catchup=False,
      is_paused_upon_creation=False, max_active_runs=64)
@@ -142,6 +144,15 @@ def suspended_count(url: str) -> int:
 
     items = httpx.get(f"{url}/apis/batch/v1/jobs", timeout=30).json()["items"]
     return sum(bool(j["spec"].get("suspend")) for j in items)
+
+
+def wait_for_value(get: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while (value := get()) is None:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.05)
+    return value
 
 
 def wait_for(check: Callable[[], bool], timeout: float, what: str) -> float:
@@ -240,14 +251,14 @@ def bench_apply(events: int, jobs: int, workdir: Path) -> list[dict[str, Any]]:
                 store.record(make_event(n, "active", start))
                 emulator_timing(cluster, reset=True)
                 began = time.monotonic()
-                outcome = respond(events=store.current(), actuators=[actuator], store=responses, now=datetime.now(UTC))
+                # As the operator and the triggerer call it: the events read from the store, after the holds.
+                outcome = respond(event_store=store, actuators=[actuator], store=responses, now=datetime.now(UTC))
                 paused = split(time.monotonic() - began, emulator_timing(cluster))
                 assert len(outcome.paused) == jobs and suspended_count(cluster) == jobs, outcome.summary()
                 store.record(make_event(n, "completed", start))
                 emulator_timing(cluster, reset=True)
                 began = time.monotonic()
-                ended = [e for e in (store.latest(SOURCE, f"bench-{n}"),) if e is not None]
-                outcome = respond(events=ended, actuators=[actuator], store=responses, now=datetime.now(UTC))
+                outcome = respond(event_store=store, actuators=[actuator], store=responses, now=datetime.now(UTC))
                 resumed = split(time.monotonic() - began, emulator_timing(cluster))
                 assert len(outcome.resumed) == jobs and suspended_count(cluster) == 0, outcome.summary()
                 print(
@@ -268,6 +279,15 @@ def bench_apply(events: int, jobs: int, workdir: Path) -> list[dict[str, Any]]:
     ]
 
 
+#: The stages of one event when the watcher responds in the triggerer: the DAG run comes after the Jobs are
+#: suspended, so only the watcher's read and pass count.
+TRIGGERER_STAGES = (
+    ("stored -> Jobs listed (triggerer: tail read, store, connections, client)", "stored", "listed"),
+    ("Jobs listed -> first PATCH (plan, claims)", "listed", "first_patch"),
+    ("first PATCH -> last PATCH answered", "first_patch", "last_patch"),
+    ("last PATCH -> pauses recorded", "last_patch", "applied"),
+    ("pauses recorded -> asset event (the triggerer's hand-off; the DAG run follows)", "applied", "asset_event"),
+)
 #: The stages of one event through Airflow: (name, from moment, to moment).
 STAGES = (
     ("stored -> asset event (GridEventTrigger, triggerer)", "stored", "asset_event"),
@@ -296,19 +316,29 @@ def airflow_moments(stack: Any, event_id: str) -> dict[str, datetime | None]:
     DAG run (queued_at, start_date) and the response task instance (scheduled_when, queued_when, start_date)."""
     from urllib.parse import quote
 
-    listed = stack.api("GET", "/api/v2/assets/events", params={"order_by": "-timestamp", "limit": 20})
-    fired = next(
-        e
-        for e in listed["asset_events"]
-        if ((e.get("extra") or {}).get("payload") or {}).get("event_id") == event_id
-        and e["extra"]["payload"].get("status") == "active"
-    )
+    def fired_event() -> dict[str, Any] | None:
+        listed = stack.api("GET", "/api/v2/assets/events", params={"order_by": "-timestamp", "limit": 20})
+        return next(
+            (
+                e
+                for e in listed["asset_events"]
+                if ((e.get("extra") or {}).get("payload") or {}).get("event_id") == event_id
+                and e["extra"]["payload"].get("status") == "active"
+            ),
+            None,
+        )
+
+    # Responding in the triggerer, the Jobs are suspended before the asset event fires: give it a moment.
+    fired = wait_for_value(fired_event, 10, f"the asset event of {event_id}")
+    moments = {"asset_event": _when(fired["timestamp"])}
+    if not fired.get("created_dagruns"):  # responding in the triggerer, the run may not exist yet: not needed
+        return moments
     run_id = fired["created_dagruns"][0]["run_id"]
     base = f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}"
     run = stack.api("GET", base)
     task = stack.api("GET", f"{base}/taskInstances/respond")
     return {
-        "asset_event": _when(fired["timestamp"]),
+        **moments,
         "run_queued": _when(run.get("queued_at")),
         "run_started": _when(run.get("start_date")),
         "task_scheduled": _when(task.get("scheduled_when")),
@@ -317,7 +347,9 @@ def airflow_moments(stack: Any, event_id: str) -> dict[str, datetime | None]:
     }
 
 
-def one_event(n: int, store: Any, responses: Any, cluster: str, jobs: int, stack: Any) -> dict[str, Any]:
+def one_event(
+    n: int, store: Any, responses: Any, cluster: str, jobs: int, stack: Any, stage_names: Any = STAGES
+) -> dict[str, Any]:
     """One event through Airflow: its moments, the emulator's share and the resume."""
     start = datetime.now(UTC)
     emulator_timing(cluster, reset=True)
@@ -339,7 +371,7 @@ def one_event(n: int, store: Any, responses: Any, cluster: str, jobs: int, stack
     resumed = wait_for_holds(responses, f"bench-{n}", jobs, resumed=True)
     assert suspended_count(cluster) == 0, f"event {n}: a Job is still suspended at the API server"
     stages: dict[str, float] = {}
-    for name, begin, end in STAGES:
+    for name, begin, end in stage_names:
         a, b = moments.get(begin), moments.get(end)
         if a is not None and b is not None:
             stages[name] = (b - a).total_seconds()
@@ -363,13 +395,16 @@ FAST_RESPONSE_ENV: dict[str, str] = {
 }
 
 
-def bench_airflow(events: int, jobs: int, workdir: Path, *, fast: bool = True) -> list[dict[str, Any]]:
-    """Through a real Airflow: with the recommended fast-response settings (``fast``), else the stack's own."""
+def bench_airflow(
+    events: int, jobs: int, workdir: Path, *, fast: bool = True, respond_in: str = "triggerer"
+) -> list[dict[str, Any]]:
+    """Through a real Airflow: with the recommended fast-response settings (``fast``), else the stack's own;
+    the response applied by the watcher in the triggerer (``respond_in="triggerer"``) or by the DAG's task only."""
     settings = dict(FAST_RESPONSE_ENV) if fast else {}
     with contextlib.ExitStack() as cleanup:
         if fast:
             settings.update(cleanup.enter_context(metadata_database()))
-        return _bench_airflow(events, jobs, workdir, settings)
+        return _bench_airflow(events, jobs, workdir, settings, respond_in)
 
 
 @contextlib.contextmanager
@@ -387,13 +422,17 @@ def metadata_database() -> Iterator[dict[str, str]]:
         yield {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://{url.split('://', 1)[1]}"}
 
 
-def _bench_airflow(events: int, jobs: int, workdir: Path, settings: dict[str, str]) -> list[dict[str, Any]]:
+def _bench_airflow(
+    events: int, jobs: int, workdir: Path, settings: dict[str, str], respond_in: str
+) -> list[dict[str, Any]]:
     from tests.integration.airflow_stack import AirflowStack, free_port
     from tests.support.kube_emulator import kube_config
 
     dags = workdir / "dags-src"
     dags.mkdir()
-    (dags / "bench_grid_event_response.py").write_text(DAG_FILE)
+    respond = {"kubernetes_conn_ids": [CONN_ID]} if respond_in == "triggerer" else None
+    (dags / "bench_grid_event_response.py").write_text(DAG_FILE.replace("{respond}", repr(respond)))
+    stage_names = TRIGGERER_STAGES if respond_in == "triggerer" else STAGES
     store_url = f"sqlite:///{workdir / 'store.db'}"
     os.environ["GRIDAWARE_STORE_URL"] = store_url  # every Airflow component inherits it
     from airflow_provider_gridaware.store.events import EventStore
@@ -410,7 +449,8 @@ def _bench_airflow(events: int, jobs: int, workdir: Path, settings: dict[str, st
             + ", ".join(f"{k}={v}" for k, v in settings.items())
             if settings
             else " only (--stack-defaults)"
-        ),
+        )
+        + f"; the response applied {'by the watcher in the triggerer' if respond else 'by the DAG task only'}",
         flush=True,
     )
     with EventStore(store_url) as store, ResponseStore(store_url) as responses:
@@ -420,7 +460,7 @@ def _bench_airflow(events: int, jobs: int, workdir: Path, settings: dict[str, st
             stack.wait_for_dag(DAG_ID, timeout=120)
             for n in range(events + 1):
                 with emulated_cluster(workdir / f"cluster-{n}", jobs, port):
-                    result = one_event(n, store, responses, cluster, jobs, stack)
+                    result = one_event(n, store, responses, cluster, jobs, stack, stage_names)
                 stages = ", ".join(f"{name.split(' (')[0]} {sec:.2f}" for name, sec in result["stages"].items())
                 print(
                     f"event {n}{' (warm-up)' if not n else ''}: suspended in {result['suspended']:.2f} s "
@@ -440,7 +480,7 @@ def _bench_airflow(events: int, jobs: int, workdir: Path, settings: dict[str, st
         ),
         figures("airflow: of which the rest", [r["suspended"] - r["emulator"] for r in results]),
     ]
-    for name, _, _ in STAGES:
+    for name, _, _ in stage_names:
         seconds = [r["stages"][name] for r in results if name in r["stages"]]
         if seconds:
             rows.append(figures(f"airflow stage: {name}", seconds))
@@ -458,6 +498,12 @@ def main() -> None:
         action="store_true",
         help="run Airflow with the shared test stack's settings only, without the recommended fast-response ones",
     )
+    parser.add_argument(
+        "--respond-in",
+        choices=("triggerer", "task"),
+        default="triggerer",
+        help="through Airflow: the watcher applies the response in the triggerer (recommended), or only the DAG's task",
+    )
     args = parser.parse_args()
     # One access-log line per API call would measure the logging, not the response.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
@@ -469,7 +515,9 @@ def main() -> None:
             results += bench_apply(args.events, args.jobs, Path(tmp) / "apply")
         if args.mode in ("airflow", "both"):
             (Path(tmp) / "airflow").mkdir()
-            results += bench_airflow(args.events, args.jobs, Path(tmp) / "airflow", fast=not args.stack_defaults)
+            results += bench_airflow(
+                args.events, args.jobs, Path(tmp) / "airflow", fast=not args.stack_defaults, respond_in=args.respond_in
+            )
     for row in results:
         print(json.dumps(row))
 

@@ -9,7 +9,11 @@ What it shows:
   class (the response policy, see docs/grid_event_response.md): critical work keeps running, flexible
   Kubernetes Jobs checkpoint and wait, batch Jobs stop and DAGs tagged ``gridaware:batch`` are paused through
   Airflow's REST API. When the event completes, is cancelled or simply runs out, exactly what it paused
-  resumes; the store records every pause and resume and how long each piece waited.
+  resumes; the store records every pause and resume and how long each piece waited;
+* ``respond=ResponseTargets(...)`` on the watcher: the triggerer applies the same response itself, before it
+  fires the asset, so Jobs are suspended within about a second of the event being stored instead of after
+  Airflow has started this DAG's task (whose pass then finds everything done, keeps the record and waits for
+  the end). Give both the same clusters and connections.
 
 Connections: ``kubernetes_frankfurt`` and ``kubernetes_paris`` (the clusters, as in
 example_kubernetes_training), ``gridaware_airflow_api`` (Host = the api-server URL, Login / Password of a
@@ -22,8 +26,13 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Asset, AssetWatcher, dag
 
+from airflow_provider_gridaware.actuators import ResponseTargets
 from airflow_provider_gridaware.operators.grid_event_response import GridEventResponseOperator
 from airflow_provider_gridaware.triggers.grid_event import GridEventTrigger
+
+DAG_ID = "example_grid_event_response"
+CLUSTERS = ["kubernetes_frankfurt", "kubernetes_paris"]
+AIRFLOW_API = "gridaware_airflow_api"
 
 GRID_EVENTS = Asset(
     "gridaware://grid-events/site",
@@ -31,14 +40,21 @@ GRID_EVENTS = Asset(
         AssetWatcher(
             name="grid_events_site",
             # The cursor is kept in the store: events stored while the triggerer is down fire when it is back.
-            trigger=GridEventTrigger(conn_ids=["openadr_vtn"], cursor_name="example_grid_event_response"),
+            trigger=GridEventTrigger(
+                conn_ids=["openadr_vtn"],
+                cursor_name=DAG_ID,
+                # Pause the work from the triggerer, before the asset fires (the fast path).
+                respond=ResponseTargets(
+                    kubernetes_conn_ids=CLUSTERS, airflow_conn_id=AIRFLOW_API, exclude_dag_ids=[DAG_ID]
+                ),
+            ),
         )
     ],
 )
 
 
 @dag(
-    dag_id="example_grid_event_response",
+    dag_id=DAG_ID,
     schedule=[GRID_EVENTS],
     start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
     catchup=False,
@@ -48,8 +64,8 @@ GRID_EVENTS = Asset(
 def example_grid_event_response() -> None:
     GridEventResponseOperator(
         task_id="respond",
-        kubernetes_conn_ids=["kubernetes_frankfurt", "kubernetes_paris"],
-        airflow_conn_id="gridaware_airflow_api",
+        kubernetes_conn_ids=CLUSTERS,
+        airflow_conn_id=AIRFLOW_API,
         # Optional: {"simple_min_level": {"flexible": 2}, "price_thresholds": {"EUR": 300}} ...
         policy_variable=None,
     )

@@ -152,7 +152,7 @@ class GridEventResponseOperator(BaseOperator):
 
     def _pass(self, context: Context) -> dict[str, Any]:
         from airflow_provider_gridaware.hooks.store import GridStoreHook
-        from airflow_provider_gridaware.responder import current_events, respond
+        from airflow_provider_gridaware.responder import respond
         from airflow_provider_gridaware.times import current_clock
 
         policy = self.response_policy()
@@ -160,10 +160,9 @@ class GridEventResponseOperator(BaseOperator):
         responses = hook.get_response_store()
         clock = current_clock()
         now = clock.now()
-        events = current_events(hook.get_event_store(), responses.open_holds(), now)
         dag = context.get("dag")
         outcome = respond(
-            events=events,
+            event_store=hook.get_event_store(),
             actuators=self.actuators(policy, getattr(dag, "dag_id", None)),
             store=responses,
             now=now,

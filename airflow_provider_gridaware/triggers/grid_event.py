@@ -8,6 +8,10 @@ given a ``cursor_name``, keeps its position in the store, so events stored while
 
 Polling a party records its events in the store first; events reach the DAG only from the store, so what
 fires is exactly what is recorded, whichever protocol delivered it.
+
+Given ``respond=ResponseTargets(...)``, the watcher also applies the grid-event response itself, before it
+fires (``triggers/triggerer_responder.py``): the work is paused within a second of the event being stored,
+without waiting for Airflow to start the grid-event DAG's task, whose pass then finds it done.
 """
 
 from __future__ import annotations
@@ -15,15 +19,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
 from airflow_provider_gridaware.signals.errors import GridSignalError, SourceConfigError
+from airflow_provider_gridaware.triggers.triggerer_responder import DEFAULT_RESPOND_TIMEOUT_S
 
 if TYPE_CHECKING:
+    from airflow_provider_gridaware.actuators import ResponseTargets
     from airflow_provider_gridaware.hooks.grid_event_base import GridEventHook
+    from airflow_provider_gridaware.planning.response_policy import ResponsePolicy
     from airflow_provider_gridaware.store.events import EventStore, StoredEvent
 
 log = logging.getLogger(__name__)
@@ -50,6 +57,13 @@ class GridEventTrigger(BaseEventTrigger):
     :param include_test_events: fire for events the party marked as tests too.
     :param poll_interval: seconds between polls of each party (default: the party's own, see the hooks).
     :param tail_interval: seconds between reads of the store's log.
+    :param respond: apply the grid-event response from the triggerer, before each asset event, to these
+        clusters, queues and DAGs (:class:`~airflow_provider_gridaware.actuators.ResponseTargets` or its dict;
+        give the same as the grid-event DAG's ``GridEventResponseOperator``). ``None``: only the DAG responds.
+    :param respond_policy: the response policy (dict or JSON) for ``respond``; default
+        ``[gridaware] response_policy``, else the defaults.
+    :param respond_timeout: seconds the triggerer's pass may delay the asset event; a slower one finishes on
+        its own thread and the DAG run applies the rest.
     """
 
     def __init__(
@@ -63,6 +77,9 @@ class GridEventTrigger(BaseEventTrigger):
         include_test_events: bool = False,
         poll_interval: float | None = None,
         tail_interval: float = DEFAULT_TAIL_INTERVAL_S,
+        respond: ResponseTargets | Mapping[str, Any] | None = None,
+        respond_policy: Mapping[str, Any] | str | None = None,
+        respond_timeout: float = DEFAULT_RESPOND_TIMEOUT_S,
     ) -> None:
         super().__init__()
         if poll_interval is not None and poll_interval <= 0:
@@ -79,6 +96,13 @@ class GridEventTrigger(BaseEventTrigger):
         self.include_test_events = include_test_events
         self.poll_interval = poll_interval
         self.tail_interval = tail_interval
+        if respond_timeout <= 0:
+            raise ValueError(f"respond_timeout must be positive, not {respond_timeout}")
+        self.respond = _response_targets(respond)
+        self.respond_policy = respond_policy
+        self.respond_timeout = respond_timeout
+        if self.respond is not None and respond_policy is not None:
+            self._policy()  # a bad policy fails where the DAG is parsed, naming the key
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -92,8 +116,20 @@ class GridEventTrigger(BaseEventTrigger):
                 "include_test_events": self.include_test_events,
                 "poll_interval": self.poll_interval,
                 "tail_interval": self.tail_interval,
+                "respond": self.respond.model_dump(mode="json") if self.respond is not None else None,
+                "respond_policy": self.respond_policy,
+                "respond_timeout": self.respond_timeout,
             },
         )
+
+    def _policy(self) -> ResponsePolicy:
+        from airflow_provider_gridaware.planning.response_policy import ResponsePolicy
+
+        if self.respond_policy is not None:
+            return ResponsePolicy.from_config(self.respond_policy)
+        from airflow.sdk.configuration import conf
+
+        return ResponsePolicy.from_config(conf.get("gridaware", "response_policy", fallback=None))
 
     # -- the loop ---------------------------------------------------------------------------------------
     async def run(self) -> AsyncIterator[TriggerEvent]:
@@ -105,37 +141,61 @@ class GridEventTrigger(BaseEventTrigger):
         cursor = await asyncio.to_thread(self._start_cursor, url, store)
         # A missing connection or unknown type is a configuration error: fail loudly, not poll nothing.
         hooks = [await aevent_hook_for(conn_id) for conn_id in self.conn_ids]
-        next_poll = {hook.gridaware_conn_id: 0.0 for hook in hooks}
-        failures = {hook.gridaware_conn_id: 0 for hook in hooks}
+        responder = None
+        if self.respond is not None:
+            from airflow_provider_gridaware.triggers.triggerer_responder import TriggererResponder
+
+            try:
+                policy = self._policy()
+            except Exception as exc:  # [gridaware] response_policy is wrong: events must still reach the DAG
+                log.error("Not responding in the triggerer: %s; the grid-event DAG's task responds (and names it)", exc)
+            else:
+                responder = TriggererResponder(url, self.respond, policy, self.respond_timeout)
+                responder.warm_up()
         log.info(
-            "Watching grid events: polling %s; tailing %s from position %d",
+            "Watching grid events: polling %s; tailing %s from position %d; responding in the triggerer to %s",
             ", ".join(h.source for h in hooks) or "nothing",
             store,
             cursor,
+            responder.targets.describe() if responder is not None else "nothing (the grid-event DAG responds)",
         )
-        while True:
-            now = time.monotonic()
-            due = [hook for hook in hooks if next_poll[hook.gridaware_conn_id] <= now]
-            for hook, outcome in zip(due, await asyncio.gather(*(self._poll(h, store) for h in due)), strict=True):
-                conn_id = hook.gridaware_conn_id
-                interval = self.poll_interval or hook.poll_interval()
-                failures[conn_id] = 0 if outcome else failures[conn_id] + 1
-                wait = min(interval * 2 ** failures[conn_id], max(MAX_POLL_BACKOFF_S, interval))
-                next_poll[conn_id] = time.monotonic() + wait
-            for stored in await asyncio.to_thread(store.since, cursor):
-                cursor = stored.seq
-                if self._wanted(stored):
-                    try:
-                        yield TriggerEvent(self._payload(stored))
-                    except GeneratorExit:
-                        # Closed while the triggerer holds the event: it was delivered, so it must not fire
-                        # again after a restart. (No await is allowed here; one small write.)
-                        self._save_cursor(url, cursor)
-                        raise
-                # Saved only after the triggerer took the event: at least once, never skipped.
-                await asyncio.to_thread(self._save_cursor, url, cursor)
-            wake = min([*next_poll.values(), time.monotonic() + self.tail_interval])
-            await asyncio.sleep(max(0.0, wake - time.monotonic()))
+        next_poll = {hook.gridaware_conn_id: 0.0 for hook in hooks}
+        failures = {hook.gridaware_conn_id: 0 for hook in hooks}
+        try:
+            while True:
+                now = time.monotonic()
+                due = [hook for hook in hooks if next_poll[hook.gridaware_conn_id] <= now]
+                for hook, outcome in zip(due, await asyncio.gather(*(self._poll(h, store) for h in due)), strict=True):
+                    conn_id = hook.gridaware_conn_id
+                    interval = self.poll_interval or hook.poll_interval()
+                    failures[conn_id] = 0 if outcome else failures[conn_id] + 1
+                    wait = min(interval * 2 ** failures[conn_id], max(MAX_POLL_BACKOFF_S, interval))
+                    next_poll[conn_id] = time.monotonic() + wait
+                states = await asyncio.to_thread(store.since, cursor)
+                wanted = [stored for stored in states if self._wanted(stored)]
+                fire = {stored.seq for stored in wanted}
+                if wanted and responder is not None:
+                    # Before the asset fires: the pass sees every state stored so far, so one pass serves the batch.
+                    await responder.respond(
+                        ", ".join(s.event.describe() for s in wanted[:3]) + ("..." if len(wanted) > 3 else "")
+                    )
+                for stored in states:
+                    cursor = stored.seq
+                    if stored.seq in fire:
+                        try:
+                            yield TriggerEvent(self._payload(stored))
+                        except GeneratorExit:
+                            # Closed while the triggerer holds the event: it was delivered, so it must not fire
+                            # again after a restart. (No await is allowed here; one small write.)
+                            self._save_cursor(url, cursor)
+                            raise
+                    # Saved only after the triggerer took the event: at least once, never skipped.
+                    await asyncio.to_thread(self._save_cursor, url, cursor)
+                wake = min([*next_poll.values(), time.monotonic() + self.tail_interval])
+                await asyncio.sleep(max(0.0, wake - time.monotonic()))
+        finally:
+            if responder is not None:
+                responder.close()
 
     async def _poll(self, hook: GridEventHook, store: EventStore) -> bool:
         """Poll one party and record what it has; an outage or a bad answer is logged, never raised."""
@@ -197,3 +257,14 @@ class GridEventTrigger(BaseEventTrigger):
         from airflow_provider_gridaware.store.meta import write_meta
 
         write_meta({self._cursor_key(): str(cursor)}, url=url)
+
+
+def _response_targets(value: ResponseTargets | Mapping[str, Any] | None) -> ResponseTargets | None:
+    if value is None:
+        return None
+    from airflow_provider_gridaware.actuators import ResponseTargets
+
+    targets = value if isinstance(value, ResponseTargets) else ResponseTargets.model_validate(dict(value))
+    if not targets:
+        raise ValueError("respond names no cluster, queue or api-server connection: give one, or respond=None")
+    return targets

@@ -319,3 +319,69 @@ def test_duplicated_modified_cancelled_late_events_and_a_triggerer_restart_leave
         wait_states(urls, dict.fromkeys(names, "complete"), "every Job finished")
         assert not dag_paused(stack, BATCH_DAG)
         assert not response_failures(stack)
+
+
+TRIGGERER_DAG, TRIGGERER_SOURCE = "gridaware_event_respond_triggerer_it", "webhook:respond-triggerer-it"
+
+
+def test_a_watcher_that_responds_in_the_triggerer_pauses_before_its_dag_runs_and_the_run_applies_nothing_twice(
+    airflow_stack: AirflowStack, integration_workdir: Path
+) -> None:
+    stack = airflow_stack
+    workdir = integration_workdir / "grid-response-triggerer"
+    workdir.mkdir(parents=True, exist_ok=True)
+    stack.wait_for_dag(TRIGGERER_DAG)
+    stack.wait_for_dag(BATCH_DAG)
+    url = stack.env["GRIDAWARE_STORE_URL"]
+    with clusters(stack, workdir) as urls, EventStore(url) as events, ResponseStore(url) as responses:
+        names = start_jobs(urls, workdir, prefix="trig-")
+        paused = {n: ("running" if c == "critical" else "suspended") for n, c in names.items()}
+        now = datetime.now(UTC)
+        peak = make_event(
+            source=TRIGGERER_SOURCE,
+            protocol="webhook",
+            event_id="tpeak-1",
+            status=EventStatus.ACTIVE,
+            targets=ZONES,
+            signals=(simple_signal(start=now, levels=(2,), step=timedelta(minutes=30)),),
+            received_at=now,
+        )
+        assert events.record(peak).outcome.stored
+        wait_states(urls, paused, "flexible and batch Jobs suspended by the triggerer")
+        wait_paused(stack, BATCH_DAG, True)
+        print(f"\nevent stored -> Jobs suspended in the triggerer in {(datetime.now(UTC) - now).total_seconds():.1f} s")
+
+        # The DAG run the asset event started passes too: it finds every hold applied and waits for the end.
+        run_id = poll(
+            lambda: next(
+                iter(r["dag_run_id"] for r in stack.api("GET", f"/api/v2/dags/{TRIGGERER_DAG}/dagRuns")["dag_runs"]),
+                None,
+            ),
+            timeout=120,
+            what="the grid-event DAG's run",
+        )
+        poll(
+            lambda: True if task_state(stack, TRIGGERER_DAG, run_id, "respond") == "deferred" else None,
+            timeout=120,
+            what="the run's pass done, deferred until the event's end",
+        )
+        records = responses.records(event=(TRIGGERER_SOURCE, "tpeak-1"))
+        assert sorted(r.target.rsplit("/", 1)[-1] for r in records) == sorted(
+            [BATCH_DAG, *(n for n, c in names.items() if c != "critical")]
+        )
+        assert {(r.result, r.detail.get("paused_by")) for r in records} == {("paused", "triggerer")}
+
+        # The completion: resumed by the triggerer, each once; the waiting run ends with nothing held.
+        completed = peak.model_copy(update={"modification_number": 1, "status": EventStatus.COMPLETED})
+        assert events.record(completed).outcome.stored
+        wait_states(urls, dict.fromkeys(names, "running"), "every Job resumed by the triggerer")
+        wait_paused(stack, BATCH_DAG, False)
+        assert stack.wait_for_run(TRIGGERER_DAG, run_id, timeout=180) == "success"
+        records = responses.records(event=(TRIGGERER_SOURCE, "tpeak-1"))
+        assert {(r.resume_result, r.detail.get("resumed_by")) for r in records} == {("resumed", "triggerer")}
+        assert not responses.open_holds()
+        wait_logs(
+            workdir, {n: ["start"] if c == "critical" else ["start", "checkpoint", "start"] for n, c in names.items()}
+        )
+        (workdir / "finish").touch()
+        wait_states(urls, dict.fromkeys(names, "complete"), "every Job finished")

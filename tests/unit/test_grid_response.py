@@ -358,3 +358,49 @@ def test_a_fleet_is_recorded_in_batches_each_row_with_its_own_result_detail_and_
             assert rows[w.target].resumed_at == now[0]
             assert rows[w.target].detail["why"].startswith("grid event")  # the pause's detail is kept
         assert not store.open_holds()
+
+
+class InterleavedJobs(FakeJobs):
+    """Jobs whose listing lets another runner act first: ``meanwhile`` runs while this pass is listing them."""
+
+    def __init__(self, fleet: list[InFlightWork]) -> None:
+        super().__init__(fleet)
+        self.meanwhile: list[Any] = []
+
+    def discover(self) -> list[InFlightWork]:
+        listed = super().discover()
+        while self.meanwhile:
+            self.meanwhile.pop(0)()
+        return listed
+
+
+def test_a_hold_another_runner_makes_during_a_pass_is_not_released_by_it(tmp_path: Path):
+    """The task's pass starts before the event is stored; while it lists the Jobs the event arrives and the
+    triggerer's pass pauses them. The task's pass then reads the triggerer's holds: it must read their event
+    too (events after holds), not release them as if their event were over."""
+    from airflow_provider_gridaware.store.events import EventStore
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    jobs = InterleavedJobs([work("flex", "flexible"), work("crit", "critical")])
+    with EventStore(url) as events, ResponseStore(url) as task, ResponseStore(url) as triggerer:
+
+        def the_event_arrives_and_the_triggerer_responds() -> None:
+            events.record(event())
+            done = respond(
+                event_store=events, actuators=[FakeJobs(list(jobs.state.values()))], store=triggerer, now=DURING
+            )
+            jobs.state.update(
+                {t: work(t, "flexible", state=WorkState.PAUSED) for t in [p["target"] for p in done.paused]}
+            )
+
+        jobs.meanwhile.append(the_event_arrives_and_the_triggerer_responds)
+        outcome = respond(event_store=events, actuators=[jobs], store=task, now=DURING, runner="task")
+        assert not outcome.resumed and not outcome.released and not outcome.paused
+        assert jobs.calls == []  # the task's pass applied nothing: no pause twice, no resume
+        (hold,) = task.open_holds()
+        assert (hold.target, hold.result) == ("flex", "paused")
+
+
+def test_respond_needs_the_events_or_their_store(tmp_path: Path):
+    with ResponseStore(f"sqlite:///{tmp_path / 'store.db'}") as store, pytest.raises(ValueError, match="events"):
+        respond(actuators=[], store=store, now=DURING)

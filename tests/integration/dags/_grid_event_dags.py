@@ -12,6 +12,7 @@ from typing import Any
 
 from airflow.sdk import Asset, AssetWatcher
 
+from airflow_provider_gridaware.actuators import ResponseTargets
 from airflow_provider_gridaware.triggers.grid_event import GridEventTrigger
 
 #: ``@dag`` arguments of a test DAG that is on as soon as it is parsed (the test does not unpause it).
@@ -22,16 +23,23 @@ ON_AT_ONCE: dict[str, Any] = {
 }
 
 
-def grid_events(name: str, *, cursor_name: str, source: str, tail_interval: float) -> Asset:
+def grid_events(
+    name: str, *, cursor_name: str, source: str, tail_interval: float, respond: ResponseTargets | None = None
+) -> Asset:
     """``gridaware://grid-events/<name>``, fed by its watcher ``grid_events_<name>`` (``-`` as ``_``): a
-    :class:`GridEventTrigger` in the triggerer tailing the store's events of ``source`` from its beginning."""
+    :class:`GridEventTrigger` in the triggerer tailing the store's events of ``source`` from its beginning
+    (and applying the response to ``respond`` before each asset event, if given)."""
     return Asset(
         f"gridaware://grid-events/{name}",
         watchers=[
             AssetWatcher(
                 name=f"grid_events_{name.replace('-', '_')}",
                 trigger=GridEventTrigger(
-                    cursor_name=cursor_name, from_seq=0, sources=[source], tail_interval=tail_interval
+                    cursor_name=cursor_name,
+                    from_seq=0,
+                    sources=[source],
+                    tail_interval=tail_interval,
+                    respond=respond,
                 ),
             )
         ],
