@@ -89,6 +89,9 @@ def hold_json(record: ResponseRecord, now: datetime) -> dict[str, Any]:
         "resume_result": record.resume_result,
         "resume_reason": record.resume_reason,
         "waited_s": waited,
+        # Who applied it: the watcher in the triggerer (respond=) or the grid-event DAG's task.
+        "paused_by": record.detail.get("paused_by"),
+        "resumed_by": record.detail.get("resumed_by"),
     }
 
 

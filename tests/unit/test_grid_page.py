@@ -446,10 +446,16 @@ def _held_store(url: str):
         ]
     )
     assert retrain and job and etl
-    store.finish_pauses([(retrain, "paused", None), (job, "paused", {"power_kw": 10}), (etl, "failed", {"error": "x"})])
+    store.finish_pauses(
+        [
+            (retrain, "paused", None),
+            (job, "paused", {"power_kw": 10, "paused_by": "triggerer"}),
+            (etl, "failed", {"error": "x"}),
+        ]
+    )
     now[0] = T0 - timedelta(minutes=5)
     assert store.claim_releases([(job, 1, "event modified: level 0")]) == [True]
-    store.finish_releases([(job, "resumed", None)])
+    store.finish_releases([(job, "resumed", {"resumed_by": "task"})])
     # A hold of an event the page no longer shows (ended 10 days ago): never read.
     old_step = step("dag/etl", TargetKind.DAG, PriorityClass.BATCH)
     assert store.claim_pauses([PauseStep(old_step.work, old, ResponseAction.STOP, "old", 1, False)]) != [None]
@@ -498,6 +504,7 @@ def test_grid_events_list_what_they_paused_and_when_it_resumed(monkeypatch, tmp_
     assert (job["applied_at"], job["resumed_at"]) == ("2026-12-04T08:20:00Z", "2026-12-04T09:55:00Z")
     assert (job["resume_result"], job["resume_reason"], job["open"]) == ("resumed", "event modified: level 0", False)
     assert job["waited_s"] == 95 * 60
+    assert (job["paused_by"], job["resumed_by"], dag["paused_by"]) == ("triggerer", "task", None)
     failed = held["etl"]
     assert (failed["result"], failed["resume_result"], failed["waited_s"], failed["open"]) == (
         "failed",

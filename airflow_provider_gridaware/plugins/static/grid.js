@@ -161,14 +161,15 @@ const KIND_WORDS = { dag: "DAG", kubernetes_job: "Kubernetes job", batch_job: "B
 
 function holdRow(h, now) {
   const applied = h.applied_at || h.requested_at;
+  const by = (runner) => (runner ? ` by the ${runner}` : "");
   const resumed = h.open ? el("span", { class: "muted" }, "still held") :
-    [when(h.resumed_at || h.resume_requested_at, now), h.resume_result ? el("div", { class: "sub" }, h.resume_result) : null];
+    [when(h.resumed_at || h.resume_requested_at, now), h.resume_result ? el("div", { class: "sub" }, `${h.resume_result}${by(h.resumed_by)}`) : null];
   const waited = h.waited_s === null ? "—" : h.open ? `${inWords(h.waited_s)} so far` : inWords(h.waited_s);
   return el("tr", { class: h.open ? "open" : null, "data-hold": h.target },
     el("td", {}, el("div", { class: "task" }, h.name), el("div", { class: "sub" }, `${KIND_WORDS[h.target_kind] || h.target_kind} · ${h.priority_class}${h.zone ? ` · ${h.zone}` : ""}`)),
     el("td", {}, h.action, el("div", { class: "sub" }, h.reason)),
     el("td", { class: "num" }, when(applied, now)),
-    el("td", {}, el("span", { class: `pill ${h.result === "failed" ? "active" : ""}` }, h.result)),
+    el("td", {}, el("span", { class: `pill ${h.result === "failed" ? "active" : ""}` }, h.result), h.paused_by ? el("div", { class: "sub" }, `by the ${h.paused_by}`) : null),
     el("td", { class: "num" }, resumed),
     el("td", { class: "num" }, waited));
 }
