@@ -1,9 +1,9 @@
 """Apply the grid-event response: find the in-flight work, plan, claim each step in the store, act, record.
 
-:func:`respond` is what ``GridEventResponseOperator`` runs (and the benchmark calls): one pass from the
-events to the work paused and resumed. The systems are reached through *actuators* (Kubernetes Jobs across
-clusters, AWS Batch jobs, DAGs through Airflow's REST API; see ``operators/grid_event_response.py``), so
-this module imports nothing from Airflow.
+:func:`respond` is what ``GridEventResponseOperator`` runs, what ``GridEventTrigger(respond=...)`` runs in
+the triggerer, and what the benchmark calls: one pass from the events to the work paused and resumed. The
+systems are reached through *actuators* (Kubernetes Jobs across clusters, AWS Batch jobs, DAGs through
+Airflow's REST API; see ``actuators.py``), so this module imports nothing from Airflow.
 
 Exactly once: every pause is claimed (inserted) before it is applied and every release is claimed (marked)
 before the resume, so two runners working on the same events apply each step once; the loser skips it.
@@ -146,7 +146,7 @@ def respond(
     event_store: EventStore | None = None,
     actuators: Sequence[WorkActuator],
     store: ResponseStore,
-    now: datetime,
+    now: datetime | Callable[[], datetime],
     policy: ResponsePolicy = DEFAULT_POLICY,
     parallelism: int = DEFAULT_PARALLELISM,
     runner: str | None = None,
@@ -157,7 +157,8 @@ def respond(
     :param event_store: instead of ``events``: read them from this store, after the open holds (see below).
     :param actuators: one per kind of work.
     :param store: the response record (claims and results).
-    :param now: the current time.
+    :param now: the current time, or the clock to read it from: a clock is read after the open holds, so a
+        hold another runner made (at its own, later, time) is judged at a time no earlier than it was made.
     :param policy: the response rule.
     :param parallelism: API calls in flight at once.
     :param runner: who applies the steps (``triggerer``, ``task``), recorded as ``paused_by`` / ``resumed_by``.
@@ -172,6 +173,9 @@ def respond(
             log.error("Finding %s work failed: %s: %s", actuator.kind.value, type(exc).__name__, exc)
             outcome.failed.append({"target": actuator.kind.value, "step": "discover", "error": str(exc)})
     records = {r.id: r for r in store.open_holds()}
+    # Read before the holds, "now" could precede an event's start another runner saw pass: the holds it made
+    # for that event would be released as "not in force yet" and the work resumed inside the event.
+    now = now() if callable(now) else now
     if _finish_stale_claims(records, found, actuators, store, outcome, now, parallelism):
         records = {r.id: r for r in store.open_holds()}
     if event_store is not None:

@@ -165,6 +165,23 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> float:
     return time.monotonic() - began
 
 
+def explain(cluster: str, responses: Any) -> str:
+    """What the record says of the Jobs the API server does not have suspended (a failed run's evidence)."""
+    import httpx
+
+    items = httpx.get(f"{cluster}/apis/batch/v1/jobs", timeout=30).json()["items"]
+    running = {j["metadata"]["name"] for j in items if not j["spec"].get("suspend")}
+    lines = [f"{len(running)} Jobs not suspended: {sorted(running)[:5]}..."]
+    for r in responses.records():
+        if r.target.rsplit("/", 1)[-1] in sorted(running)[:2]:
+            lines.append(
+                f"  {r.target} {r.event_id} mod {r.modification_number} {r.result} at {r.applied_at} "
+                f"by {r.detail.get('paused_by')}; released {r.resume_requested_at} {r.resume_result} "
+                f"by {r.detail.get('resumed_by')} ({r.resume_reason}) detail {r.detail}"
+            )
+    return "\n".join(lines)
+
+
 def wait_for_holds(responses: Any, event_id: str, jobs: int, *, resumed: bool, timeout: float = 300) -> datetime:
     """When the last of ``jobs`` holds of ``event_id`` was applied (or resumed), from the response record.
 
@@ -357,7 +374,8 @@ def one_event(
     stored = datetime.now(UTC)
     applied = wait_for_holds(responses, f"bench-{n}", jobs, resumed=False)
     timing = emulator_timing(cluster)
-    assert suspended_count(cluster) == jobs, f"event {n}: not every Job is suspended at the API server"
+    if suspended_count(cluster) != jobs:
+        raise AssertionError(f"event {n}: not every Job is suspended at the API server\n" + explain(cluster, responses))
     moments: dict[str, datetime | None] = {"stored": stored, "applied": applied}
     moments["listed"] = _when(timing["first_at"].get("list"))
     moments["first_patch"] = _when(timing["first_at"].get("patch"))

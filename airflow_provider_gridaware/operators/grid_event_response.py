@@ -159,17 +159,17 @@ class GridEventResponseOperator(BaseOperator):
         hook = GridStoreHook(self.store_conn_id)
         responses = hook.get_response_store()
         clock = current_clock()
-        now = clock.now()
         dag = context.get("dag")
         outcome = respond(
             event_store=hook.get_event_store(),
             actuators=self.actuators(policy, getattr(dag, "dag_id", None)),
             store=responses,
-            now=now,
+            now=clock.now,  # read by the pass once it has the holds (another runner's may be newer)
             policy=policy,
             parallelism=self.parallelism,
             runner="task",
         )
+        now = clock.now()
         # Each step is logged by the responder as it is recorded; the summary and the XCom say the rest.
         self.log.info("Grid-event response at %s: %s", now.isoformat(), outcome.summary())
         if outcome.failed:

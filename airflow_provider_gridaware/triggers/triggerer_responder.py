@@ -138,13 +138,12 @@ class TriggererResponder:
         from airflow_provider_gridaware.times import current_clock
 
         responses = shared_response_store(self.url)
-        now = current_clock().now()
         return respond(
             event_store=shared_event_store(self.url),
             # Built per pass, as a task would: a connection edited while the watcher runs applies to the next pass.
             actuators=self.targets.actuators(self.policy),
             store=responses,
-            now=now,
+            now=current_clock().now,  # read by the pass once it has the holds
             policy=self.policy,
             parallelism=self.targets.parallelism,
             runner=RUNNER,

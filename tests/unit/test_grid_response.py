@@ -35,6 +35,7 @@ from airflow_provider_gridaware.store.responses import ResponseRecord, ResponseS
 from tests.support.grid_events import T0, make_event, price_signal, simple_signal
 
 HOUR = timedelta(hours=1)
+SECOND = timedelta(seconds=1)
 GB = (EventTarget(kind="zone", value="GB"),)
 DURING = T0 + timedelta(minutes=30)
 AFTER = T0 + 2 * HOUR
@@ -404,3 +405,35 @@ def test_a_hold_another_runner_makes_during_a_pass_is_not_released_by_it(tmp_pat
 def test_respond_needs_the_events_or_their_store(tmp_path: Path):
     with ResponseStore(f"sqlite:///{tmp_path / 'store.db'}") as store, pytest.raises(ValueError, match="events"):
         respond(actuators=[], store=store, now=DURING)
+
+
+def test_the_clock_is_read_after_the_holds_so_an_event_another_runner_saw_start_stays_in_force(tmp_path: Path):
+    """The task's pass starts a moment before the event's start; the triggerer's pass, a moment after it, pauses
+    the work. Had the task's pass fixed its time first, the triggerer's holds would be 'not in force yet' at it
+    and released: the work resumed inside the event. Its clock is read once it has the holds."""
+    from airflow_provider_gridaware.store.events import EventStore
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    jobs = InterleavedJobs([work("flex", "flexible")])
+    holds_when_read: list[int] = []
+    with EventStore(url) as events, ResponseStore(url) as task, ResponseStore(url) as triggerer:
+        events.record(event())  # in force from T0
+
+        def the_triggerer_responds_just_after_the_start() -> None:
+            done = respond(
+                event_store=events, actuators=[FakeJobs(list(jobs.state.values()))], store=triggerer, now=T0 + SECOND
+            )
+            jobs.state.update({p["target"]: work(p["target"], "flexible", state=WorkState.PAUSED) for p in done.paused})
+
+        def task_clock() -> datetime:
+            holds_when_read.append(len(task.open_holds()))
+            return T0 + 2 * SECOND
+
+        jobs.meanwhile.append(the_triggerer_responds_just_after_the_start)
+        outcome = respond(event_store=events, actuators=[jobs], store=task, now=task_clock)
+        assert holds_when_read == [1]
+        assert not outcome.resumed and jobs.calls == []
+        assert [h.result for h in task.open_holds()] == ["paused"]
+        # The same pass with its time fixed before the start releases the hold: what the clock prevents.
+        stale = respond(event_store=events, actuators=[jobs], store=task, now=T0 - SECOND)
+        assert [r["target"] for r in stale.resumed] == ["flex"]
