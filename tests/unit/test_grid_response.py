@@ -331,6 +331,60 @@ def test_a_pause_the_stopped_runner_had_applied_is_held_and_resumed_at_the_end(t
         assert [r["target"] for r in ended.resumed] == ["flex"] and jobs.calls[-1] == ("resume", "flex")
 
 
+class FakeTerminatingJobs(FakeJobs):
+    """Work that, once paused, is no longer listed (as an AWS Batch job is terminated); found by
+    ``find_paused``, which fails while ``lookup_error`` is set."""
+
+    def __init__(self, fleet: list[InFlightWork]) -> None:
+        super().__init__(fleet)
+        self.lookup_error: Exception | None = None
+
+    def owns(self, target: str) -> bool:
+        return True  # the test's only actuator: its work that finished is still its own
+
+    def discover(self) -> list[InFlightWork]:
+        return [w for w in self.state.values() if w.state is not WorkState.PAUSED]
+
+    def find_paused(self, target: str) -> dict[str, Any] | None:
+        if self.lookup_error is not None:
+            raise self.lookup_error
+        w = self.state.get(target)
+        return {"job_id": f"{target}-1"} if w is not None and w.state is WorkState.PAUSED else None
+
+    def resume(self, record: ResponseRecord, reason: str) -> tuple[str, dict[str, Any]]:
+        assert record.detail["job_id"] == f"{record.target}-1"  # what the resume needs was recorded
+        return super().resume(record, reason)
+
+
+def test_a_pause_applied_but_not_listed_is_found_and_a_failed_lookup_leaves_the_claim_for_later(tmp_path: Path):
+    now = [DURING]
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    jobs = FakeTerminatingJobs([work("flex", "flexible"), work("batch", "batch")])
+    with ResponseStore(url, clock=lambda: now[0]) as store:
+        plan = plan_response([event()], jobs.discover(), [], now=DURING)
+        store.claim_pauses(plan.pauses)
+        jobs.pause(work("flex", "flexible"), "applied, then the runner stopped before recording it")
+        jobs.state.pop("batch")  # finished meanwhile: nothing to hold
+        jobs.lookup_error = ConnectionError("queue unreachable")
+        now[0] = DURING + timedelta(minutes=3)
+        failing = respond(events=[event()], actuators=[jobs], store=store, now=now[0])
+        assert {(f["target"], f["step"]) for f in failing.failed} == {("flex", "find paused"), ("batch", "find paused")}
+        assert {h.target: h.result for h in store.open_holds()} == {"flex": "claimed", "batch": "claimed"}
+
+        jobs.lookup_error = None
+        now[0] += timedelta(minutes=1)  # within the lease of the pass that took the claims over
+        assert not respond(events=[event()], actuators=[jobs], store=store, now=now[0]).paused
+        now[0] += timedelta(minutes=2)
+        found = respond(events=[event()], actuators=[jobs], store=store, now=now[0])
+        assert [p["target"] for p in found.paused] == ["flex"] and not found.failed
+        (held,) = store.open_holds()
+        assert held.result == "paused" and held.detail["job_id"] == "flex-1"
+        assert {r.target: r.result for r in store.records()}["batch"] == "gone"
+        now[0] = AFTER
+        ended = respond(events=[event()], actuators=[jobs], store=store, now=AFTER)
+        assert [r["target"] for r in ended.resumed] == ["flex"] and jobs.calls.count(("pause", "flex")) == 1
+
+
 def test_a_fleet_is_recorded_in_batches_each_row_with_its_own_result_detail_and_wait(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
