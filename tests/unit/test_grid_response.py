@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
+from threading import Barrier
 from typing import Any
 
 import pytest
@@ -383,6 +385,49 @@ def test_a_pause_applied_but_not_listed_is_found_and_a_failed_lookup_leaves_the_
         now[0] = AFTER
         ended = respond(events=[event()], actuators=[jobs], store=store, now=AFTER)
         assert [r["target"] for r in ended.resumed] == ["flex"] and jobs.calls.count(("pause", "flex")) == 1
+
+
+def claim_releases_from_two_runners_and_check(url: str, rounds: int = 5, holds: int = 40) -> None:
+    """Two runners (two stores, two threads started together) claim the releases of the same holds of two
+    events, each with its own view (runner two has seen a later modification, and lists the holds in the
+    opposite order): every hold is won by exactly one, and its row carries the winner's modification and
+    reason. Shared with the PostgreSQL contract test."""
+    fleet = [work(f"job-{i}", "batch") for i in range(holds)]
+    with ResponseStore(url) as one, ResponseStore(url) as two, ThreadPoolExecutor(2) as pool:
+        for n in range(rounds):
+            events = [event(f"r{n}-a"), event(f"r{n}-b", signals=(simple_signal(levels=(1,)),))]
+            ids = [i for i in one.claim_pauses(plan_response(events, fleet, [], now=DURING).pauses) if i]
+            one.finish_pauses([(i, "paused", None) for i in ids])
+            assert len(ids) == 2 * holds
+            first = [(i, 1, f"event ended (modification 1) {i % 2}") for i in ids]
+            second = [(i, 2, f"event cancelled (modification 2) {i % 2}") for i in reversed(ids)]
+            start = Barrier(2)
+            won_one, won_two = pool.map(_claim_at_once, (start, start), (one, two), (first, second))
+            assert all(won_one[i] != won_two[i] for i in ids)  # each hold claimed exactly once
+            rows = {r.id: r for r in one.records() if r.id in won_one}
+            for i in ids:
+                winner = first if won_one[i] else second
+                (expected,) = [(m, r) for j, m, r in winner if j == i]
+                assert (rows[i].resume_modification_number, rows[i].resume_reason) == expected
+            assert not one.open_holds()
+
+
+def _claim_at_once(
+    start: Barrier, store: ResponseStore, releases: list[tuple[int, int | None, str]]
+) -> dict[int, bool]:
+    start.wait()
+    return dict(zip([i for i, _, _ in releases], store.claim_releases(releases), strict=True))
+
+
+def test_two_runners_claiming_the_same_releases_at_once_win_each_exactly_once(tmp_path: Path):
+    claim_releases_from_two_runners_and_check(f"sqlite:///{tmp_path / 'store.db'}")
+
+
+def test_claims_of_more_releases_than_one_statement_takes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from airflow_provider_gridaware.store import responses
+
+    monkeypatch.setattr(responses, "_IN_CHUNK", 7)  # the claims and the reasons span several statements
+    claim_releases_from_two_runners_and_check(f"sqlite:///{tmp_path / 'store.db'}", rounds=2, holds=10)
 
 
 def test_a_fleet_is_recorded_in_batches_each_row_with_its_own_result_detail_and_wait(
