@@ -13,29 +13,22 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import TypeVar
 
-from _stores import STORES
-from sqlalchemy.exc import OperationalError
+from _stores import REPO, add_backend_option, on_each_store
 
 from airflow_provider_gridaware.planning.grid_response import InFlightWork, TargetKind, WorkState, plan_response
 from airflow_provider_gridaware.planning.job import PriorityClass
-from airflow_provider_gridaware.signals.grid_event import (
-    EventInterval,
-    EventSignal,
-    EventSignalKind,
-    EventStatus,
-    EventTarget,
-    GridEvent,
-    build_event,
-)
+from airflow_provider_gridaware.signals.grid_event import EventStatus, EventTarget, GridEvent
 from airflow_provider_gridaware.store.responses import ResponseStore
 
-UTC = timezone.utc
-T0 = datetime(2026, 7, 1, 16, tzinfo=UTC)
+sys.path.insert(0, str(REPO))  # the events the unit tests build live with the tests
+from tests.support.grid_events import T0, make_event, simple_signal
+
 DURING = T0 + timedelta(minutes=30)
 AFTER = T0 + timedelta(hours=2)
 WRITES = ("claim_pauses", "finish_pauses", "claim_releases", "claim_releases (lost)", "finish_releases")
@@ -43,22 +36,14 @@ R = TypeVar("R")
 
 
 def event(event_id: str, status: EventStatus) -> GridEvent:
-    signal = EventSignal(
-        kind=EventSignalKind.SIMPLE,
-        name="SIMPLE",
-        unit="level",
-        intervals=(EventInterval(start=T0, end=T0 + timedelta(hours=1), value=2),),
-    )
-    return build_event(
+    return make_event(
         source="webhook:bench",
         protocol="webhook",
         event_id=event_id,
         modification_number=1 if status is EventStatus.COMPLETED else 0,
-        program="peak",
         status=status,
-        signals=(signal,),
         targets=(EventTarget(kind="zone", value="GB"),),
-        received_at=T0 - timedelta(hours=1),
+        signals=(simple_signal(start=T0),),
     )
 
 
@@ -107,15 +92,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--holds", type=int, default=100, help="Jobs paused and resumed per round (default 100)")
     parser.add_argument("--rounds", type=int, default=20, help="rounds measured after one warm-up (default 20)")
-    parser.add_argument("--backend", action="append", choices=("sqlite", "postgres"), help="default: both")
+    add_backend_option(parser)
     args = parser.parse_args()
-    for backend in args.backend or ["sqlite", "postgres"]:
-        print(f"\n{backend}: {args.holds} holds, {args.rounds} rounds")
-        try:
-            with STORES[backend]() as url:
-                bench(url, args.holds, args.rounds)
-        except OperationalError as exc:  # a machine without PostgreSQL still reports SQLite
-            print(f"  skipped ({type(exc).__name__}: {str(exc).splitlines()[0]})")
+    heading = f"{args.holds} holds, {args.rounds} rounds"
+    on_each_store(args.backend, heading, lambda url: bench(url, args.holds, args.rounds))
 
 
 if __name__ == "__main__":
