@@ -221,11 +221,38 @@ class BatchJobsActuator:
             return "gone", {"why": "the job is no longer active"}
         outcome = self.hook.pause_job(job, reason=reason[:200])
         if outcome == "paused":
-            return "paused", {"job_id": job["jobId"], "region": self.queue.region_name}
+            return "paused", self._paused_detail(job)
         return "gone", {"why": outcome}
 
+    def find_paused(self, target: str) -> dict[str, Any] | None:
+        """The pause detail of ``target``'s newest AWS job if a grid-aware pause terminated it and it has not
+        been resubmitted: a pause applied by a runner that stopped before recording it (a terminated job is
+        no longer listed as active, and its resume needs its id). ``None`` otherwise."""
+        from airflow_provider_gridaware.hooks.batch import FAILED, is_paused
+
+        logical = target[len(self._prefix) :]
+        jobs = [
+            j
+            for j in self.hook.list_managed_jobs(self.queue.job_queue, statuses=(FAILED,))
+            if ((j.get("tags") or {}).get(ANNOTATION_JOB_ID) or j["jobId"]) == logical  # as discover names it
+        ]
+        if not jobs:
+            return None
+        # Each resume submits a new AWS job: only the newest can be the one left paused; an older paused one
+        # was resubmitted already (by the job that was paused since).
+        newest = max(jobs, key=lambda j: (j.get("createdAt") or 0, j["jobId"]))
+        if not is_paused(newest) or self.hook.successor(newest) is not None:
+            return None
+        return self._paused_detail(newest)
+
+    def _paused_detail(self, job: Mapping[str, Any]) -> dict[str, Any]:
+        """What a pause records: the terminated job its resume resubmits."""
+        return {"job_id": job["jobId"], "region": self.queue.region_name}
+
     def resume(self, record: ResponseRecord, reason: str) -> tuple[str, dict[str, Any]]:
-        job_id = record.detail.get("job_id")
+        # No job id: a hold still ``claimed`` when its event ended (its runner stopped within the lease),
+        # whose runner may have terminated the job before it stopped.
+        job_id = record.detail.get("job_id") or (self.find_paused(record.target) or {}).get("job_id")
         job = self.hook.describe_job(str(job_id)) if job_id else None
         if job is None:
             return "gone", {"resume": f"the paused AWS job {job_id} cannot be found"}

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from airflow_provider_gridaware.planning.grid_response import (
     InFlightWork,
@@ -44,6 +44,9 @@ R = TypeVar("R")
 DEFAULT_PARALLELISM = 4
 #: A pause claimed this long ago and never finished was left by a runner that stopped: a later pass applies it.
 CLAIM_LEASE = timedelta(minutes=2)
+#: the notes a taken-over claim is recorded with when the pause needs no applying.
+_FOUND_PAUSED = "claimed by a runner that stopped; found already paused"
+_NOT_FOUND = "claimed by a runner that stopped; the work is no longer found"
 
 
 class WorkActuator(Protocol):
@@ -65,6 +68,17 @@ class WorkActuator(Protocol):
 
     def resume(self, record: ResponseRecord, reason: str) -> tuple[str, dict[str, Any]]:
         """Resume what ``record`` paused: ``("resumed" | "gone" | "failed", detail)``."""
+        ...
+
+
+@runtime_checkable
+class FindsPausedWork(Protocol):
+    """An actuator whose paused work :meth:`WorkActuator.discover` does not list (a paused AWS Batch job is
+    terminated), so a pause applied but never recorded is found another way."""
+
+    def find_paused(self, target: str) -> dict[str, Any] | None:
+        """The detail a pause of ``target`` records (what its resume needs), if ``target`` is paused and not
+        resumed yet; ``None`` if it is not."""
         ...
 
 
@@ -207,7 +221,8 @@ def _finish_stale_claims(
 ) -> bool:
     """Apply the pauses a runner claimed but never finished (it died in between): taken over after
     :data:`CLAIM_LEASE`, applied again (a pause is idempotent: a suspended Job stays suspended), recorded.
-    Without this the work would run through the event while its hold says it is held. Whether any was."""
+    Work no longer listed is looked for among the paused (:class:`FindsPausedWork`). Without this the work
+    would run through the event while its hold says it is held. Whether any was."""
     stale = [r for r in records.values() if r.result == "claimed" and r.requested_at < now - CLAIM_LEASE]
     if not stale:
         return False
@@ -218,23 +233,48 @@ def _finish_stale_claims(
         facts: dict[str, Any] = {k: record.detail[k] for k in ("power_kw", "weight") if k in record.detail}
         work = found.get(record.target)
         actuator = _owner(actuators, record.target)
-        if work is None or actuator is None:
-            return "gone", {**facts, "note": "claimed by a runner that stopped; the work is no longer found"}
+        if actuator is None:
+            return "gone", {**facts, "note": _NOT_FOUND}
+        if work is None:
+            return _held_if_found_paused(actuator, record, facts)
         if work.state is WorkState.PAUSED:  # the runner applied it before it stopped: held, resumed at the end
-            return "paused", {**facts, "note": "claimed by a runner that stopped; found already paused"}
+            return "paused", {**facts, "note": _FOUND_PAUSED}
         result, detail = _guarded(f"pausing {record.target}", lambda: actuator.pause(work, record.reason))
         return result, {**facts, **detail, "note": "claimed by a runner that stopped; applied by a later pass"}
 
     results = _parallel(mine, act, parallelism)
-    store.finish_pauses([(r.id, result, detail) for r, (result, detail) in zip(mine, results, strict=True)])
+    store.finish_pauses(
+        [(r.id, result, detail) for r, (result, detail) in zip(mine, results, strict=True) if result != "claimed"]
+    )
     for record, (result, detail) in zip(mine, results, strict=True):
         entry = {"target": record.target, "event": f"{record.event_source} {record.event_id}", "result": result}
         log.warning("%s: a pause claimed at %s was never finished: %s", record.target, record.requested_at, result)
         if result == "failed":
             outcome.failed.append({**entry, "step": "pause", "error": detail.get("error")})
+        elif result == "claimed":
+            outcome.failed.append({**entry, "step": "find paused", "error": detail.get("error")})
         elif result == "paused":
             outcome.paused.append(entry)
     return bool(mine)
+
+
+def _held_if_found_paused(
+    actuator: WorkActuator, record: ResponseRecord, facts: Mapping[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    """A stale claim's work that discovery does not list: ``paused`` with what its resume needs if the
+    actuator finds it paused (the stopped runner had applied the pause: a terminated AWS Batch job), else
+    ``gone``. If looking fails, ``claimed``: the claim is left as it is, for a pass after the next lease
+    (closing it as ``gone`` would leave the paused work paused for good)."""
+    if not isinstance(actuator, FindsPausedWork):
+        return "gone", {**facts, "note": _NOT_FOUND}
+    try:
+        detail = actuator.find_paused(record.target)
+    except Exception as exc:  # any API failure: retried after the lease, like any stale claim
+        log.error("Looking for paused %s failed: %s: %s", record.target, type(exc).__name__, exc)
+        return "claimed", {"error": f"{type(exc).__name__}: {exc}"}
+    if detail is None:
+        return "gone", {**facts, "note": _NOT_FOUND}
+    return "paused", {**facts, **detail, "note": _FOUND_PAUSED}
 
 
 def _release(

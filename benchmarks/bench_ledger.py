@@ -17,7 +17,7 @@ import time
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
-from _stores import STORES
+from _stores import add_backend_option, on_each_store
 
 from airflow_provider_gridaware.ledger.energy import EnergyProfile, estimated_draw
 from airflow_provider_gridaware.ledger.figures import Released, ZoneSignals, build_record
@@ -107,15 +107,9 @@ def bench(url: str, count: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=2000, help="records written (default 2000)")
-    parser.add_argument("--backend", action="append", choices=("sqlite", "postgres"), help="default: both")
+    add_backend_option(parser)
     args = parser.parse_args()
-    for backend in args.backend or ["sqlite", "postgres"]:
-        print(f"\n{backend}: {args.records} records")
-        try:
-            with STORES[backend]() as url:
-                bench(url, args.records)
-        except Exception as exc:  # a machine without PostgreSQL still reports SQLite
-            print(f"  skipped ({type(exc).__name__}: {str(exc).splitlines()[0]})")
+    on_each_store(args.backend, f"{args.records} records", lambda url: bench(url, args.records))
 
 
 if __name__ == "__main__":

@@ -56,6 +56,17 @@ def _fresh_breakers() -> Iterator[None]:
     reset_breakers()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_store_failures() -> Iterator[None]:
+    # A store failure is logged as a warning once per reason and process, then at debug level: a test must not
+    # find its warning already spent by an earlier test that met the same failure.
+    from airflow_provider_gridaware.hooks.store import forget_store_failures
+
+    forget_store_failures()
+    yield
+    forget_store_failures()
+
+
 @pytest.fixture
 def make_connection(monkeypatch: pytest.MonkeyPatch) -> Callable[..., str]:
     """Define an Airflow connection through ``AIRFLOW_CONN_<ID>`` and return its id."""

@@ -235,7 +235,7 @@ def close_shared_archives() -> None:
             opened.close()
         _opened.clear()
     GridStoreHook._urls.clear()
-    _failed_until.clear()
+    forget_store_failures()
 
 
 # -- recording what hooks return --------------------------------------------------------------------------
@@ -245,6 +245,13 @@ _pending: set[asyncio.Task[None]] = set()
 #: connect timeout to every fetch.
 RETRY_AFTER_FAILURE_S = 60.0
 _failed_until: dict[str, float] = {}
+
+
+def forget_store_failures() -> None:
+    """Forget which stores failed and which reasons were logged: the next write is tried at once and its
+    failure logged as a warning again (tests, and processes that switch stores)."""
+    _failed_until.clear()
+    _reported.clear()
 
 
 def _reason(exc: BaseException) -> str:

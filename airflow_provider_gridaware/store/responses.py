@@ -139,20 +139,38 @@ class ResponseStore(OpenedStore):
 
     def claim_releases(self, releases: Sequence[tuple[int, int | None, str]]) -> list[bool]:
         """Claim the release of open holds, ``(hold id, the event's modification, reason)`` each, in one
-        transaction; per hold ``False`` if another runner released it already."""
+        transaction; per hold ``False`` if another runner released it already.
+
+        The claim is one ``UPDATE .. WHERE id IN (..) AND resume_requested_at IS NULL RETURNING id`` per chunk
+        of ids: the ids returned are exactly the claims won, as the condition is checked on each row as it is
+        written. The chunks go in ascending id order, so two runners lock the rows they share in the same
+        order (no deadlock on PostgreSQL). The won rows' modification and reason follow in one update per
+        event (its releases share both), on rows this transaction holds already. (``RETURNING``: SQLite 3.35+,
+        which the store's inserts need already.)"""
         now = self._clock()
-        claimed: list[bool] = []
+        hold_ids = sorted({hold_id for hold_id, _, _ in releases})
+        won: set[int] = set()
         with self._write() as connection:
-            for hold_id, modification_number, reason in releases:
-                result = connection.execute(
+            for chunk in _chunks(hold_ids):
+                claim = (
                     update(grid_response)
-                    .where(grid_response.c.id == hold_id, grid_response.c.resume_requested_at.is_(None))
-                    .values(
-                        resume_requested_at=now, resume_modification_number=modification_number, resume_reason=reason
-                    )
+                    .where(grid_response.c.id.in_(chunk), grid_response.c.resume_requested_at.is_(None))
+                    .values(resume_requested_at=now)
+                    .returning(grid_response.c.id)
                 )
-                claimed.append(bool(result.rowcount))
-        return claimed
+                won.update(connection.execute(claim).scalars())
+            by_event: dict[tuple[int | None, str], list[int]] = {}
+            for hold_id, modification_number, reason in releases:
+                if hold_id in won:
+                    by_event.setdefault((modification_number, reason), []).append(hold_id)
+            for (modification_number, reason), claimed in by_event.items():
+                for chunk in _chunks(claimed):
+                    connection.execute(
+                        update(grid_response)
+                        .where(grid_response.c.id.in_(chunk))
+                        .values(resume_modification_number=modification_number, resume_reason=reason)
+                    )
+        return [hold_id in won for hold_id, _, _ in releases]
 
     def finish_releases(self, results: Sequence[tuple[int, str, Mapping[str, Any] | None]]) -> dict[int, float | None]:
         """Record claimed releases, ``(hold id, result, detail)`` each: ``resumed``, ``released`` (another hold
@@ -166,9 +184,9 @@ class ResponseStore(OpenedStore):
         with self._write() as connection:
             ids = [hold_id for hold_id, _, _ in results]
             known: dict[int, Any] = {}
-            for first in range(0, len(ids), _IN_CHUNK):  # under any SQLite's limit on bound parameters
+            for chunk in _chunks(ids):
                 query = select(grid_response.c.id, grid_response.c.applied_at, grid_response.c.detail).where(
-                    grid_response.c.id.in_(ids[first : first + _IN_CHUNK])
+                    grid_response.c.id.in_(chunk)
                 )
                 known.update({row.id: row for row in connection.execute(query)})
             for hold_id, result, detail in results:
@@ -234,6 +252,11 @@ class ResponseStore(OpenedStore):
         with self._engine.connect() as connection:
             rows = connection.execute(query).mappings().all()
         return [ResponseRecord(**{**row, "detail": json.loads(row["detail"] or "{}")}) for row in rows]
+
+
+def _chunks(ids: Sequence[int]) -> list[Sequence[int]]:
+    """``ids`` in slices of :data:`_IN_CHUNK`, under any SQLite's limit on bound parameters."""
+    return [ids[first : first + _IN_CHUNK] for first in range(0, len(ids), _IN_CHUNK)]
 
 
 def _json(detail: Mapping[str, Any] | None) -> str | None:

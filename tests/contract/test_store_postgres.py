@@ -11,6 +11,7 @@ from sqlalchemy import create_engine, text
 from airflow_provider_gridaware.signals.units import CarbonMetric, SignalKind
 from airflow_provider_gridaware.store import ForecastArchive
 from tests.support.postgres import throwaway_database, unreachable_reason
+from tests.unit.test_grid_response import claim_releases_from_two_runners_and_check
 from tests.unit.test_store_archive import (
     HALF_HOUR,
     T0,
@@ -136,3 +137,7 @@ def test_grid_response_claims_are_exclusive_on_postgresql(url):
         [record] = one.records()
         assert record.resume_result == "resumed" and record.waited_seconds == waited[hold_id] >= 0
         assert record.detail == {"dag_id": "nightly"} and not one.open_holds()
+
+
+def test_two_runners_claiming_the_same_releases_at_once_win_each_exactly_once_on_postgresql(url):
+    claim_releases_from_two_runners_and_check(url)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
+from threading import Barrier
 from typing import Any
 
 import pytest
@@ -330,6 +332,103 @@ def test_a_pause_the_stopped_runner_had_applied_is_held_and_resumed_at_the_end(t
         now[0] = AFTER
         ended = respond(events=[event()], actuators=[jobs], store=store, now=AFTER)
         assert [r["target"] for r in ended.resumed] == ["flex"] and jobs.calls[-1] == ("resume", "flex")
+
+
+class FakeTerminatingJobs(FakeJobs):
+    """Work that, once paused, is no longer listed (as an AWS Batch job is terminated); found by
+    ``find_paused``, which fails while ``lookup_error`` is set."""
+
+    def __init__(self, fleet: list[InFlightWork]) -> None:
+        super().__init__(fleet)
+        self.lookup_error: Exception | None = None
+
+    def owns(self, target: str) -> bool:
+        return True  # the test's only actuator: its work that finished is still its own
+
+    def discover(self) -> list[InFlightWork]:
+        return [w for w in self.state.values() if w.state is not WorkState.PAUSED]
+
+    def find_paused(self, target: str) -> dict[str, Any] | None:
+        if self.lookup_error is not None:
+            raise self.lookup_error
+        w = self.state.get(target)
+        return {"job_id": f"{target}-1"} if w is not None and w.state is WorkState.PAUSED else None
+
+    def resume(self, record: ResponseRecord, reason: str) -> tuple[str, dict[str, Any]]:
+        assert record.detail["job_id"] == f"{record.target}-1"  # what the resume needs was recorded
+        return super().resume(record, reason)
+
+
+def test_a_pause_applied_but_not_listed_is_found_and_a_failed_lookup_leaves_the_claim_for_later(tmp_path: Path):
+    now = [DURING]
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    jobs = FakeTerminatingJobs([work("flex", "flexible"), work("batch", "batch")])
+    with ResponseStore(url, clock=lambda: now[0]) as store:
+        plan = plan_response([event()], jobs.discover(), [], now=DURING)
+        store.claim_pauses(plan.pauses)
+        jobs.pause(work("flex", "flexible"), "applied, then the runner stopped before recording it")
+        jobs.state.pop("batch")  # finished meanwhile: nothing to hold
+        jobs.lookup_error = ConnectionError("queue unreachable")
+        now[0] = DURING + timedelta(minutes=3)
+        failing = respond(events=[event()], actuators=[jobs], store=store, now=now[0])
+        assert {(f["target"], f["step"]) for f in failing.failed} == {("flex", "find paused"), ("batch", "find paused")}
+        assert {h.target: h.result for h in store.open_holds()} == {"flex": "claimed", "batch": "claimed"}
+
+        jobs.lookup_error = None
+        now[0] += timedelta(minutes=1)  # within the lease of the pass that took the claims over
+        assert not respond(events=[event()], actuators=[jobs], store=store, now=now[0]).paused
+        now[0] += timedelta(minutes=2)
+        found = respond(events=[event()], actuators=[jobs], store=store, now=now[0])
+        assert [p["target"] for p in found.paused] == ["flex"] and not found.failed
+        (held,) = store.open_holds()
+        assert held.result == "paused" and held.detail["job_id"] == "flex-1"
+        assert {r.target: r.result for r in store.records()}["batch"] == "gone"
+        now[0] = AFTER
+        ended = respond(events=[event()], actuators=[jobs], store=store, now=AFTER)
+        assert [r["target"] for r in ended.resumed] == ["flex"] and jobs.calls.count(("pause", "flex")) == 1
+
+
+def claim_releases_from_two_runners_and_check(url: str, rounds: int = 5, holds: int = 40) -> None:
+    """Two runners (two stores, two threads started together) claim the releases of the same holds of two
+    events, each with its own view (runner two has seen a later modification, and lists the holds in the
+    opposite order): every hold is won by exactly one, and its row carries the winner's modification and
+    reason. Shared with the PostgreSQL contract test."""
+    fleet = [work(f"job-{i}", "batch") for i in range(holds)]
+    with ResponseStore(url) as one, ResponseStore(url) as two, ThreadPoolExecutor(2) as pool:
+        for n in range(rounds):
+            events = [event(f"r{n}-a"), event(f"r{n}-b", signals=(simple_signal(levels=(1,)),))]
+            ids = [i for i in one.claim_pauses(plan_response(events, fleet, [], now=DURING).pauses) if i]
+            one.finish_pauses([(i, "paused", None) for i in ids])
+            assert len(ids) == 2 * holds
+            first = [(i, 1, f"event ended (modification 1) {i % 2}") for i in ids]
+            second = [(i, 2, f"event cancelled (modification 2) {i % 2}") for i in reversed(ids)]
+            start = Barrier(2)
+            won_one, won_two = pool.map(_claim_at_once, (start, start), (one, two), (first, second))
+            assert all(won_one[i] != won_two[i] for i in ids)  # each hold claimed exactly once
+            rows = {r.id: r for r in one.records() if r.id in won_one}
+            for i in ids:
+                winner = first if won_one[i] else second
+                (expected,) = [(m, r) for j, m, r in winner if j == i]
+                assert (rows[i].resume_modification_number, rows[i].resume_reason) == expected
+            assert not one.open_holds()
+
+
+def _claim_at_once(
+    start: Barrier, store: ResponseStore, releases: list[tuple[int, int | None, str]]
+) -> dict[int, bool]:
+    start.wait()
+    return dict(zip([i for i, _, _ in releases], store.claim_releases(releases), strict=True))
+
+
+def test_two_runners_claiming_the_same_releases_at_once_win_each_exactly_once(tmp_path: Path):
+    claim_releases_from_two_runners_and_check(f"sqlite:///{tmp_path / 'store.db'}")
+
+
+def test_claims_of_more_releases_than_one_statement_takes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from airflow_provider_gridaware.store import responses
+
+    monkeypatch.setattr(responses, "_IN_CHUNK", 7)  # the claims and the reasons span several statements
+    claim_releases_from_two_runners_and_check(f"sqlite:///{tmp_path / 'store.db'}", rounds=2, holds=10)
 
 
 def test_a_fleet_is_recorded_in_batches_each_row_with_its_own_result_detail_and_wait(
