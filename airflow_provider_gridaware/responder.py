@@ -246,6 +246,13 @@ def _finish_stale_claims(
     store.finish_pauses(
         [(r.id, result, detail) for r, (result, detail) in zip(mine, results, strict=True) if result != "claimed"]
     )
+    _undo_released_meanwhile(
+        [r.id for r, (result, _) in zip(mine, results, strict=True) if result == "paused"],
+        actuators,
+        store,
+        outcome,
+        None,
+    )
     for record, (result, detail) in zip(mine, results, strict=True):
         entry = {"target": record.target, "event": f"{record.event_source} {record.event_id}", "result": result}
         log.warning("%s: a pause claimed at %s was never finished: %s", record.target, record.requested_at, result)
@@ -347,6 +354,13 @@ def _pause(
     if runner:
         results = [(r, {**d, "paused_by": runner}) for r, d in results]
     store.finish_pauses([(i, r, d) for (_, i), (r, d) in zip(mine, results, strict=True)])
+    _undo_released_meanwhile(
+        [i for (_, i), (r, _) in zip(mine, results, strict=True) if r == "paused"],
+        actuators,
+        store,
+        outcome,
+        runner,
+    )
     for (step, _), (result, detail) in zip(mine, results, strict=True):
         entry = {**_describe_pause(step), "result": result}
         if result == "failed":
@@ -356,6 +370,47 @@ def _pause(
         elif result == "paused":
             outcome.paused.append(entry)
         log.info("%s: %s (%s, %s)", step.work.target, result, step.action.value, step.reason)
+
+
+def _undo_released_meanwhile(
+    paused: Sequence[int],
+    actuators: Sequence[WorkActuator],
+    store: ResponseStore,
+    outcome: ResponseOutcome,
+    runner: str | None,
+) -> None:
+    """Resume what this pass paused if another runner released the hold while the pause was in flight.
+
+    A claimed hold is open, so a pass that sees its event end (or cancelled) releases it at once; if that
+    happens between this pass's claim and its PATCH, the release finds the work still running and the pause
+    lands after it: the work would stay paused with no hold left to resume it. Unless another open hold on the
+    same work keeps it paused (its own release resumes it then)."""
+    if not paused:
+        return
+    late = [r for r in store.holds(paused) if r.resume_requested_at is not None]
+    if not late:
+        return
+    kept = {h.target for h in store.open_holds()}
+
+    def act(record: ResponseRecord) -> tuple[str, dict[str, Any]]:
+        note = {"note": "released while its pause was in flight: resumed by the pausing runner"}
+        if record.target in kept:
+            return "released", {**note, "kept_by": "another open hold"}
+        actuator = _owner(actuators, record.target)
+        if actuator is None:
+            return "failed", {"error": f"{record.target} is in none of this response's actuators"}
+        result, detail = _guarded(f"resuming {record.target}", lambda: actuator.resume(record, "released meanwhile"))
+        return result, {**detail, **note, **({"resumed_by": runner} if runner else {})}
+
+    results = [act(record) for record in late]
+    store.finish_releases([(r.id, result, detail) for r, (result, detail) in zip(late, results, strict=True)])
+    for record, (result, detail) in zip(late, results, strict=True):
+        log.warning("%s: released while its pause was in flight (%s): %s", record.target, record.resume_reason, result)
+        entry = {"target": record.target, "event": f"{record.event_source}/{record.event_id}", "result": result}
+        if result == "failed":
+            outcome.failed.append({**entry, "step": "resume", "error": detail.get("error")})
+        elif result == "resumed":
+            outcome.resumed.append({**entry, "reason": "released while its pause was in flight"})
 
 
 def _owner(actuators: Sequence[WorkActuator], target: str) -> WorkActuator | None:

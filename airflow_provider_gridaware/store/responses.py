@@ -213,6 +213,13 @@ class ResponseStore(OpenedStore):
         """Holds not released yet (claimed ones included: a runner that died mid-pause left the work maybe paused)."""
         return self._read(grid_response.c.resume_requested_at.is_(None))
 
+    def holds(self, hold_ids: Sequence[int]) -> list[ResponseRecord]:
+        """These holds as they are now, oldest first."""
+        found: list[ResponseRecord] = []
+        for chunk in _chunks(sorted(set(hold_ids))):
+            found += self._read(grid_response.c.id.in_(chunk))
+        return found
+
     def hold_counts(self) -> dict[tuple[str, EventKey], int]:
         """Per (target, event), the highest hold number recorded: the next hold is one more."""
         query = select(

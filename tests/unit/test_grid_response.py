@@ -536,3 +536,60 @@ def test_the_clock_is_read_after_the_holds_so_an_event_another_runner_saw_start_
         # The same pass with its time fixed before the start releases the hold: what the clock prevents.
         stale = respond(event_store=events, actuators=[jobs], store=task, now=T0 - SECOND)
         assert [r["target"] for r in stale.resumed] == ["flex"]
+
+
+class SlowPausingJobs(FakeJobs):
+    """Jobs whose pause request is slow: ``meanwhile`` runs between the claim and the pause landing."""
+
+    def __init__(self, fleet: list[InFlightWork]) -> None:
+        super().__init__(fleet)
+        self.meanwhile: list[Any] = []
+
+    def pause(self, w: InFlightWork, reason: str) -> tuple[str, dict[str, Any]]:
+        while self.meanwhile:
+            self.meanwhile.pop(0)()
+        return super().pause(w, reason)
+
+
+def test_a_release_while_the_pause_is_in_flight_leaves_the_work_running_not_stranded(tmp_path: Path):
+    """The event is cancelled while the triggerer's PATCH is in flight; the task's pass releases the claimed
+    hold (finding the work still running), then the PATCH lands: the pausing runner must resume it, or the
+    work stays paused with no hold left to bring it back."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    jobs = SlowPausingJobs([work("flex", "flexible")])
+    with ResponseStore(url) as triggerer, ResponseStore(url) as task:
+        cancelled = event(mod=1, status=EventStatus.CANCELLED)
+
+        def the_event_is_cancelled_and_the_task_passes() -> None:
+            late = respond(events=[cancelled], actuators=[FakeJobs(list(jobs.state.values()))], store=task, now=DURING)
+            assert [r["target"] for r in late.resumed] == ["flex"]  # released; the work was still running
+
+        jobs.meanwhile.append(the_event_is_cancelled_and_the_task_passes)
+        outcome = respond(events=[event()], actuators=[jobs], store=triggerer, now=DURING, runner="triggerer")
+        assert jobs.state["flex"].state is WorkState.RUNNING  # paused, then resumed by the pausing runner
+        assert jobs.calls == [("pause", "flex"), ("resume", "flex")]
+        assert [r["target"] for r in outcome.resumed] == ["flex"]
+        (record,) = task.records()
+        assert (record.result, record.resume_result) == ("paused", "resumed")
+        assert "in flight" in record.detail["note"] and record.detail["resumed_by"] == "triggerer"
+        assert not task.open_holds()
+
+
+def test_a_release_in_flight_keeps_the_work_paused_when_another_hold_holds_it(tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    jobs = SlowPausingJobs([work("flex", "flexible")])
+    with ResponseStore(url) as one, ResponseStore(url) as two:
+        other = event("e2")
+
+        def e1_is_cancelled_while_e2_holds() -> None:
+            respond(
+                events=[event(mod=1, status=EventStatus.CANCELLED), other],
+                actuators=[FakeJobs(list(jobs.state.values()))],
+                store=two,
+                now=DURING,
+            )
+
+        jobs.meanwhile.append(e1_is_cancelled_while_e2_holds)
+        respond(events=[event()], actuators=[jobs], store=one, now=DURING)
+        assert jobs.state["flex"].state is WorkState.PAUSED  # e2's hold keeps it paused
+        assert [(h.event_id, h.target) for h in one.open_holds()] == [("e2", "flex")]
