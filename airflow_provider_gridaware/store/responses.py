@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import and_, bindparam, func, or_, select, update
 
@@ -26,6 +26,7 @@ from airflow_provider_gridaware.store.schema import grid_response
 HOLDING_RESULTS = ("claimed", "paused", "joined")
 #: ids per ``IN (...)`` read (SQLite before 3.32 allows 999 bound parameters).
 _IN_CHUNK = 500
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -74,8 +75,16 @@ class ResponseStore(OpenedStore):
         now = self._clock()
         ids: list[int | None] = []
         with self._write() as connection:
+            # At most one open hold per (work, event). The unique (target, event, hold number) key alone lets a
+            # runner that counted another's fresh claim number its own hold one higher and insert it too; this
+            # read is inside the write, so on SQLite no claim lands between it and the inserts, and on
+            # PostgreSQL a concurrent uncommitted claim has the same number (the key then refuses one).
+            held = self._open_pairs(connection, sorted({step.work.target for step in steps}))
             insert = dialect_insert(connection, grid_response).on_conflict_do_nothing().returning(grid_response.c.id)
             for step in steps:
+                if (step.work.target, step.event.source, step.event.event_id) in held:
+                    ids.append(None)
+                    continue
                 row = {
                     "target": step.work.target,
                     "target_kind": step.work.kind.value,
@@ -93,6 +102,17 @@ class ResponseStore(OpenedStore):
                 claimed = connection.execute(insert, row).scalar_one_or_none()
                 ids.append(int(claimed) if claimed is not None else None)
         return ids
+
+    @staticmethod
+    def _open_pairs(connection: Any, targets: Sequence[str]) -> set[tuple[str, str, str]]:
+        """``(target, event source, event id)`` of the open holds on ``targets``."""
+        pairs: set[tuple[str, str, str]] = set()
+        for chunk in _chunks(targets):
+            query = select(grid_response.c.target, grid_response.c.event_source, grid_response.c.event_id).where(
+                grid_response.c.target.in_(chunk), grid_response.c.resume_requested_at.is_(None)
+            )
+            pairs.update((row[0], row[1], row[2]) for row in connection.execute(query))
+        return pairs
 
     def finish_pauses(self, results: Sequence[tuple[int, str, Mapping[str, Any] | None]]) -> None:
         """Record how claimed pauses went, ``(hold id, result, detail)`` each: ``paused``, ``joined`` (already
@@ -261,7 +281,7 @@ class ResponseStore(OpenedStore):
         return [ResponseRecord(**{**row, "detail": json.loads(row["detail"] or "{}")}) for row in rows]
 
 
-def _chunks(ids: Sequence[int]) -> list[Sequence[int]]:
+def _chunks(ids: Sequence[T]) -> list[Sequence[T]]:
     """``ids`` in slices of :data:`_IN_CHUNK`, under any SQLite's limit on bound parameters."""
     return [ids[first : first + _IN_CHUNK] for first in range(0, len(ids), _IN_CHUNK)]
 

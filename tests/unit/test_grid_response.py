@@ -593,3 +593,26 @@ def test_a_release_in_flight_keeps_the_work_paused_when_another_hold_holds_it(tm
         respond(events=[event()], actuators=[jobs], store=one, now=DURING)
         assert jobs.state["flex"].state is WorkState.PAUSED  # e2's hold keeps it paused
         assert [(h.event_id, h.target) for h in one.open_holds()] == [("e2", "flex")]
+
+
+def test_two_runners_never_hold_the_same_work_for_the_same_event_twice(tmp_path: Path):
+    """Runner B reads the open holds (none), then runner A claims and pauses; B numbers its own hold after A's
+    (the hold count is read later) and would insert a second open hold for the same work and event, pausing it
+    twice and releasing it twice. The claim refuses it: one open hold per work and event."""
+    from airflow_provider_gridaware.store.events import EventStore
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    jobs = FakeJobs([work("flex", "flexible")])
+    with EventStore(url) as events, ResponseStore(url) as one, ResponseStore(url) as two:
+        events.record(event())
+
+        def a_claims_first() -> datetime:
+            respond(event_store=events, actuators=[jobs], store=one, now=DURING)
+            return DURING
+
+        late = respond(
+            event_store=events, actuators=[FakeJobs(list(jobs.state.values()))], store=two, now=a_claims_first
+        )
+        assert not late.paused and not late.joined
+        assert [(r.target, r.hold_no, r.result) for r in one.records()] == [("flex", 1, "paused")]
+        assert jobs.calls == [("pause", "flex")]
