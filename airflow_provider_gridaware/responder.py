@@ -403,7 +403,15 @@ def _undo_released_meanwhile(
         return result, {**detail, **note, **({"resumed_by": runner} if runner else {})}
 
     results = [act(record) for record in late]
-    store.finish_releases([(r.id, result, detail) for r, (result, detail) in zip(late, results, strict=True)])
+    # Only what this undo did is recorded: the other runner's release (it may have resumed the work itself,
+    # after the pause landed) stays as it recorded it.
+    store.finish_releases(
+        [
+            (r.id, result, detail)
+            for r, (result, detail) in zip(late, results, strict=True)
+            if result in ("resumed", "failed")
+        ]
+    )
     for record, (result, detail) in zip(late, results, strict=True):
         log.warning("%s: released while its pause was in flight (%s): %s", record.target, record.resume_reason, result)
         entry = {"target": record.target, "event": f"{record.event_source}/{record.event_id}", "result": result}

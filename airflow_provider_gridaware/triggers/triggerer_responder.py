@@ -63,6 +63,16 @@ class _DaemonWorker:
                 future.set_exception(exc)
 
 
+def _log_late_pass(why: str, done: Future[Any]) -> None:
+    """Say how a pass that outlived its timeout ended (nobody awaits it any more)."""
+    if done.cancelled():
+        return
+    if (error := done.exception()) is not None:
+        log.error("The triggerer's late response pass for %s failed: %s: %s", why, type(error).__name__, error)
+    else:
+        log.info("The triggerer's late response pass for %s finished: %s", why, done.result().summary())
+
+
 class TriggererResponder:
     """Apply the response from the triggerer: one pass per batch of new event states, one at a time.
 
@@ -117,6 +127,7 @@ class TriggererResponder:
                 why,
                 self.timeout,
             )
+            self._running.add_done_callback(lambda done: _log_late_pass(why, done))
             return None
         except Exception:
             # The triggerer must outlive any failure here: the DAG run's pass is the fallback.

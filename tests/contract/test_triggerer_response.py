@@ -185,12 +185,18 @@ async def test_a_slow_pass_does_not_hold_the_asset_event_past_its_timeout(cluste
     assert fired["event_id"] == "dr-1"
     assert suspended(clusters["kube_a"]) == set()  # the asset fired first: the DAG run has it
     assert "response pass for" in caplog.text and "took over 0.5 s" in caplog.text
+    caplog.clear()
     release.set()  # the cluster answers: the pass goes on on its own thread and applies what it claimed
     for _ in range(int(WAIT_S / 0.05)):
         if suspended(clusters["kube_a"]) == {"flex", "bat"}:
             break
         await asyncio.sleep(0.05)
     assert suspended(clusters["kube_a"]) == {"flex", "bat"}
+    for _ in range(int(WAIT_S / 0.05)):  # its end is logged once the future has its result
+        if "late response pass for" in caplog.text:
+            break
+        await asyncio.sleep(0.05)
+    assert "late response pass for" in caplog.text and "3 paused" in caplog.text  # both clusters
     await events.aclose()
 
 
