@@ -190,7 +190,7 @@ def respond(
     # Read before the holds, "now" could precede an event's start another runner saw pass: the holds it made
     # for that event would be released as "not in force yet" and the work resumed inside the event.
     now = now() if callable(now) else now
-    if _finish_stale_claims(records, found, actuators, store, outcome, now, parallelism):
+    if _finish_stale_claims(records, found, actuators, store, outcome, parallelism):
         records = {r.id: r for r in store.open_holds()}
     if event_store is not None:
         # Read after the holds: a hold another runner (the triggerer) claimed meanwhile has its event stored
@@ -216,17 +216,21 @@ def _finish_stale_claims(
     actuators: Sequence[WorkActuator],
     store: ResponseStore,
     outcome: ResponseOutcome,
-    now: datetime,
     parallelism: int,
 ) -> bool:
     """Apply the pauses a runner claimed but never finished (it died in between): taken over after
     :data:`CLAIM_LEASE`, applied again (a pause is idempotent: a suspended Job stays suspended), recorded.
     Work no longer listed is looked for among the paused (:class:`FindsPausedWork`). Without this the work
-    would run through the event while its hold says it is held. Whether any was."""
-    stale = [r for r in records.values() if r.result == "claimed" and r.requested_at < now - CLAIM_LEASE]
+    would run through the event while its hold says it is held. Whether any was.
+
+    The lease is read on the store's clock, which stamped the claims: a pass's ``now`` is the provider clock,
+    which under ``GRIDAWARE_CLOCK=scaled:...`` runs ahead of it, and would make a live runner's fresh claim
+    look stale (then applied twice)."""
+    cutoff = store.now() - CLAIM_LEASE
+    stale = [r for r in records.values() if r.result == "claimed" and r.requested_at < cutoff]
     if not stale:
         return False
-    won = set(store.reclaim_stale([r.id for r in stale], now - CLAIM_LEASE))
+    won = set(store.reclaim_stale([r.id for r in stale], cutoff))
     mine = [r for r in stale if r.id in won]
 
     def act(record: ResponseRecord) -> tuple[str, dict[str, Any]]:

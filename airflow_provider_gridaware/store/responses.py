@@ -68,6 +68,10 @@ class ResponseStore(OpenedStore):
     :param clock: current UTC time.
     """
 
+    def now(self) -> datetime:
+        """The time this store stamps claims and results with (the wall clock unless a test gives another)."""
+        return self._clock()
+
     # -- claims ----------------------------------------------------------------------------------------
     def claim_pauses(self, steps: Sequence[PauseStep]) -> list[int | None]:
         """Insert the holds ``steps`` ask for, in one transaction; per step its id, or ``None`` if another

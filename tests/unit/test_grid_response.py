@@ -315,6 +315,28 @@ def test_a_pause_claimed_by_a_runner_that_stopped_is_applied_by_a_later_pass_onc
         assert [r["target"] for r in ended.resumed] == ["flex"] and not one.open_holds()
 
 
+def test_on_an_accelerated_clock_a_live_runners_fresh_claim_is_not_taken_over(tmp_path: Path):
+    """Under ``GRIDAWARE_CLOCK=scaled:...`` a pass's "now" runs ahead of the wall clock the store stamps its
+    claims with (an hour after 60 s of wall time at 60x): a claim made a moment ago is not a stopped runner's,
+    so another pass leaves it to its claimant (which may be applying it right now)."""
+    wall = [DURING]
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    jobs = FakeJobs([work("flex", "flexible")])
+    with ResponseStore(url, clock=lambda: wall[0]) as one, ResponseStore(url, clock=lambda: wall[0]) as two:
+        plan = plan_response([event()], jobs.discover(), [], now=DURING)
+        (claimed,) = one.claim_pauses(plan.pauses)  # the claimant is applying it ...
+        assert claimed is not None
+        wall[0] = DURING + timedelta(seconds=5)
+        ahead = DURING + timedelta(minutes=10)  # ... while the provider clock reads 10 minutes on
+        assert not respond(events=[event()], actuators=[jobs], store=two, now=ahead).paused
+        assert jobs.calls == [] and two.open_holds()[0].result == "claimed"
+        # Past the lease on the store's clock, the claim is a stopped runner's after all.
+        wall[0] = DURING + timedelta(minutes=3)
+        assert [p["target"] for p in respond(events=[event()], actuators=[jobs], store=two, now=ahead).paused] == [
+            "flex"
+        ]
+
+
 def test_a_pause_the_stopped_runner_had_applied_is_held_and_resumed_at_the_end(tmp_path: Path):
     now = [DURING]
     url = f"sqlite:///{tmp_path / 'store.db'}"
