@@ -1,7 +1,7 @@
 """Reconciliation: the tries Airflow's REST API says ran, against the keys the ledger holds.
 
 The API is a double on httpx's mock transport (the real api-server's answers are checked in
-tests/integration/test_event_pause.py); the ledger is a real SQLite store.
+tests/integration/test_grid_event_scenario.py); the ledger is a real SQLite store.
 """
 
 from __future__ import annotations
