@@ -3,7 +3,7 @@
 Every component of this module's stack (and so every task and trigger) reads the provider clock
 ``GRIDAWARE_CLOCK=scaled:...x60``: simulated time runs 60 times faster than the wall clock, as in ``make
 demo``. Events' intervals, earliest starts, the planner's 5-minute slots and the response's end trigger are
-all read against that clock, so an hour-long event takes a minute and the planner's next slot at most 5 s.
+all read against that clock, so a 40-minute event takes 40 s and the planner's next slot comes at most 5 s later.
 
 In flight when an event arrives: six Kubernetes Jobs (critical, flexible and batch, in a DE and a FR
 emulated cluster: local processes the emulator starts, SIGTERMs on suspend = checkpoint, restarts on
@@ -79,11 +79,11 @@ REPLAY_CONN, TASK_ZONE = "gridaware_replay_scn", "SCN"
 STEPS = 40
 ZONES = tuple(EventTarget(kind="zone", value=z) for z in ("DE", "FR", TASK_ZONE))
 #: simulated seconds per wall second. The checks inside the first event (a gate, a task finishing) take
-#: 10-30 s of wall time here; the event lasts at least EVENT_MIN (a minute of wall time at this speed), and
-#: must outlast the interruptible task's resume guard (30 s of wall time).
+#: 5-30 s of wall time here; the event lasts at least EVENT_MIN (40 s of wall time at this speed), longer
+#: than the interruptible task's resume guard (30 s of wall time: it could not resume sooner anyway).
 SPEED = 60.0
-EARLIEST_START = timedelta(minutes=60)  # the waiting task's, in the DAG file
-EVENT_MIN = timedelta(minutes=60)
+EARLIEST_START = timedelta(minutes=40)  # the waiting task's, in the DAG file
+EVENT_MIN = timedelta(minutes=40)
 AFTER_EARLIEST = timedelta(minutes=10)
 
 

@@ -91,7 +91,7 @@ def gridaware_scenario_tasks() -> None:
     @task.gridaware(
         duration=timedelta(minutes=5),
         deadline=timedelta(hours=24),
-        earliest_start=timedelta(minutes=60),  # simulated: a minute of wall time at 60x
+        earliest_start=timedelta(minutes=40),  # simulated: 40 s of wall time at 60x
         conn_id=REPLAY_CONN,
         zones=[ZONE],
         refresh_interval=timedelta(minutes=10),
