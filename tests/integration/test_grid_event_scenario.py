@@ -217,6 +217,32 @@ def set_in_flight(sc: Scenario, urls: dict[str, str], workdir: Path, prefix: str
     return InFlight(names, batch_run, gate, marker, tasks_run, progress, started)
 
 
+@dataclass
+class Story:
+    """One story's world: the emulators' URLs (``{zone: url}``), the shared store's events and response
+    records, what is in flight, and the story's own folder (Job logs, gate, marker, progress)."""
+
+    urls: dict[str, str]
+    events: EventStore
+    responses: ResponseStore
+    work: InFlight
+    workdir: Path
+
+
+@contextlib.contextmanager
+def story(sc: Scenario, name: str) -> Iterator[Story]:
+    """Two emulated clusters with their six Jobs running, the batch DAG's run and the grid-aware tasks' run
+    in flight; the emulators are stopped after (Jobs named ``<name>-<class>-<zone>``)."""
+    workdir = sc.workdir / name
+    workdir.mkdir(parents=True, exist_ok=True)
+    with (
+        clusters(sc.stack, workdir, CLUSTERS, API_CONN) as urls,
+        EventStore(sc.store_url) as events,
+        ResponseStore(sc.store_url) as responses,
+    ):
+        yield Story(urls, events, responses, set_in_flight(sc, urls, workdir, prefix=f"{name}-"), workdir)
+
+
 def tis(stack: AirflowStack, dag_id: str, run_id: str) -> dict[str, dict[str, Any]]:
     return {ti["task_id"]: ti for ti in stack.task_instances(dag_id, run_id)}
 
@@ -282,21 +308,26 @@ def finish_everything(sc: Scenario, urls: dict[str, str], workdir: Path, work: I
     wait_states(urls, dict.fromkeys(work.names, "complete"), "every Job finished")
 
 
+def response_runs(stack: AirflowStack) -> list[dict[str, Any]]:
+    return list(stack.api("GET", f"/api/v2/dags/{RESPONSE_DAG}/dagRuns", params={"limit": 100})["dag_runs"])
+
+
 def response_runs_done(stack: AirflowStack) -> None:
     """Every grid-event DAG run (the operator's passes) ended, none failed: each waited for the events'
     end, or ended once nothing was held."""
 
-    def runs() -> list[dict[str, Any]]:
-        return list(stack.api("GET", f"/api/v2/dags/{RESPONSE_DAG}/dagRuns", params={"limit": 100})["dag_runs"])
+    def ended() -> bool | None:
+        runs = response_runs(stack)
+        return True if runs and all(r["state"] in ("success", "failed") for r in runs) else None
 
     poll(
-        lambda: True if runs() and all(r["state"] in ("success", "failed") for r in runs()) else None,
+        ended,
         timeout=180,
         interval=0.5,
         what="every grid-event DAG run ended",
-        on_timeout=lambda: str([(r["dag_run_id"], r["state"]) for r in runs()]),
+        on_timeout=lambda: str([(r["dag_run_id"], r["state"]) for r in response_runs(stack)]),
     )
-    assert [r["dag_run_id"] for r in runs() if r["state"] == "failed"] == []
+    assert [r["dag_run_id"] for r in response_runs(stack) if r["state"] == "failed"] == []
 
 
 def short_target(record: ResponseRecord) -> str:
@@ -314,14 +345,8 @@ def test_an_event_holds_jobs_dags_and_grid_aware_tasks_and_its_end_brings_all_of
     scenario: Scenario, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sc, stack, clock = scenario, scenario.stack, scenario.clock
-    workdir = sc.workdir / "event"
-    workdir.mkdir(parents=True, exist_ok=True)
-    with (
-        clusters(stack, workdir, CLUSTERS, API_CONN) as urls,
-        EventStore(sc.store_url) as events,
-        ResponseStore(sc.store_url) as responses,
-    ):
-        work = set_in_flight(sc, urls, workdir, prefix="a-")
+    with story(sc, "event") as st:
+        urls, events, responses, work, workdir = st.urls, st.events, st.responses, st.work, st.workdir
         earliest = work.tasks_started + EARLIEST_START
         stored_at = clock.now()
         assert stored_at < earliest - timedelta(minutes=5), "the stack was too slow to store the event before it"
@@ -408,22 +433,12 @@ def test_an_event_holds_jobs_dags_and_grid_aware_tasks_and_its_end_brings_all_of
     assert paused.actual.energy_kwh is not None and paused.actual.energy_kwh < 1.0 * paused_for / 3600, paused.actual
 
 
-def response_runs(stack: AirflowStack) -> list[dict[str, Any]]:
-    return list(stack.api("GET", f"/api/v2/dags/{RESPONSE_DAG}/dagRuns", params={"limit": 100})["dag_runs"])
-
-
 def test_duplicated_modified_cancelled_late_events_and_a_triggerer_restart_end_the_same_way(
     scenario: Scenario,
 ) -> None:
     sc, stack, clock = scenario, scenario.stack, scenario.clock
-    workdir = sc.workdir / "variants"
-    workdir.mkdir(parents=True, exist_ok=True)
-    with (
-        clusters(stack, workdir, CLUSTERS, API_CONN) as urls,
-        EventStore(sc.store_url) as events,
-        ResponseStore(sc.store_url) as responses,
-    ):
-        work = set_in_flight(sc, urls, workdir, prefix="b-")
+    with story(sc, "variants") as st:
+        urls, events, responses, work, workdir = st.urls, st.events, st.responses, st.work, st.workdir
         now = clock.now()
         storm_1_end, storm_2_end = now + timedelta(hours=2), now + timedelta(hours=12)
 
