@@ -31,7 +31,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -330,6 +330,20 @@ def response_runs_done(stack: AirflowStack) -> None:
     assert [r["dag_run_id"] for r in response_runs(stack) if r["state"] == "failed"] == []
 
 
+def settled_records(
+    responses: ResponseStore, keep: Callable[[ResponseRecord], bool], *, released: bool
+) -> list[ResponseRecord]:
+    """The records ``keep`` selects, once each says how its pause (or its release) went: a pass records its
+    steps after its PATCHes, so the work can be suspended or running again a moment before its record says so."""
+
+    def settled() -> list[ResponseRecord] | None:
+        mine = [r for r in responses.records() if keep(r)]
+        done = all(r.resume_result if released else r.result != "claimed" for r in mine)
+        return mine if mine and done else None
+
+    return poll(settled, timeout=60, interval=0.2, what=f"every {'release' if released else 'pause'} recorded")
+
+
 def short_target(record: ResponseRecord) -> str:
     return record.target.rsplit("/", 1)[-1]
 
@@ -369,7 +383,7 @@ def test_an_event_holds_jobs_dags_and_grid_aware_tasks_and_its_end_brings_all_of
         assert done_steps(work) == done_at_pause  # nothing ran while paused
         # Both runners passed: the triggerer's watcher (before its asset event) and the DAG run it started,
         # which found every hold applied and waits for the end.
-        records = responses.records(event=(SOURCE, "peak-1"))
+        records = settled_records(responses, lambda r: r.event_id == "peak-1", released=False)
         assert sorted(short_target(r) for r in records) == work.held_targets
         assert {r.result for r in records} == {"paused"}
         assert {r.detail.get("paused_by") for r in records} <= {"triggerer", "task"}
@@ -385,7 +399,7 @@ def test_an_event_holds_jobs_dags_and_grid_aware_tasks_and_its_end_brings_all_of
         # -- the end (no message: its time comes on the provider clock) brings everything back
         finish_everything(sc, urls, workdir, work, timeout=sc.wall_timeout(first_slot_from(end)))
         response_runs_done(stack)
-        records = responses.records(event=(SOURCE, "peak-1"))
+        records = settled_records(responses, lambda r: r.event_id == "peak-1", released=True)
         assert not responses.open_holds()
     assert sorted(short_target(r) for r in records) == work.held_targets
     for record in records:
@@ -490,7 +504,7 @@ def test_duplicated_modified_cancelled_late_events_and_a_triggerer_restart_end_t
         print(f"\ntriggerer restart: {restart}")
         finish_everything(sc, urls, workdir, work, timeout=300)
         response_runs_done(stack)
-        records = [r for r in responses.records() if r.event_id != "peak-1"]
+        records = settled_records(responses, lambda r: r.event_id != "peak-1", released=True)
         assert not responses.open_holds()
 
     physical = [r for r in records if r.result == "paused"]
