@@ -1,12 +1,15 @@
-"""Fixtures shared by contract tests: a moto_server with AWS Batch set up in two regions."""
+"""Fixtures shared by contract tests: a store of the test's own, a moto_server with AWS Batch in two regions."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from airflow_provider_gridaware.hooks.store import close_shared_archives
+from airflow_provider_gridaware.store.meta import close_meta_engines
 from airflow_provider_gridaware.triggers import batch as batch_trigger
 from airflow_provider_gridaware.triggers import resume_guard
 from tests.support.moto_server import MotoServer, aws_connection
@@ -18,6 +21,17 @@ GUARD_SECONDS = 0.5
 #: zone -> (region, job queue): two regions, each with a compute environment, a queue and the job definition.
 REGIONS = {"GB": ("eu-west-2", "gridaware-gb"), "SE": ("eu-north-1", "gridaware-se")}
 CONN = "aws_moto"
+
+
+@pytest.fixture
+def store_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A store of this test's own (the session-wide tmp store is shared by every other test), closed after."""
+    url = f"sqlite:///{tmp_path / 'gridaware.db'}"
+    monkeypatch.setenv("GRIDAWARE_STORE_URL", url)
+    monkeypatch.delenv("GRIDAWARE_ARCHIVE", raising=False)
+    yield url
+    close_shared_archives()
+    close_meta_engines()
 
 
 @pytest.fixture(autouse=True)

@@ -9,17 +9,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from airflow_provider_gridaware.cli import main
 from airflow_provider_gridaware.hooks.openadr2b import OpenADR2bHook
-from airflow_provider_gridaware.hooks.store import close_shared_archives
 from airflow_provider_gridaware.signals.errors import SourceConfigError
 from airflow_provider_gridaware.store.events import EventStore
-from airflow_provider_gridaware.store.meta import close_meta_engines
 from airflow_provider_gridaware.triggers.grid_event import GridEventTrigger
 from tests.support.grid_events import make_event
 from tests.support.openadr_vtn import VtnProcess
@@ -28,15 +25,6 @@ VTN_ID = "GRID_VTN"
 VEN_NAME = "fleet1"
 VEN_ID = f"ven-{VEN_NAME}"
 WAIT_S = 20.0  # upper bound for one event to arrive; the test normally gets it within a poll
-
-
-@pytest.fixture
-def store_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    url = f"sqlite:///{tmp_path / 'store.db'}"
-    monkeypatch.setenv("GRIDAWARE_STORE_URL", url)
-    yield url
-    close_shared_archives()
-    close_meta_engines()
 
 
 @pytest.fixture

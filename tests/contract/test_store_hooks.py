@@ -27,16 +27,6 @@ CI = SignalKind.CARBON_INTENSITY
 
 
 @pytest.fixture
-def store_url(tmp_path, monkeypatch) -> Iterator[str]:
-    """A store of this test's own (the session-wide tmp store is shared by every other test)."""
-    url = f"sqlite:///{tmp_path / 'gridaware.db'}"
-    monkeypatch.setenv("GRIDAWARE_STORE_URL", url)
-    monkeypatch.delenv("GRIDAWARE_ARCHIVE", raising=False)
-    yield url
-    close_shared_archives()
-
-
-@pytest.fixture
 def replay_hook(make_connection) -> GridReplayHook:
     return GridReplayHook(make_connection("replay_gb", "gridaware_replay"), clock=lambda: NOW)
 

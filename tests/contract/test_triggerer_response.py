@@ -13,18 +13,16 @@ import logging
 import socket
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from airflow_provider_gridaware.actuators import ResponseTargets
 from airflow_provider_gridaware.hooks.kubernetes import GridKubernetesHook
-from airflow_provider_gridaware.hooks.store import close_shared_archives, shared_event_store, shared_response_store
+from airflow_provider_gridaware.hooks.store import shared_event_store, shared_response_store
 from airflow_provider_gridaware.planning.response_policy import DEFAULT_POLICY
 from airflow_provider_gridaware.responder import current_events, respond
 from airflow_provider_gridaware.signals.grid_event import EventStatus
-from airflow_provider_gridaware.store.meta import close_meta_engines
 from airflow_provider_gridaware.times import UTC
 from airflow_provider_gridaware.triggers.grid_event import GridEventTrigger
 from tests.contract.test_kubernetes_suspend_resume import job
@@ -33,15 +31,6 @@ from tests.support.kube_emulator import EmulatorThread, kube_config
 
 SOURCE = "webhook:utility"
 WAIT_S = 20.0  # upper bound for one event to fire; it normally fires within a tail interval and a pass
-
-
-@pytest.fixture
-def store_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    url = f"sqlite:///{tmp_path / 'store.db'}"
-    monkeypatch.setenv("GRIDAWARE_STORE_URL", url)
-    yield url
-    close_shared_archives()
-    close_meta_engines()
 
 
 @pytest.fixture
