@@ -62,7 +62,7 @@ from tests.integration.grid_response_support import (
 from tests.support.grid_events import make_event, simple_signal
 from tests.support.postgres import throwaway_database, unreachable_reason
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
+pytestmark = [pytest.mark.integration, pytest.mark.own_stack, pytest.mark.timeout(1200)]
 
 UTC = timezone.utc
 SCENARIO_DAGS = Path(__file__).resolve().parent / "scenario_dags"

@@ -208,7 +208,9 @@ def test_example_trains_on_kubernetes_in_the_cleanest_window(kube_training: Kube
     assert result["job_name"] == waiting["metadata"]["name"], why
     assert result["decision"]["plan"]["zone"] == "FR" and result["decision"]["status"] == "released", why
     assert result["counterfactual"]["zone"] == "DE", why
-    assert _utc(result["decision"]["plan"]["chunks"][0]["start"]) == window, f"not the clean hour's plan{why}"
+    # Planned at the window's start, or at the trigger's wake-up if it woke late (a loaded machine): in the hour.
+    planned = _utc(result["decision"]["plan"]["chunks"][0]["start"])
+    assert window <= planned < window + DIP, f"not the clean hour's plan{why}"
     assert _utc(result["start_time"]) >= window, f"the Job started before its window{why}"
     assert _utc(result["end_time"]) >= _utc(result["start_time"]), why
     metrics = json.loads((out / "model" / "metrics.json").read_text())
@@ -232,7 +234,7 @@ def test_example_trains_on_kubernetes_in_the_cleanest_window(kube_training: Kube
     assert (record.operator, record.state, record.priority_class) == ("kubernetes", "success", "flexible"), why
     assert (record.actual.zone, record.placement) == ("FR", f"{CLUSTERS['FR']}/ml"), why
     assert (record.actual.start, record.actual.end) == (_utc(result["start_time"]), _utc(result["end_time"])), why
-    assert record.planned_start == window and record.reason == result["decision"]["reason"], why
+    assert record.planned_start == planned and record.reason == result["decision"]["reason"], why
     assert record.counterfactual is not None and record.counterfactual.zone == "DE", why
     assert record.counterfactual.start == _utc(result["decision"]["waiting_since"]), why
     hours = (record.actual.end - record.actual.start).total_seconds() / 3600
