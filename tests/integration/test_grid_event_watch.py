@@ -16,7 +16,7 @@ from airflow_provider_gridaware.store.events import EventStore
 from tests.integration.airflow_stack import AirflowStack, poll
 from tests.support.grid_events import make_event
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.integration, pytest.mark.restarts_shared_stack, pytest.mark.timeout(600)]
 
 DAG_ID = "gridaware_event_watch"
 
