@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -144,25 +144,6 @@ def suspended_count(url: str) -> int:
 
     items = httpx.get(f"{url}/apis/batch/v1/jobs", timeout=30).json()["items"]
     return sum(bool(j["spec"].get("suspend")) for j in items)
-
-
-def wait_for_value(get: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while (value := get()) is None:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.05)
-    return value
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> float:
-    """Seconds until ``check()`` holds (checked every 50 ms: the resolution of the figure); raises after ``timeout``."""
-    began = time.monotonic()
-    while not check():
-        if time.monotonic() - began > timeout:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.05)
-    return time.monotonic() - began
 
 
 def explain(cluster: str, responses: Any) -> str:
@@ -333,6 +314,8 @@ def airflow_moments(stack: Any, event_id: str) -> dict[str, datetime | None]:
     DAG run (queued_at, start_date) and the response task instance (scheduled_when, queued_when, start_date)."""
     from urllib.parse import quote
 
+    from airflow_provider_gridaware.demo.processes import poll
+
     def fired_event() -> dict[str, Any] | None:
         listed = stack.api("GET", "/api/v2/assets/events", params={"order_by": "-timestamp", "limit": 20})
         return next(
@@ -346,7 +329,7 @@ def airflow_moments(stack: Any, event_id: str) -> dict[str, datetime | None]:
         )
 
     # Responding in the triggerer, the Jobs are suspended before the asset event fires: give it a moment.
-    fired = wait_for_value(fired_event, 10, f"the asset event of {event_id}")
+    fired = poll(fired_event, timeout=10, interval=0.05, what=f"the asset event of {event_id}")
     moments = {"asset_event": _when(fired["timestamp"])}
     if not fired.get("created_dagruns"):  # responding in the triggerer, the run may not exist yet: not needed
         return moments
