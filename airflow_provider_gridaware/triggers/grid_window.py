@@ -35,7 +35,7 @@ from airflow_provider_gridaware.signals.errors import GridSignalError, SourceCon
 from airflow_provider_gridaware.times import current_clock, format_duration, format_time, from_epoch, parse_time
 from airflow_provider_gridaware.triggers.resume_guard import hold_until
 from airflow_provider_gridaware.triggers.shared_calibrations import shared_calibrations
-from airflow_provider_gridaware.triggers.shared_events import EventInterest, shared_grid_events
+from airflow_provider_gridaware.triggers.shared_events import EventInterest, frees_slots, shared_grid_events
 from airflow_provider_gridaware.triggers.shared_signals import SharedSignalCache, SignalKey, shared_cache
 
 if TYPE_CHECKING:
@@ -204,6 +204,10 @@ class GridWindowTrigger(BaseTrigger):
         )
         # The committed window: all the planner's hysteresis looks at.
         self._previous: Window | None = None
+        # The committed window a called event moved the plan away from: once the event no longer blocks it
+        # (cancelled, shortened, over), the next decision's hysteresis holds on to it again, not to the
+        # detour (in memory, like the committed window after a triggerer restart).
+        self._displaced: Window | None = None
         if validated.previous_zone and validated.previous_start:
             self._previous = Window(
                 validated.previous_zone, parse_time(validated.previous_start, what="previous_start")
@@ -248,14 +252,16 @@ class GridWindowTrigger(BaseTrigger):
             planned_on = watcher.version  # a snapshot installed while deciding is planned on again
             if needs_signals(self.job, now):
                 grid, problems, freshness = await self._signals(now, clock)
+            planned_with = watcher.snapshot
+            committed = self._committed_window(planned_with)
             # In a copy of the context: numpy's errstate sets a context variable, which would otherwise stay in
             # this trigger's task context for as long as it waits.
             decision = contextvars.copy_context().run(
-                decide, self.job, grid, now, self._previous, refresh=refresh, problems=problems
+                decide, self.job, grid, now, committed, refresh=refresh, problems=problems
             )
             del grid  # the grid is shared (or dropped); the trigger keeps only its compact state
             replans += 1
-            self._remember(decision)
+            self._remember(decision, committed, planned_with)
             if decision.release:
                 if not self.end_from_trigger:
                     seen = watcher.version
@@ -281,8 +287,14 @@ class GridWindowTrigger(BaseTrigger):
                 # Asleep until the wake-up, unless the triggerer's event watcher sees an event that concerns us.
                 step = min(remaining, MAX_SLEEP_STEP_S / clock.wall_seconds(1.0))
                 if await watcher.sleep_or_change(interest, clock, step):
-                    if self._window_clear_of(watcher.snapshot, interest):
-                        continue  # the change leaves its window alone: no re-plan (thousands may share a zone)
+                    snapshot = watcher.snapshot
+                    if self._window_clear_of(self._previous, snapshot, interest) and not frees_slots(
+                        planned_with, snapshot, interest.zones, after_s=clock.now().timestamp()
+                    ):
+                        # Neither blocks its window nor frees a slot it planned around: no re-plan (thousands
+                        # of waiting tasks may share a zone).
+                        planned_with = snapshot
+                        continue
                     self.log.info("grid events changed for %s: deciding again", ", ".join(sorted(interest.zones)))
                     await watcher.replan_turn()
                     break
@@ -296,24 +308,44 @@ class GridWindowTrigger(BaseTrigger):
         )
         return _INTERESTS.setdefault(interest, interest)
 
-    def _window_clear_of(self, snapshot: GridEventSnapshot | None, interest: EventInterest) -> bool:
-        """Whether the committed window is still outside every called event of ``snapshot``, so the plan stands.
+    def _window_clear_of(
+        self, window: Window | None, snapshot: GridEventSnapshot | None, interest: EventInterest
+    ) -> bool:
+        """Whether the plan committed to ``window`` stands against ``snapshot``: no called event blocks it.
 
-        Blocking slots only removes options: a plan none of whose slots is blocked stays the best one. An event
-        that ends or is cancelled may open a better window; that is taken up at the next regular re-plan (a
-        cancelled event never makes the standing plan start inside one). Price changes always re-plan.
+        Blocking slots only removes options, so a plan none of whose slots is blocked stays the best one while
+        no slot it planned around is freed (:func:`frees_slots`). Price changes always re-plan.
         """
-        if snapshot is None or self._previous is None or interest.prices:
+        if snapshot is None or window is None or interest.prices:
             return False
-        start = self._previous.start
+        return not self._blocked(window, snapshot)
+
+    def _blocked(self, window: Window, snapshot: GridEventSnapshot | None) -> bool:
+        """Whether a called event of ``snapshot`` overlaps the job's run from ``window``."""
+        if snapshot is None:
+            return False
+        start = window.start
         # An interruptible plan's later chunks may lie anywhere up to the deadline.
         end = self.job.deadline if self.job.interruptible else start + self.job.duration * (1 + self.job.runtime_margin)
         start_s, end_s = start.timestamp(), end.timestamp()
-        return not any(s < end_s and e > start_s for s, e in snapshot.shedding.get(self._previous.zone, ()))
+        return any(s < end_s and e > start_s for s, e in snapshot.shedding.get(window.zone, ()))
 
-    def _remember(self, decision: Decision) -> None:
+    def _committed_window(self, snapshot: GridEventSnapshot | None) -> Window | None:
+        """The window the next decision's hysteresis holds on to: the one an event displaced, once the
+        event no longer blocks it; else the last committed one."""
+        displaced = self._displaced
+        if displaced is not None and not self._blocked(displaced, snapshot):
+            return displaced
+        return self._previous
+
+    def _remember(self, decision: Decision, committed: Window | None, snapshot: GridEventSnapshot | None) -> None:
         if decision.fallback:
             return
+        if committed is self._displaced:
+            self._displaced = None  # decided with it: from here on the decision's window is the commitment
+        elif committed is not None and decision.window != committed and self._blocked(committed, snapshot):
+            # An event moved the plan: remember where from (the first window it moved, if it moves again).
+            self._displaced = self._displaced or committed
         self._previous = decision.window
         if self._counterfactual is None and decision.plan.now_signals:
             self._counterfactual = _compact(Counterfactual.of(decision.plan, self.job.home_zone))

@@ -125,11 +125,20 @@ def test_a_store_that_cannot_be_read_keeps_the_last_snapshot_and_says_why(caplog
 DIP_START = T0 + 2 * HOUR
 
 
-def wait_through_event(tmp_path, monkeypatch, event: GridEvent) -> tuple[list[datetime], dict]:
-    """A trigger planning a job for the dip at T0+2h (flat 300 g elsewhere, re-planning only every 6 h) on a
-    scaled clock from T0 (an hour per wall second); ``event`` is stored once it has planned. Returns the times it
-    decided at and its release payload."""
-    clock = ScaledClock(sim_epoch_s=T0.timestamp(), wall_epoch_s=time.time(), speed=3600.0)
+def wait_through_event(
+    tmp_path,
+    monkeypatch,
+    *events: GridEvent,
+    dip_length: timedelta = HOUR,
+    speed: float = 3600.0,
+    already: tuple[GridEvent, ...] = (),
+    second_dip: float | None = None,
+) -> tuple[list[datetime], dict]:
+    """A trigger planning a one-hour job for the dip at T0+2h (``dip_length`` at 40 g, flat 300 g elsewhere,
+    and ``second_dip`` g over T0+6h..T0+7h if given; re-planning only every 6 h) on a scaled clock from T0
+    (``speed`` simulated seconds per wall second). ``already`` are stored before it starts; each of ``events``
+    once it has made one more decision. Returns the times it decided at and its release payload."""
+    clock = ScaledClock(sim_epoch_s=T0.timestamp(), wall_epoch_s=time.time(), speed=speed)
     monkeypatch.setattr(grid_window, "current_clock", lambda: clock)
 
     async def fetch(key):
@@ -137,28 +146,39 @@ def wait_through_event(tmp_path, monkeypatch, event: GridEvent) -> tuple[list[da
 
         if not key.forecast:
             raise SourceUnavailableError("no history", source="c")
-        return series(300.0, dip=(DIP_START, HOUR), issued_at=T0)
+        found = series(300.0, dip=(DIP_START, dip_length), issued_at=T0)
+        if second_dip is None:
+            return found
+        later = [
+            p.model_copy(update={"value": second_dip}) if T0 + 6 * HOUR <= p.start < T0 + 7 * HOUR else p
+            for p in found.points
+        ]
+        return found.model_copy(update={"points": tuple(later)})
 
     install_fetch(monkeypatch, fetch)
     decided_at: list[datetime] = []
     real_decide = grid_window.decide
-
-    first_decision = asyncio.Event()
+    decided = asyncio.Queue[None]()
 
     def recording_decide(job, grid, now, *args, **kwargs):
         decided_at.append(now)
-        first_decision.set()
+        decided.put_nowait(None)
         return real_decide(job, grid, now, *args, **kwargs)
 
     monkeypatch.setattr(grid_window, "decide", recording_decide)
     store = EventStore(f"sqlite:///{tmp_path / 'events.db'}")
+    for event in already:
+        store.record(event)
     monkeypatch.setattr(shared_events, "_SHARED", shared_events.weakref.WeakKeyDictionary())
     job = Job(duration=HOUR, earliest_start=T0, deadline=T0 + 12 * HOUR, zones=("GB",), min_gain=0.05)
 
     async def main() -> dict:
         loop = asyncio.get_running_loop()
         shared_events._SHARED[loop] = GridEventWatcher(
-            read_last_seq=store.last_seq, read_current=lambda now: store.current(now=now), now=clock.now
+            read_last_seq=store.last_seq,
+            read_current=lambda now: store.current(now=now),
+            now=clock.now,
+            poll_interval_s=0.02,
         )
         request = GridWindowRequest(
             job=job.to_dict(),
@@ -167,10 +187,15 @@ def wait_through_event(tmp_path, monkeypatch, event: GridEvent) -> tuple[list[da
             refresh_seconds=6 * 3600,
         )
         waiting = asyncio.ensure_future(anext(GridWindowTrigger(request).run()))
-        await first_decision.wait()
-        await asyncio.sleep(0.05)  # it has planned the dip and sleeps towards it
-        assert not waiting.done()
-        await asyncio.to_thread(store.record, event)
+        for event in events:
+            next_decision = asyncio.ensure_future(decided.get())
+            await asyncio.wait({next_decision, waiting}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+            if waiting.done():
+                waiting.result()  # a failed trigger fails the test with its error
+            assert next_decision.done(), "no decision within 30 s"
+            await asyncio.sleep(0.02)  # it has planned and sleeps towards its window
+            assert not waiting.done()
+            await asyncio.to_thread(store.record, event)
         fired = await asyncio.wait_for(waiting, 30)
         return fired.payload
 
@@ -221,3 +246,35 @@ def test_re_plans_after_a_wake_up_are_paced_per_loop_iteration_in_the_order_woke
     assert len(turns) == 100 and max(per_iteration.values()) <= shared_events.REPLANS_PER_TURN
     assert [who for who, _ in turns] == list(range(100))
     assert not watcher._turn_queue
+
+
+def test_when_the_event_that_moved_the_plan_is_cancelled_the_task_goes_back_to_its_window(
+    tmp_path, monkeypatch
+) -> None:
+    """The dip lasts two hours; an event over its first hour moves the plan to the second, equally clean
+    hour. Cancelled, it frees the first hour again: the trigger re-plans at once and takes back the window
+    the event displaced (an equal later one does not keep it by hysteresis), so it finishes an hour sooner."""
+    called = zone_event(
+        "GB", status=EventStatus.ACTIVE, signals=(simple_signal(start=T0 + 1.5 * HOUR, levels=(2, 2), step=HOUR / 2),)
+    )
+    cancelled = called.model_copy(update={"modification_number": 1, "status": EventStatus.CANCELLED})
+    decided_at, payload = wait_through_event(tmp_path, monkeypatch, called, cancelled, dip_length=2 * HOUR, speed=1800)
+    assert len(decided_at) >= 3, decided_at  # the first plan, the re-plan around the event, the one after it
+    assert payload["plan"]["chunks"][0]["start"].startswith(DIP_START.strftime("%Y-%m-%dT%H:%M")), payload["reason"]
+
+
+def test_a_cancelled_event_that_blocked_a_better_window_from_the_start_is_re_planned_at_once(
+    tmp_path, monkeypatch
+) -> None:
+    """An event already called over the dip when the task first plans: it waits for a later, dirtier dip
+    (150 g at T0+6h). The event's cancellation frees the clean dip: the trigger re-plans then, not at its
+    next refresh, and takes it."""
+    called = zone_event(
+        "GB", status=EventStatus.ACTIVE, signals=(simple_signal(start=T0 + 1.5 * HOUR, levels=(2, 2), step=HOUR),)
+    )
+    cancelled = called.model_copy(update={"modification_number": 1, "status": EventStatus.CANCELLED})
+    decided_at, payload = wait_through_event(
+        tmp_path, monkeypatch, cancelled, already=(called,), second_dip=150.0, speed=1800
+    )
+    assert len(decided_at) >= 2, decided_at
+    assert payload["plan"]["chunks"][0]["start"].startswith(DIP_START.strftime("%Y-%m-%dT%H:%M")), payload["reason"]
