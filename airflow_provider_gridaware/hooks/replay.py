@@ -11,8 +11,8 @@ from airflow_provider_gridaware.hooks.base import GridSignalHook
 from airflow_provider_gridaware.signals.errors import GridSignalError, SourceConfigError
 from airflow_provider_gridaware.signals.units import SignalKind
 from airflow_provider_gridaware.sources import replay
-from airflow_provider_gridaware.sources.common import utcnow
 from airflow_provider_gridaware.sources.settings import SourceSettings
+from airflow_provider_gridaware.times import current_clock
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -20,6 +20,10 @@ if TYPE_CHECKING:
     from airflow_provider_gridaware.signals.models import SignalSeries
     from airflow_provider_gridaware.sources.flow import SignalQuery
     from airflow_provider_gridaware.traces.trace import TraceSet
+
+
+def _provider_now() -> datetime:
+    return current_clock().now()
 
 
 class GridReplayHook(GridSignalHook):
@@ -36,7 +40,9 @@ class GridReplayHook(GridSignalHook):
     actuals are the trace's points that ended before ``now``.
 
     :param gridaware_conn_id: connection of type ``gridaware_replay``.
-    :param clock: where "now" comes from (default: the real UTC time); pass a simulated clock in tests.
+    :param clock: where "now" comes from (default: the provider's clock, ``GRIDAWARE_CLOCK``: the real UTC time
+        unless a simulated one is set for every component, as ``make demo`` and the accelerated tests do, so
+        the trace lines up with the time the planner plans at); pass a fixed clock in tests.
     """
 
     default_conn_name = "gridaware_replay_default"
@@ -49,7 +55,7 @@ class GridReplayHook(GridSignalHook):
         self, gridaware_conn_id: str | None = None, *, clock: Callable[[], datetime] | None = None, **kwargs: Any
     ) -> None:
         super().__init__(gridaware_conn_id, **kwargs)
-        self.clock: Callable[[], datetime] = clock or utcnow
+        self.clock: Callable[[], datetime] = clock or _provider_now
 
     def settings_from_connection(self, conn: Connection) -> SourceSettings:
         # Host is a path, not a URL: keep it exactly as written.

@@ -255,3 +255,14 @@ def test_connection_test_button(bundled, make_connection, tmp_path):
     broken = GridReplayHook(make_connection("replay_tc", "gridaware_replay", host=str(tmp_path / "none.csv")))
     ok, message = broken.test_connection()
     assert not ok and "no such file" in message
+
+
+def test_without_a_clock_the_trace_lines_up_with_the_provider_clock(make_connection, monkeypatch):
+    """On a simulated clock (GRIDAWARE_CLOCK in every component) the forecast is issued at the time the planner
+    plans at, not at the wall clock's: a trace with a shape would otherwise be read hours off."""
+    from airflow_provider_gridaware.times import ScaledClock
+
+    ahead = ScaledClock(sim_epoch_s=NOW.timestamp(), wall_epoch_s=datetime.now(UTC).timestamp(), speed=60.0)
+    monkeypatch.setenv("GRIDAWARE_CLOCK", ahead.spec())
+    series = GridReplayHook(make_connection("replay_gb", "gridaware_replay")).get_forecast("GB")
+    assert series.issued_at == datetime(2026, 11, 26, 9, 30, tzinfo=UTC)  # NOW's half-hour, not today's
