@@ -256,6 +256,8 @@ class GridWindowArgs:
             if not first.decision.fallback:
                 extra["previous_zone"] = first.decision.plan.zone
                 extra["previous_start"] = format_time(first.decision.plan.start)
+                if first.planned_around:
+                    extra["planned_around"] = {z: list(spans) for z, spans in first.planned_around.items()}
             extra["first_decision"] = first.decision.summary()
         return GridWindowRequest(
             job=job.to_dict(),
@@ -434,6 +436,7 @@ class FirstDecision:
     :param problems: what went wrong reading signals.
     :param counterfactual: start at once in the home zone now, if the signals allowed a plan.
     :param grid: the signals it was made on (``None``: none usable).
+    :param planned_around: per zone of the job, the called events' spans (epoch seconds) it was made around.
     """
 
     job: Job
@@ -441,6 +444,7 @@ class FirstDecision:
     problems: list[str]
     counterfactual: Counterfactual | None
     grid: PlanningGrid | None = None
+    planned_around: dict[str, tuple[tuple[int, int], ...]] = field(default_factory=dict)
 
     def payload(self, *, waiting_since: datetime | None = None) -> dict[str, Any]:
         """The release payload (what the trigger's event would carry)."""
@@ -469,6 +473,8 @@ def decide_now(
         the task fails at once with the message, rather than waiting out an "outage" that will not end.
     """
     from airflow_provider_gridaware.planning.decision import Counterfactual, decide, needs_signals
+    from airflow_provider_gridaware.planning.event_constraints import spans_in
+    from airflow_provider_gridaware.planning.job import PriorityClass
     from airflow_provider_gridaware.planning.signal_grid import grid_for
     from airflow_provider_gridaware.signals.errors import SourceConfigError
     from airflow_provider_gridaware.times import current_clock
@@ -483,6 +489,7 @@ def decide_now(
     history: dict[str, SignalSeries] = {}
     problems: list[str] = []
     grid = None
+    planned_around: dict[str, tuple[tuple[int, int], ...]] = {}
     if needs_signals(job, now):
         budget = min(FIRST_DECISION_BUDGET.total_seconds(), max((job.latest_start - now).total_seconds(), 0.0))
         fetched = _fetch_all(args.signal_sources(), budget)
@@ -514,6 +521,8 @@ def decide_now(
             grid = grid_for(job, carbon=carbon, price=price, now=now, history=history, calibrations=calibrations)
             if events is not None:
                 grid = events.block(grid, job)  # flexible work does not start inside a called event
+                if job.priority_class is not PriorityClass.CRITICAL:
+                    planned_around = spans_in(events, job.zones)
     decision = decide(job, grid, now, None, refresh=args.refresh_interval, problems=problems)
     if estimate is not None:
         # The first decision's reason (log, and the payload when released at once) says where the duration came from.
@@ -521,7 +530,7 @@ def decide_now(
     counterfactual = None
     if not decision.fallback and decision.plan.now_signals:
         counterfactual = Counterfactual.of(decision.plan, job.home_zone)
-    return FirstDecision(job, decision, problems, counterfactual, grid)
+    return FirstDecision(job, decision, problems, counterfactual, grid, planned_around)
 
 
 def _fetch_all(sources: Sequence[SignalSource], budget_s: float) -> dict[tuple[SignalSource, bool], Any]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -222,3 +222,40 @@ class GridEventSnapshot:
             elif start_s <= end_s:
                 end_s = max(end_s, span_end_s)
         return None if end_s is None else datetime.fromtimestamp(end_s, tz=at.tzinfo)
+
+
+#: Per zone, the spans (epoch seconds) in which called events shed flexible work.
+Spans = Mapping[str, Sequence[tuple[int, int]]]
+
+
+def spans_in(
+    snapshot: GridEventSnapshot | None, zones: frozenset[str] | Sequence[str]
+) -> dict[str, tuple[tuple[int, int], ...]]:
+    """The shedding spans of ``snapshot`` in ``zones`` (only the zones with any): what a plan was made around."""
+    if snapshot is None:
+        return {}
+    return {zone: tuple(snapshot.shedding[zone]) for zone in zones if snapshot.shedding.get(zone)}
+
+
+def frees_slots(
+    old: Spans, new: GridEventSnapshot | None, zones: frozenset[str] | Sequence[str], *, after_s: float
+) -> bool:
+    """Whether ``new`` leaves unblocked, in one of ``zones``, some time after ``after_s`` (epoch seconds) that
+    the spans ``old`` blocked: an event was cancelled, shortened or moved, so a window planned around it may
+    be free."""
+    for zone in zones:
+        spans = [(max(s, after_s), e) for s, e in old.get(zone, ()) if e > after_s]
+        if spans and not _covered(spans, () if new is None else new.shedding.get(zone, ())):
+            return True
+    return False
+
+
+def _covered(spans: Sequence[tuple[float, float]], by: Sequence[tuple[int, int]]) -> bool:
+    """Whether every span of ``spans`` lies inside the union of ``by``."""
+    merged: list[list[float]] = []
+    for s, e in sorted(by):
+        if merged and s <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], e)
+        else:
+            merged.append([s, e])
+    return all(any(m_s <= s and e <= m_e for m_s, m_e in merged) for s, e in spans)

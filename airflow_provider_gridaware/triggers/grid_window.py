@@ -30,12 +30,13 @@ from airflow_provider_gridaware.planning.decision import (
     refresh_boundary,
     release_payload,
 )
+from airflow_provider_gridaware.planning.event_constraints import frees_slots, spans_in
 from airflow_provider_gridaware.planning.job import Job, PriorityClass
 from airflow_provider_gridaware.signals.errors import GridSignalError, SourceConfigError
 from airflow_provider_gridaware.times import current_clock, format_duration, format_time, from_epoch, parse_time
 from airflow_provider_gridaware.triggers.resume_guard import hold_until
 from airflow_provider_gridaware.triggers.shared_calibrations import shared_calibrations
-from airflow_provider_gridaware.triggers.shared_events import EventInterest, frees_slots, shared_grid_events
+from airflow_provider_gridaware.triggers.shared_events import EventInterest, shared_grid_events
 from airflow_provider_gridaware.triggers.shared_signals import SharedSignalCache, SignalKey, shared_cache
 
 if TYPE_CHECKING:
@@ -84,6 +85,8 @@ class GridWindowRequest(BaseModel):
     :param counterfactual: start at once in the home zone when the wait began (``Counterfactual.to_dict``).
     :param previous_zone: the window the first decision committed to (for hysteresis), with ...
     :param previous_start: ... its start.
+    :param planned_around: per zone, the called events' spans (epoch seconds) that window was planned around:
+        if they no longer block, hysteresis does not hold on to it.
     :param not_before: wall-clock epoch seconds before which the trigger does not fire (the resume guard,
         see :mod:`~airflow_provider_gridaware.triggers.resume_guard`); ``None`` when ending from the trigger.
     :param first_decision: the decision that made the task wait (``Decision.summary()``: its reason, window
@@ -103,6 +106,7 @@ class GridWindowRequest(BaseModel):
     counterfactual: dict[str, Any] | None = None
     previous_zone: str | None = None
     previous_start: str | None = None
+    planned_around: dict[str, list[tuple[int, int]]] | None = None
     not_before: float | None = None
     first_decision: dict[str, Any] | None = None
     ledger: dict[str, Any] | None = None
@@ -208,6 +212,10 @@ class GridWindowTrigger(BaseTrigger):
         # (cancelled, shortened, over), the next decision's hysteresis holds on to it again, not to the
         # detour (in memory, like the committed window after a triggerer restart).
         self._displaced: Window | None = None
+        # The called events' spans in the job's zones that the committed window was planned around.
+        self._planned_around: dict[str, tuple[tuple[int, int], ...]] = {
+            zone: tuple((int(s), int(e)) for s, e in spans) for zone, spans in (validated.planned_around or {}).items()
+        }
         if validated.previous_zone and validated.previous_start:
             self._previous = Window(
                 validated.previous_zone, parse_time(validated.previous_start, what="previous_start")
@@ -230,6 +238,7 @@ class GridWindowTrigger(BaseTrigger):
             counterfactual=None if counterfactual is None else counterfactual.to_dict(),
             previous_zone=None if self._previous is None else self._previous.zone,
             previous_start=None if self._previous is None else format_time(self._previous.start),
+            planned_around={z: list(spans) for z, spans in self._planned_around.items()} or None,
             not_before=self.not_before,
             first_decision=None if self._first_decision is None else json.loads(self._first_decision),
             ledger=self._ledger,
@@ -253,7 +262,7 @@ class GridWindowTrigger(BaseTrigger):
             if needs_signals(self.job, now):
                 grid, problems, freshness = await self._signals(now, clock)
             planned_with = watcher.snapshot
-            committed = self._committed_window(planned_with)
+            committed = self._committed_window(planned_with, interest, now)
             # In a copy of the context: numpy's errstate sets a context variable, which would otherwise stay in
             # this trigger's task context for as long as it waits.
             decision = contextvars.copy_context().run(
@@ -262,6 +271,7 @@ class GridWindowTrigger(BaseTrigger):
             del grid  # the grid is shared (or dropped); the trigger keeps only its compact state
             replans += 1
             self._remember(decision, committed, planned_with)
+            self._planned_around = spans_in(planned_with, interest.zones)
             if decision.release:
                 if not self.end_from_trigger:
                     seen = watcher.version
@@ -289,11 +299,11 @@ class GridWindowTrigger(BaseTrigger):
                 if await watcher.sleep_or_change(interest, clock, step):
                     snapshot = watcher.snapshot
                     if self._window_clear_of(self._previous, snapshot, interest) and not frees_slots(
-                        planned_with, snapshot, interest.zones, after_s=clock.now().timestamp()
+                        self._planned_around, snapshot, interest.zones, after_s=clock.now().timestamp()
                     ):
                         # Neither blocks its window nor frees a slot it planned around: no re-plan (thousands
                         # of waiting tasks may share a zone).
-                        planned_with = snapshot
+                        self._planned_around = spans_in(snapshot, interest.zones)
                         continue
                     self.log.info("grid events changed for %s: deciding again", ", ".join(sorted(interest.zones)))
                     await watcher.replan_turn()
@@ -330,12 +340,19 @@ class GridWindowTrigger(BaseTrigger):
         start_s, end_s = start.timestamp(), end.timestamp()
         return any(s < end_s and e > start_s for s, e in snapshot.shedding.get(window.zone, ()))
 
-    def _committed_window(self, snapshot: GridEventSnapshot | None) -> Window | None:
-        """The window the next decision's hysteresis holds on to: the one an event displaced, once the
-        event no longer blocks it; else the last committed one."""
+    def _committed_window(
+        self, snapshot: GridEventSnapshot | None, interest: EventInterest, now: datetime
+    ) -> Window | None:
+        """The window the next decision's hysteresis holds on to: the one an event displaced, once the event no
+        longer blocks it; none if the committed one was planned around called events that no longer block
+        what they did (it was the best only with them); else the committed one."""
         displaced = self._displaced
         if displaced is not None and not self._blocked(displaced, snapshot):
             return displaced
+        if self._previous is not None and frees_slots(
+            self._planned_around, snapshot, interest.zones, after_s=now.timestamp()
+        ):
+            return None
         return self._previous
 
     def _remember(self, decision: Decision, committed: Window | None, snapshot: GridEventSnapshot | None) -> None:

@@ -20,7 +20,7 @@ import contextlib
 import logging
 import time
 import weakref
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -93,31 +93,6 @@ def snapshot_change(old: GridEventSnapshot | None, new: GridEventSnapshot) -> Sn
     new_prices = _price_states(new.events)
     prices = {zone for zone in set(old_prices) | set(new_prices) if old_prices.get(zone) != new_prices.get(zone)}
     return SnapshotChange(frozenset(shedding), frozenset(prices))
-
-
-def frees_slots(
-    old: GridEventSnapshot | None, new: GridEventSnapshot | None, zones: frozenset[str], *, after_s: float
-) -> bool:
-    """Whether ``new`` leaves unblocked, in one of ``zones``, some time after ``after_s`` (epoch seconds) that
-    ``old`` blocked: an event was cancelled, shortened or moved, so a window planned around it may be free."""
-    if old is None:
-        return False
-    for zone in zones:
-        spans = [(max(s, after_s), e) for s, e in old.shedding.get(zone, ()) if e > after_s]
-        if spans and not _covered(spans, () if new is None else new.shedding.get(zone, ())):
-            return True
-    return False
-
-
-def _covered(spans: Sequence[tuple[float, float]], by: Sequence[tuple[int, int]]) -> bool:
-    """Whether every span of ``spans`` lies inside the union of ``by``."""
-    merged: list[list[float]] = []
-    for s, e in sorted(by):
-        if merged and s <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], e)
-        else:
-            merged.append([s, e])
-    return all(any(m_s <= s and e <= m_e for m_s, m_e in merged) for s, e in spans)
 
 
 def _price_states(events: tuple[GridEvent, ...]) -> dict[str, frozenset[tuple[str, str, int, str]]]:

@@ -232,3 +232,20 @@ def test_the_configured_response_policy_reaches_waiting_and_running_work(
         "[gridaware] response_policy is not valid, the defaults apply: "
         "simple_min_level.flexible: 7 is not 1-3 (or 4 = never)"
     ) == 1
+
+
+def test_the_spans_a_plan_was_made_around_are_freed_by_a_cancellation_or_a_shorter_event_only():
+    from airflow_provider_gridaware.planning.event_constraints import frees_slots, spans_in
+
+    called = GridEventSnapshot([shed_event()])
+    around = spans_in(called, ("DE", "GB"))
+    assert set(around) == {"DE"} and around["DE"]  # only the zones with a span
+    assert spans_in(None, ("DE",)) == {}
+    start, end = around["DE"][0][0], around["DE"][-1][1]
+    assert not frees_slots(around, called, ("DE",), after_s=start)  # unchanged
+    assert not frees_slots(around, GridEventSnapshot([shed_event(), shed_event(event_id="e2")]), ("DE",), after_s=start)
+    assert frees_slots(around, GridEventSnapshot([shed_event(status=EventStatus.CANCELLED)]), ("DE",), after_s=start)
+    assert frees_slots(around, GridEventSnapshot([shed_event(levels=(2,))]), ("DE",), after_s=start)  # shortened
+    assert frees_slots(around, None, ("DE",), after_s=start)  # the store not read any more: nothing known blocked
+    assert not frees_slots(around, GridEventSnapshot([]), ("DE",), after_s=end)  # over: nothing ahead is freed
+    assert not frees_slots(around, GridEventSnapshot([]), ("GB",), after_s=start)  # another zone's plan

@@ -133,11 +133,13 @@ def wait_through_event(
     speed: float = 3600.0,
     already: tuple[GridEvent, ...] = (),
     second_dip: float | None = None,
+    request: dict | None = None,
 ) -> tuple[list[datetime], dict]:
     """A trigger planning a one-hour job for the dip at T0+2h (``dip_length`` at 40 g, flat 300 g elsewhere,
     and ``second_dip`` g over T0+6h..T0+7h if given; re-planning only every 6 h) on a scaled clock from T0
     (``speed`` simulated seconds per wall second). ``already`` are stored before it starts; each of ``events``
-    once it has made one more decision. Returns the times it decided at and its release payload."""
+    once it has made one more decision; ``request`` adds to the trigger's request. Returns the times it decided
+    at and its release payload."""
     clock = ScaledClock(sim_epoch_s=T0.timestamp(), wall_epoch_s=time.time(), speed=speed)
     monkeypatch.setattr(grid_window, "current_clock", lambda: clock)
 
@@ -180,13 +182,14 @@ def wait_through_event(
             now=clock.now,
             poll_interval_s=0.02,
         )
-        request = GridWindowRequest(
+        trigger_request = GridWindowRequest(
             job=job.to_dict(),
             sources=[SignalSource(conn_id="c", zone="GB")],
             use_history=False,
             refresh_seconds=6 * 3600,
+            **(request or {}),
         )
-        waiting = asyncio.ensure_future(anext(GridWindowTrigger(request).run()))
+        waiting = asyncio.ensure_future(anext(GridWindowTrigger(trigger_request).run()))
         for event in events:
             next_decision = asyncio.ensure_future(decided.get())
             await asyncio.wait({next_decision, waiting}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
@@ -278,3 +281,25 @@ def test_a_cancelled_event_that_blocked_a_better_window_from_the_start_is_re_pla
     )
     assert len(decided_at) >= 2, decided_at
     assert payload["plan"]["chunks"][0]["start"].startswith(DIP_START.strftime("%Y-%m-%dT%H:%M")), payload["reason"]
+
+
+def test_a_window_the_worker_planned_around_an_event_that_is_over_is_not_held_by_hysteresis(
+    tmp_path, monkeypatch
+) -> None:
+    """The worker's first plan (before deferring) moved to the dip's second hour because an event blocked the
+    first; by the trigger's first decision the event is gone. The trigger does not hold on to that window:
+    it was the best only around the event. It takes the first hour."""
+    around = [(int((T0 + 1.5 * HOUR).timestamp()), int((DIP_START + HOUR).timestamp()))]
+    request = {
+        "previous_zone": "GB",
+        "previous_start": (DIP_START + HOUR).isoformat(),
+        "planned_around": {"GB": around},
+    }
+    _, payload = wait_through_event(tmp_path, monkeypatch, dip_length=2 * HOUR, speed=1800, request=request)
+    assert payload["plan"]["chunks"][0]["start"].startswith(DIP_START.strftime("%Y-%m-%dT%H:%M")), payload["reason"]
+    # Without the spans it planned around, the same committed window is kept (hysteresis: the hours are equal).
+    del request["planned_around"]
+    _, payload = wait_through_event(tmp_path / "kept", monkeypatch, dip_length=2 * HOUR, speed=1800, request=request)
+    assert payload["plan"]["chunks"][0]["start"].startswith((DIP_START + HOUR).strftime("%Y-%m-%dT%H:%M")), payload[
+        "reason"
+    ]
