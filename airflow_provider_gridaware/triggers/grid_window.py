@@ -302,8 +302,8 @@ class GridWindowTrigger(BaseTrigger):
                         self._planned_around, snapshot, interest.zones, after_s=clock.now().timestamp()
                     ):
                         # Neither blocks its window nor frees a slot it planned around: no re-plan (thousands
-                        # of waiting tasks may share a zone).
-                        self._planned_around = spans_in(snapshot, interest.zones)
+                        # of waiting tasks may share a zone). What it planned around stays what it decided on:
+                        # a later event it happens to miss is not one it planned around.
                         continue
                     self.log.info("grid events changed for %s: deciding again", ", ".join(sorted(interest.zones)))
                     await watcher.replan_turn()

@@ -134,11 +134,13 @@ def wait_through_event(
     already: tuple[GridEvent, ...] = (),
     second_dip: float | None = None,
     request: dict | None = None,
+    after_decisions: bool = True,
 ) -> tuple[list[datetime], dict]:
     """A trigger planning a one-hour job for the dip at T0+2h (``dip_length`` at 40 g, flat 300 g elsewhere,
     and ``second_dip`` g over T0+6h..T0+7h if given; re-planning only every 6 h) on a scaled clock from T0
     (``speed`` simulated seconds per wall second). ``already`` are stored before it starts; each of ``events``
-    once it has made one more decision; ``request`` adds to the trigger's request. Returns the times it decided
+    once it has made one more decision (``after_decisions=False``: the first once it has decided, the others
+    0.2 wall seconds apart); ``request`` adds to the trigger's request. Returns the times it decided
     at and its release payload."""
     clock = ScaledClock(sim_epoch_s=T0.timestamp(), wall_epoch_s=time.time(), speed=speed)
     monkeypatch.setattr(grid_window, "current_clock", lambda: clock)
@@ -190,7 +192,11 @@ def wait_through_event(
             **(request or {}),
         )
         waiting = asyncio.ensure_future(anext(GridWindowTrigger(trigger_request).run()))
-        for event in events:
+        for index, event in enumerate(events):
+            if index and not after_decisions:
+                await asyncio.sleep(0.2)
+                await asyncio.to_thread(store.record, event)
+                continue
             next_decision = asyncio.ensure_future(decided.get())
             await asyncio.wait({next_decision, waiting}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
             if waiting.done():
@@ -219,8 +225,10 @@ def test_a_waiting_trigger_learns_of_a_called_event_and_does_not_start_inside_it
 
 
 def test_an_event_that_leaves_the_planned_window_alone_does_not_re_plan(tmp_path, monkeypatch) -> None:
+    """Neither the event nor its cancellation: the plan was not made around it."""
     event = zone_event("GB", signals=(simple_signal(start=T0 + 5 * HOUR, levels=(2,)),))
-    decided_at, payload = wait_through_event(tmp_path, monkeypatch, event)
+    cancelled = event.model_copy(update={"modification_number": 1, "status": EventStatus.CANCELLED})
+    decided_at, payload = wait_through_event(tmp_path, monkeypatch, event, cancelled, after_decisions=False)
     assert len(decided_at) == 2 and decided_at[1] >= DIP_START, decided_at  # the first decision, then the release
     assert payload["plan"]["chunks"][0]["start"].startswith(DIP_START.strftime("%Y-%m-%dT%H:%M"))
 
