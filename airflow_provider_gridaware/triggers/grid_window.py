@@ -214,7 +214,7 @@ class GridWindowTrigger(BaseTrigger):
         self._displaced: Window | None = None
         # The called events' spans in the job's zones that the committed window was planned around.
         self._planned_around: dict[str, tuple[tuple[int, int], ...]] = {
-            zone: tuple((int(s), int(e)) for s, e in spans) for zone, spans in (validated.planned_around or {}).items()
+            zone: tuple(spans) for zone, spans in (validated.planned_around or {}).items()
         }
         if validated.previous_zone and validated.previous_start:
             self._previous = Window(
@@ -298,7 +298,7 @@ class GridWindowTrigger(BaseTrigger):
                 step = min(remaining, MAX_SLEEP_STEP_S / clock.wall_seconds(1.0))
                 if await watcher.sleep_or_change(interest, clock, step):
                     snapshot = watcher.snapshot
-                    if self._window_clear_of(self._previous, snapshot, interest) and not frees_slots(
+                    if self._window_clear_of(snapshot, interest) and not frees_slots(
                         self._planned_around, snapshot, interest.zones, after_s=clock.now().timestamp()
                     ):
                         # Neither blocks its window nor frees a slot it planned around: no re-plan (thousands
@@ -318,17 +318,15 @@ class GridWindowTrigger(BaseTrigger):
         )
         return _INTERESTS.setdefault(interest, interest)
 
-    def _window_clear_of(
-        self, window: Window | None, snapshot: GridEventSnapshot | None, interest: EventInterest
-    ) -> bool:
-        """Whether the plan committed to ``window`` stands against ``snapshot``: no called event blocks it.
+    def _window_clear_of(self, snapshot: GridEventSnapshot | None, interest: EventInterest) -> bool:
+        """Whether the committed window stands against ``snapshot``: no called event blocks it.
 
         Blocking slots only removes options, so a plan none of whose slots is blocked stays the best one while
         no slot it planned around is freed (:func:`frees_slots`). Price changes always re-plan.
         """
-        if snapshot is None or window is None or interest.prices:
+        if snapshot is None or self._previous is None or interest.prices:
             return False
-        return not self._blocked(window, snapshot)
+        return not self._blocked(self._previous, snapshot)
 
     def _blocked(self, window: Window, snapshot: GridEventSnapshot | None) -> bool:
         """Whether a called event of ``snapshot`` overlaps the job's run from ``window``."""
