@@ -176,6 +176,9 @@ class ForecastCalibration:
     :param source: the provider (for the reason text).
     :param zone: the zone.
     :param unit: the values' unit (for the reason text), e.g. ``gCO2eq/kWh``.
+    :param provider_mse: ``(B,)`` mean squared error of the corrected provider, per band of its lead (NaN = unknown).
+    :param own_mse: ``(B,)`` the own forecaster's, per band of *its* lead (issued at the vintages' issue times).
+    :param error_correlation: ``(B,)`` correlation of the two errors on the same targets (about zero).
     """
 
     bias: FloatArray
@@ -187,6 +190,9 @@ class ForecastCalibration:
     source: str = "provider"
     zone: str = ""
     unit: str = ""
+    provider_mse: FloatArray | None = None
+    own_mse: FloatArray | None = None
+    error_correlation: FloatArray | None = None
 
     @classmethod
     def identity(
@@ -233,22 +239,69 @@ class ForecastCalibration:
         """
         return self._at(self.bias, lead_s)
 
-    def weight_at(self, lead_s: npt.ArrayLike) -> FloatArray:
+    def weight_at(self, lead_s: npt.ArrayLike, own_lead_s: npt.ArrayLike | None = None) -> FloatArray:
         """The provider's share of the blend at each lead.
 
-        :param lead_s: leads in seconds.
-        """
-        return self._at(self.provider_weight, lead_s)
+        Without ``own_lead_s`` both forecasts are taken as issued together (the weight learnt per band). With
+        it, each is weighed by its skill at its own lead: a vintage issued hours ago is blended with an own
+        forecast issued now, whose first hours are far better than the same forecast issued with the vintage.
+        The learnt weight moves by the change in the inverse-MSE share; at equal leads it is unchanged.
 
-    def error_at(self, lead_s: npt.ArrayLike) -> FloatArray:
+        :param lead_s: leads in seconds from the vintage's issue.
+        :param own_lead_s: leads in seconds from the own forecast's issue (the decision time), or ``None``.
+        """
+        learnt = self._at(self.provider_weight, lead_s)
+        matched = self._matched(lead_s, own_lead_s)
+        if matched is None:
+            return learnt
+        weight, _, _, _ = matched
+        return weight
+
+    def _matched(
+        self, lead_s: npt.ArrayLike, own_lead_s: npt.ArrayLike | None
+    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray] | None:
+        """Lead-matched weight, and the provider's, the own forecast's (at its lead) and the same-lead own MSE."""
+        if own_lead_s is None or self.provider_mse is None or self.own_mse is None:
+            return None
+        learnt = self._at(self.provider_weight, lead_s)
+        mse_p = self._at(self.provider_mse, lead_s)
+        mse_same = self._at(self.own_mse, lead_s)
+        mse_now = self._at(self.own_mse, np.maximum(np.asarray(own_lead_s, np.float64), 0.0))
+        days = np.where(self.samples > 0, self.evidence_days, np.nan)
+        shrink = self._at(days / (days + self.settings.shrink_days), lead_s)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            shift = shrink * (mse_now / (mse_p + mse_now) - mse_same / (mse_p + mse_same))
+        weight: FloatArray = np.where(np.isfinite(shift), np.clip(learnt + shift, 0.0, 1.0), learnt)
+        return weight, mse_p, mse_now, mse_same
+
+    def error_at(self, lead_s: npt.ArrayLike, own_lead_s: npt.ArrayLike | None = None) -> FloatArray:
         """Expected absolute error of :meth:`apply` at each lead (NaN when there is no history).
 
-        :param lead_s: leads in seconds.
+        With ``own_lead_s`` the error learnt at the vintage's lead is scaled by how much the lead-matched blend
+        (:meth:`weight_at`) changes the blend's squared error, from both forecasts' errors and their
+        correlation; at equal leads it is unchanged.
+
+        :param lead_s: leads in seconds from the vintage's issue.
+        :param own_lead_s: leads in seconds from the own forecast's issue, or ``None``.
         """
-        return self._at(self.error, lead_s)
+        learnt = self._at(self.error, lead_s)
+        matched = self._matched(lead_s, own_lead_s)
+        if matched is None or self.error_correlation is None:
+            return learnt
+        weight, mse_p, mse_now, mse_same = matched
+        rho = self._at(self.error_correlation, lead_s)
+        same = _blend_mse(self._at(self.provider_weight, lead_s), mse_p, mse_same, rho)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            scale = np.sqrt(_blend_mse(weight, mse_p, mse_now, rho) / same)
+        scaled: FloatArray = np.where(np.isfinite(scale), learnt * scale, learnt)
+        return scaled
 
     def apply(
-        self, lead_s: npt.ArrayLike, provider: npt.ArrayLike, own: npt.ArrayLike | None = None
+        self,
+        lead_s: npt.ArrayLike,
+        provider: npt.ArrayLike,
+        own: npt.ArrayLike | None = None,
+        own_lead_s: npt.ArrayLike | None = None,
     ) -> tuple[FloatArray, FloatArray]:
         """The corrected, blended outlook and its expected absolute error per target.
 
@@ -258,14 +311,15 @@ class ForecastCalibration:
         :param lead_s: each target's lead from the vintage's issue time (seconds).
         :param provider: the provider's values.
         :param own: the own forecaster's values for the same targets, or ``None``.
+        :param own_lead_s: each target's lead from the own forecast's issue (see :meth:`weight_at`).
         """
         p = np.asarray(provider, np.float64)
         corrected = p - self.bias_at(lead_s)
         if own is not None:
             o = np.asarray(own, np.float64)
-            weight = self.weight_at(lead_s)
+            weight = self.weight_at(lead_s, own_lead_s)
             corrected = np.where(np.isfinite(o), weight * corrected + (1 - weight) * o, corrected)
-        spread = np.where(np.isfinite(p), self.error_at(lead_s), np.nan)
+        spread = np.where(np.isfinite(p), self.error_at(lead_s, own_lead_s), np.nan)
         return corrected, spread
 
     def reason(self, lead_h: float = 12.0) -> str:
@@ -332,6 +386,9 @@ def calibrate(
     error = np.full(bands, np.nan)
     evidence = np.zeros(bands)
     count = np.zeros(bands, np.int64)
+    mse_provider = np.full(bands, np.nan)
+    mse_own = np.full(bands, np.nan)
+    correlation = np.full(bands, np.nan)
     for b in range(bands):
         mask = band == b
         if not mask.any():
@@ -347,6 +404,9 @@ def calibrate(
         if paired.any():
             mse_p = float(np.mean(corrected[paired] ** 2))
             mse_o = float(np.mean(e_o[paired] ** 2))
+            mse_provider[b], mse_own[b] = mse_p, mse_o
+            if mse_p > 0 and mse_o > 0:
+                correlation[b] = float(np.mean(corrected[paired] * e_o[paired])) / np.sqrt(mse_p * mse_o)
             # Inverse-MSE weights on the same targets; shrunk towards the provider alone with little evidence.
             raw = mse_o / (mse_p + mse_o) if mse_p + mse_o > 0 else 1.0
             weight[b] = shrink * raw + (1 - shrink)
@@ -358,7 +418,27 @@ def calibrate(
     empty = count == 0
     bias[empty] = np.nan
     weight[empty] = np.nan
-    return ForecastCalibration(bias, weight, error, evidence, count, settings, source, zone, unit)
+    return ForecastCalibration(
+        bias,
+        weight,
+        error,
+        evidence,
+        count,
+        settings,
+        source,
+        zone,
+        unit,
+        provider_mse=mse_provider,
+        own_mse=mse_own,
+        error_correlation=correlation,
+    )
+
+
+def _blend_mse(weight: FloatArray, mse_p: FloatArray, mse_o: FloatArray, rho: FloatArray) -> FloatArray:
+    """Mean squared error of ``w x provider + (1 - w) x own`` from each one's and their correlation."""
+    cross = 2 * weight * (1 - weight) * rho * np.sqrt(mse_p * mse_o)
+    result: FloatArray = weight**2 * mse_p + (1 - weight) ** 2 * mse_o + cross
+    return result
 
 
 def samples_from_series(

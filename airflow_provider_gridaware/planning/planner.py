@@ -287,8 +287,8 @@ def _zone_row(
     if calibration is not None and forecast is not None and len(forecast):
         if calibration.has_history:
             issued_s = to_seconds(forecast.issued_at) if forecast.issued_at is not None else now_s
-            lead_s = origin_s + step_s * np.arange(slots) + step_s // 2 - issued_s
-            values, calibrated_spread = calibration.apply(lead_s, values, predicted)
+            centres_s = origin_s + step_s * np.arange(slots) + step_s // 2
+            values, calibrated_spread = calibration.apply(centres_s - issued_s, values, predicted, centres_s - now_s)
         notes.append(calibration.reason())
     missing = ~np.isfinite(values)
     if predicted is not None and missing.any():

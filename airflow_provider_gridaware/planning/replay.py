@@ -328,7 +328,10 @@ class Replay:
         if calibrated is not None:
             # Where the calibrated provider forecast is used, its measured error replaces the own residuals.
             calibration, lead_s, provider = calibrated
-            provider_spread = calibration.error_at(lead_s)
+            step = self.config.step_s
+            own_lead_s = self.slot_start(c) + step * np.arange(width) + step // 2 - t_s
+            own = None if self.config.forecaster == "none" else own_lead_s.astype(np.float64)
+            provider_spread = calibration.error_at(lead_s, own)
             np.copyto(spread, provider_spread, where=np.isfinite(provider) & np.isfinite(provider_spread))
         return spread
 
@@ -423,7 +426,9 @@ class Replay:
         else:
             calibration, lead_s, provider = calibrated
             own = self._own_forecast(track, t_s, c, width) if self.config.forecaster != "none" else None
-            out, _ = calibration.apply(lead_s, provider, own)
+            step = self.config.step_s
+            own_lead_s = self.slot_start(c) + step * np.arange(width) + step // 2 - t_s
+            out, _ = calibration.apply(lead_s, provider, own, own_lead_s.astype(np.float64))
         end = min(c + width, self.slots)
         if track.day_ahead:
             day = (t_s - t_s % DAY_S) + DAY_S

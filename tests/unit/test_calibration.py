@@ -44,6 +44,7 @@ def synthetic_samples(
     days: int,
     provider_noise: float = 5.0,
     own_noise: float | None = None,
+    own_noise_per_hour: float = 0.0,
     first_day: int = 0,
     seed: int = 1,
 ) -> tuple[ForecastSamples, np.ndarray]:
@@ -59,7 +60,8 @@ def synthetic_samples(
         lead = starts + STEP // 2 - issued
         truth = actual[slots]
         provider = truth + BAND_BIAS[calibration_settings.band_of(lead)] + rng.normal(0, provider_noise, slots.size)
-        own = np.full(slots.size, np.nan) if own_noise is None else truth + rng.normal(0, own_noise, slots.size)
+        own_sd = None if own_noise is None else own_noise + own_noise_per_hour * lead / H
+        own = np.full(slots.size, np.nan) if own_sd is None else truth + rng.normal(0, 1, slots.size) * own_sd
         parts.append(
             ForecastSamples(np.full(slots.size, issued, np.int64), starts, starts + STEP, provider, truth, own)
         )
@@ -110,6 +112,23 @@ def test_blend_weights_favour_the_better_source():
     assert np.all(for_own.error < 20) and np.all(for_provider.error < 20)
     reason = for_own.reason(12)
     assert "ran low" in reason and "own at 12 h" in reason
+
+
+def test_a_stale_vintage_is_blended_with_a_fresh_own_forecast_by_each_ones_skill_at_its_own_lead():
+    # The own forecaster is good a little ahead and poor far ahead; the provider is equally good at every lead.
+    samples, _ = synthetic_samples(days=14, provider_noise=10.0, own_noise=2.0, own_noise_per_hour=2.0)
+    calibration = calibrate(samples, T0 + 17 * DAY)
+    lead = np.array([9.0 * H])
+    learnt = calibration.weight_at(lead)
+    assert learnt[0] > 0.6  # issued together, the provider wins at 9 h
+    # The vintage was issued 8.5 h ago; the own forecast now is only 0.5 h ahead of the same target.
+    fresh = calibration.weight_at(lead, lead - 8.5 * H)
+    assert fresh[0] < 0.3
+    np.testing.assert_array_equal(calibration.weight_at(lead, lead), learnt)  # equal leads: unchanged
+    assert calibration.error_at(lead, lead - 8.5 * H)[0] < 0.7 * calibration.error_at(lead)[0]
+    np.testing.assert_array_equal(calibration.error_at(lead, lead), calibration.error_at(lead))
+    blended, _ = calibration.apply(lead, np.array([300.0]), np.array([200.0]), lead - 8.5 * H)
+    assert 200.0 < blended[0] < 200.0 + 0.3 * (300.0 - 200.0 - float(calibration.bias_at(lead)[0])) + 1
 
 
 def test_no_history_uses_the_provider_as_is():
