@@ -412,6 +412,23 @@ class GridWindowMixin:
         operator.defer(trigger=GridWindowTrigger(request), method_name=method_name)
         return None  # not reached: defer() raises
 
+    def log_window_open(self, event: Mapping[str, Any], zone: str) -> None:
+        """Log the released decision on the worker, with how long and over how many decisions it waited.
+
+        The trigger logs each decision to this try's trigger log, but Airflow 3.3's triggerer opens that file
+        anew (truncating it) for the next trigger of the same try on the same triggerer: a dispatch operator's
+        completion watch replaces the window trigger's lines. So what the wait came to is said here too.
+        """
+        log = cast("BaseOperator", self).log
+        plan = event.get("plan") or {}
+        decisions = event.get("replans")
+        how = f" ({decisions} decision{'s' if decisions != 1 else ''} in the triggerer)" if decisions else ""
+        log.info("grid window open in zone %s%s: %s", zone, how, event.get("reason") or plan.get("reason"))
+        if event.get("plan") and event.get("reason") and plan.get("reason"):
+            log.info("released plan: %s", plan["reason"])
+        for problem in event.get("problems") or ():
+            log.warning("while waiting: %s", problem)
+
     def window_args(self) -> GridWindowArgs:
         earliest_start = self.earliest_start
         # A templated earliest_start fed by an optional param renders empty: that means "no constraint".

@@ -263,7 +263,7 @@ class GridAwareBatchOperator(GridWindowMixin, BaseOperator):
         if not event or "plan" not in event:
             raise BatchDispatchError(f"grid window trigger returned an unexpected event: {event!r}")
         queue = self.queue_for_zone(event["plan"]["zone"])
-        self.log.info("grid window open in zone %s: %s", queue.zone, event["plan"].get("reason"))
+        self.log_window_open(event, queue.zone)
         previous = self._load(context) or {}
         attempt = int(previous.get("attempt", 0)) + 1
         job_id = self.submit(context, queue, attempt)

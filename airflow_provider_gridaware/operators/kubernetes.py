@@ -468,7 +468,7 @@ class GridAwareKubernetesJobOperator(GridWindowMixin, KubernetesJobOperator):
         if not event or "plan" not in event:
             raise KubernetesDispatchError(f"grid window trigger returned an unexpected event: {event!r}")
         zone = event["plan"]["zone"]
-        self.log.info("grid window open: %s", event["plan"].get("reason"))
+        self.log_window_open(event, zone)
         found = self._find_existing(context)
         if found is None:
             raise KubernetesDispatchError(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
 import uuid
 from collections.abc import Iterator
@@ -224,6 +225,8 @@ def test_example_trains_on_kubernetes_in_the_cleanest_window(kube_training: Kube
     log = stack.task_log(DAG_ID, run_id, TASK_ID)
     for line in ("suspended, waiting for its grid window", "grid window open", "unsuspended Job", "completed"):
         assert line in log, f"{line!r} not in the task log{why}"
+    # The wait as released, on the worker: the completion watch's trigger log replaces the window trigger's.
+    assert re.search(r"grid window open in zone FR \(\d+ decisions? in the triggerer\): released after", log), why
     # The report task read the ledger record.
     assert "trained in FR" in str(stack.xcom(DAG_ID, run_id, "report")), why
     # The carbon ledger holds exactly this run's try, written by the operator's end path, over the Job's own times.
