@@ -6,7 +6,8 @@ module learns, per lead band, how a provider's past vintages compared with the a
 uses that to
 
 1. correct the provider forecast by its recent (robust, shrunk) bias;
-2. blend it with the own forecaster by recent skill (inverse mean squared error, per lead);
+2. blend it with the own forecaster by recent skill (inverse mean squared error, each forecast at its own lead:
+   a vintage issued hours ago against an own forecast issued at the decision);
 3. state the blended outlook's expected absolute error per lead: the ``spread`` the optimism credit uses.
 
 Only what was known at the decision time ``now`` is read: vintages issued by ``now`` and actuals whose
@@ -178,7 +179,7 @@ class ForecastCalibration:
     :param unit: the values' unit (for the reason text), e.g. ``gCO2eq/kWh``.
     :param provider_mse: ``(B,)`` mean squared error of the corrected provider, per band of its lead (NaN = unknown).
     :param own_mse: ``(B,)`` the own forecaster's, per band of *its* lead (issued at the vintages' issue times).
-    :param error_correlation: ``(B,)`` correlation of the two errors on the same targets (about zero).
+    :param error_correlation: ``(B,)`` correlation of the two errors on the same targets.
     """
 
     bias: FloatArray
@@ -250,10 +251,9 @@ class ForecastCalibration:
         :param lead_s: leads in seconds from the vintage's issue.
         :param own_lead_s: leads in seconds from the own forecast's issue (the decision time), or ``None``.
         """
-        learnt = self._at(self.provider_weight, lead_s)
         matched = self._matched(lead_s, own_lead_s)
         if matched is None:
-            return learnt
+            return self._at(self.provider_weight, lead_s)
         weight, _, _, _ = matched
         return weight
 
