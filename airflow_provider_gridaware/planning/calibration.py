@@ -315,11 +315,15 @@ class ForecastCalibration:
         """
         p = np.asarray(provider, np.float64)
         corrected = p - self.bias_at(lead_s)
+        error = self.error_at(lead_s)
         if own is not None:
             o = np.asarray(own, np.float64)
             weight = self.weight_at(lead_s, own_lead_s)
             corrected = np.where(np.isfinite(o), weight * corrected + (1 - weight) * o, corrected)
-        spread = np.where(np.isfinite(p), self.error_at(lead_s, own_lead_s), np.nan)
+            if own_lead_s is not None:
+                # Only where there is an own forecast to blend with is the error the lead-matched blend's.
+                error = np.where(np.isfinite(o), self.error_at(lead_s, own_lead_s), error)
+        spread = np.where(np.isfinite(p), error, np.nan)
         return corrected, spread
 
     def reason(self, lead_h: float = 12.0) -> str:

@@ -129,6 +129,12 @@ def test_a_stale_vintage_is_blended_with_a_fresh_own_forecast_by_each_ones_skill
     np.testing.assert_array_equal(calibration.error_at(lead, lead), calibration.error_at(lead))
     blended, _ = calibration.apply(lead, np.array([300.0]), np.array([200.0]), lead - 8.5 * H)
     assert 200.0 < blended[0] < 200.0 + 0.3 * (300.0 - 200.0 - float(calibration.bias_at(lead)[0])) + 1
+    # Where there is no own forecast to blend with, the error stays the one learnt at the vintage's lead.
+    leads = np.array([9.0 * H, 9.0 * H])
+    _, spread = calibration.apply(leads, np.array([300.0, 300.0]), np.array([200.0, np.nan]), leads - 8.5 * H)
+    assert spread[0] < spread[1] == calibration.error_at(lead)[0]
+    _, alone = calibration.apply(lead, np.array([300.0]), None, lead - 8.5 * H)
+    np.testing.assert_array_equal(alone, calibration.error_at(lead))
 
 
 def test_no_history_uses_the_provider_as_is():
