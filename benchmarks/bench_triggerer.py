@@ -108,7 +108,8 @@ async def measure(mode: str, n: int, refresh: float, seconds: float, heap: bool)
     gc.collect()
     rss = rss_bytes()
     traced = tracemalloc.get_traced_memory()[0] if heap else 0
-    replanning = sum(getattr(g.ag_await, "__name__", "sleep") != "sleep" for g in gens)
+    # Asleep: in asyncio.sleep (DateTimeTrigger) or waiting on the grid-event watcher between decisions.
+    replanning = sum(getattr(g.ag_await, "__name__", "sleep") not in ("sleep", "sleep_or_change") for g in gens)
     alive = sum(not task.done() for task in tasks)
     for task in [*tasks, *warm_tasks]:
         task.cancel()

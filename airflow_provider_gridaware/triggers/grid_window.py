@@ -509,6 +509,11 @@ class GridWindowTrigger(BaseTrigger):
         return TriggerEvent(payload)
 
 
+# One logger for every waiting trigger (LoggingMixin would make one per instance, about 1 KB each once it has
+# logged a decision). The triggerer routes a line to its task's log by the trigger's context, not the logger.
+GridWindowTrigger.logger()
+
+
 def _compact(counterfactual: Counterfactual) -> _Compact:
     # Plain floats: numpy scalars from the planner are larger and not JSON-native.
     signals = tuple((unit, float(value)) for unit, value in counterfactual.signals.items())

@@ -141,6 +141,14 @@ def test_serialize_round_trip():
     assert again.request == trigger.request and again.job == trigger.job
 
 
+def test_every_waiting_trigger_logs_through_one_logger():
+    # Per instance, Airflow's LoggingMixin keeps a logger of its own: about 1.2 KB per trigger once it has
+    # logged a decision, which thousands of waiting tasks would pay. The task's log is chosen by context.
+    first, second = make_trigger(make_job(job_id="d/r/a")), make_trigger(make_job(job_id="d/r/b"))
+    assert first.log is second.log is GridWindowTrigger.logger()
+    assert "_log" not in vars(first) and "_log" not in vars(second)
+
+
 def test_replans_each_refresh_and_releases_at_the_planned_start(clock, monkeypatch):
     job = make_job(job_id="d/r/t")
     target = T0 + timedelta(hours=3)
