@@ -424,7 +424,7 @@ class GridWindowMixin:
         decisions = event.get("replans")
         how = f" ({decisions} decision{'s' if decisions != 1 else ''} in the triggerer)" if decisions else ""
         log.info("grid window open in zone %s%s: %s", zone, how, event.get("reason") or plan.get("reason"))
-        if event.get("plan") and event.get("reason") and plan.get("reason"):
+        if event.get("reason") and plan.get("reason"):
             log.info("released plan: %s", plan["reason"])
         for problem in event.get("problems") or ():
             log.warning("while waiting: %s", problem)

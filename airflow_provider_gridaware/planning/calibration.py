@@ -315,16 +315,32 @@ class ForecastCalibration:
         """
         p = np.asarray(provider, np.float64)
         corrected = p - self.bias_at(lead_s)
-        error = self.error_at(lead_s)
         if own is not None:
             o = np.asarray(own, np.float64)
             weight = self.weight_at(lead_s, own_lead_s)
             corrected = np.where(np.isfinite(o), weight * corrected + (1 - weight) * o, corrected)
-            if own_lead_s is not None:
-                # Only where there is an own forecast to blend with is the error the lead-matched blend's.
-                error = np.where(np.isfinite(o), self.error_at(lead_s, own_lead_s), error)
-        spread = np.where(np.isfinite(p), error, np.nan)
-        return corrected, spread
+        return corrected, self.spread(lead_s, p, own, own_lead_s)
+
+    def spread(
+        self,
+        lead_s: npt.ArrayLike,
+        provider: npt.ArrayLike,
+        own: npt.ArrayLike | None = None,
+        own_lead_s: npt.ArrayLike | None = None,
+    ) -> FloatArray:
+        """The expected absolute error of :meth:`apply`'s outlook alone (same arguments), NaN where the provider is.
+
+        :param lead_s: each target's lead from the vintage's issue time (seconds).
+        :param provider: the provider's values.
+        :param own: the own forecaster's values for the same targets, or ``None``.
+        :param own_lead_s: each target's lead from the own forecast's issue.
+        """
+        error = self.error_at(lead_s)
+        if own is not None and own_lead_s is not None:
+            # Only where there is an own forecast to blend with is the error the lead-matched blend's.
+            error = np.where(np.isfinite(np.asarray(own, np.float64)), self.error_at(lead_s, own_lead_s), error)
+        result: FloatArray = np.where(np.isfinite(np.asarray(provider, np.float64)), error, np.nan)
+        return result
 
     def reason(self, lead_h: float = 12.0) -> str:
         """The calibration in plain words, for a decision's reason.

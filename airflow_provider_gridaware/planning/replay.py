@@ -328,7 +328,7 @@ class Replay:
         if calibrated is not None:
             # Where the calibrated provider forecast is used, its measured error replaces the own residuals.
             calibration, lead_s, provider = calibrated
-            _, provider_spread = self._calibrated(track, calibration, lead_s, provider, t_s, c, width)
+            provider_spread = calibration.spread(lead_s, provider, *self._blend_inputs(track, t_s, c, width))
             np.copyto(spread, provider_spread, where=np.isfinite(provider) & np.isfinite(provider_spread))
         return spread
 
@@ -422,7 +422,7 @@ class Replay:
             out = self._vintage_values(track, t_s, c, width)
         else:
             calibration, lead_s, provider = calibrated
-            out, _ = self._calibrated(track, calibration, lead_s, provider, t_s, c, width)
+            out, _ = calibration.apply(lead_s, provider, *self._blend_inputs(track, t_s, c, width))
         end = min(c + width, self.slots)
         if track.day_ahead:
             day = (t_s - t_s % DAY_S) + DAY_S
@@ -436,23 +436,13 @@ class Replay:
             np.copyto(out, forecast, where=np.isnan(out))
         return out
 
-    def _calibrated(
-        self,
-        track: _Track,
-        calibration: ForecastCalibration,
-        lead_s: FloatArray,
-        provider: FloatArray,
-        t_s: int,
-        c: int,
-        width: int,
-    ) -> tuple[FloatArray, FloatArray]:
-        """The vintage corrected and blended with the own forecast issued at ``t_s``, and its expected error."""
+    def _blend_inputs(self, track: _Track, t_s: int, c: int, width: int) -> tuple[FloatArray | None, FloatArray | None]:
+        """The own forecast issued at ``t_s`` a vintage is blended with, and each slot's lead from ``t_s``."""
         if self.config.forecaster == "none":
-            return calibration.apply(lead_s, provider)
-        own = self._own_forecast(track, t_s, c, width)
+            return None, None
         step = self.config.step_s
         own_lead_s = (self.slot_start(c) + step * np.arange(width) + step // 2 - t_s).astype(np.float64)
-        return calibration.apply(lead_s, provider, own, own_lead_s)
+        return self._own_forecast(track, t_s, c, width), own_lead_s
 
     def _vintage_values(self, track: _Track, t_s: int, c: int, width: int) -> FloatArray:
         """The newest vintage issued by ``t_s`` as published, on slots ``c .. c + width`` (NaN = not covered)."""
