@@ -23,7 +23,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse, Response
 
 from airflow_provider_gridaware.ledger.slo import SLOS_KEY, SustainabilitySlo, evaluate, parse_slos
-from airflow_provider_gridaware.times import UTC
+from airflow_provider_gridaware.times import current_clock
 from airflow_provider_gridaware.ui.page import SAVINGS_PERIOD, grid_page, hold_target_dag, is_recent, savings_json
 from airflow_provider_gridaware.ui.reports import ReportShelf, checked_file_name
 
@@ -52,7 +52,8 @@ _STATIC = {
 
 
 def _utcnow() -> datetime:
-    return datetime.now(UTC)
+    """Now on the clock the grid-aware tasks decide on (``GRIDAWARE_CLOCK`` in the demo and tests)."""
+    return current_clock().now()
 
 
 def _no_report_location() -> ReportShelf:

@@ -37,3 +37,20 @@ def test_the_run_start_airflow_recorded_is_read_on_the_current_clock(monkeypatch
     assert run_start_from_context(context) == WALL + timedelta(seconds=10)
     monkeypatch.setenv(CLOCK_ENV, ScaledClock(SIM.timestamp(), WALL.timestamp(), 1.0).spec())
     assert run_start_from_context(context) == SIM + timedelta(seconds=10)
+
+
+def test_a_source_asked_for_the_forecast_from_now_asks_from_the_current_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The planner decides at the clock's "now": a forecast fetched from the wall clock's would start hours
+    # away from it on accelerated time (issued at the wrong time, its leads and the archive's with it).
+    from airflow_provider_gridaware.signals import SignalKind
+    from airflow_provider_gridaware.sources import ukci
+    from airflow_provider_gridaware.sources.flow import SignalQuery
+    from airflow_provider_gridaware.sources.settings import SourceSettings
+
+    sim = datetime(2023, 6, 1, 12, 10, tzinfo=UTC)
+    monkeypatch.setenv(CLOCK_ENV, ScaledClock(sim.timestamp(), datetime.now(UTC).timestamp(), 1.0).spec())
+    flow = ukci.signal_flow(
+        SourceSettings("ukci_unit", "https://ukci.example"), SignalQuery("GB", SignalKind.CARBON_INTENSITY, True)
+    )
+    request = next(flow)
+    assert "/intensity/2023-06-01T12:1" in request.url, request.url
