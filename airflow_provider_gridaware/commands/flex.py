@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,9 +39,9 @@ def add_parser(subparsers: Any) -> None:
 
 def run_flex(args: argparse.Namespace) -> int:
     from airflow_provider_gridaware.planning.flexibility import flexibility
-    from airflow_provider_gridaware.times import UTC
+    from airflow_provider_gridaware.times import current_clock
 
-    now = args.at or datetime.now(UTC)
+    now = args.at or current_clock().now()  # the waiting tasks' time line (GRIDAWARE_CLOCK in the demo)
     if args.hours <= 0 or args.step_minutes <= 0:
         raise CommandError("--hours and --step-minutes must be positive")
     notes: list[str] = []

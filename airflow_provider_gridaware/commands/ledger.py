@@ -32,14 +32,14 @@ def since_argument(text: str, *, now: datetime | None = None) -> datetime:
     """``--since``/``--until``: an ISO 8601 time or date (UTC when no offset), or an age like ``24h``, ``7d``.
 
     :param text: the argument.
-    :param now: the current time (default: the system clock).
+    :param now: the current time (default: the provider's clock, ``GRIDAWARE_CLOCK``).
     """
-    from airflow_provider_gridaware.times import UTC, parse_time
+    from airflow_provider_gridaware.times import current_clock, parse_time
 
     match = _AGO.match(text.strip())
     if match:
         age = timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
-        return (now or datetime.now(UTC)) - age
+        return (now or current_clock().now()) - age
     try:
         return parse_time(text.strip(), what="time", naive="utc")
     except ValueError as exc:
@@ -85,9 +85,9 @@ def add_parser(subparsers: Any) -> None:
 def run_ledger(args: argparse.Namespace) -> int:
     from airflow_provider_gridaware.hooks.store import GridStoreHook, shared_ledger_store
     from airflow_provider_gridaware.ledger.codec import record_to_dict
-    from airflow_provider_gridaware.times import UTC
+    from airflow_provider_gridaware.times import current_clock
 
-    until = args.until or datetime.now(UTC)
+    until = args.until or current_clock().now()
     if until <= args.since:
         raise CommandError(f"--until {until.isoformat()} is not after --since {args.since.isoformat()}", EXIT_USAGE)
     store = shared_ledger_store(args.store or GridStoreHook().get_url())

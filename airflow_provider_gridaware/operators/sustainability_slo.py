@@ -9,13 +9,11 @@ notifiers Airflow users already configure (Slack, SMTP, ...) carry the alert. Th
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseNotifier, BaseOperator
 
 from airflow_provider_gridaware.ledger.slo import SloStatus, SustainabilitySlo, evaluate, slos_from
-from airflow_provider_gridaware.times import UTC
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -65,7 +63,9 @@ class SustainabilitySloOperator(BaseOperator):
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
         reader = self.ledger()
-        now = datetime.now(UTC)
+        from airflow_provider_gridaware.times import current_clock
+
+        now = current_clock().now()  # the ledger's time line (GRIDAWARE_CLOCK in the demo)
         statuses: list[SloStatus] = []
         for slo in self.slos:
             covered = {*slo.dag_ids, *(d for d, tags in self.dag_tags.items() if set(tags) & set(slo.tags))}

@@ -114,3 +114,17 @@ def test_tag_slos_need_the_dags_tags():
         SustainabilitySloOperator(
             task_id="slo", slos=[{"name": "ml", "metric": "clean_share", "target": 0.5, "tags": ["ml"]}]
         )
+
+
+def test_the_slo_window_ends_at_the_providers_clock(monkeypatch):
+    # The ledger records runs on the provider's clock: on a simulated one (the demo's) the window must end at
+    # its now, not the wall clock's, or it holds runs that have not happened yet on that clock, or misses some.
+    from airflow_provider_gridaware.times import CLOCK_ENV, ScaledClock
+
+    earlier = NOW - timedelta(days=3)  # "train" ran 2 days before NOW (after this clock) and 5 days before
+    monkeypatch.setenv(CLOCK_ENV, ScaledClock(earlier.timestamp(), datetime.now(timezone.utc).timestamp(), 1.0).spec())
+    _, statuses = run_check(
+        [{"name": "train-monthly", "metric": "kg_per_month", "target": 50, "dag_ids": ["train"]}],
+        monkeypatch,
+    )
+    assert statuses[0]["text"].startswith("SLO train-monthly BREACHED: 60.0 kgCO2eq per 30 days"), statuses
