@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseNotifier, BaseOperator
 
 from airflow_provider_gridaware.ledger.slo import SloStatus, SustainabilitySlo, evaluate, slos_from
+from airflow_provider_gridaware.times import current_clock
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -63,8 +64,6 @@ class SustainabilitySloOperator(BaseOperator):
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
         reader = self.ledger()
-        from airflow_provider_gridaware.times import current_clock
-
         now = current_clock().now()  # the ledger's time line (GRIDAWARE_CLOCK in the demo)
         statuses: list[SloStatus] = []
         for slo in self.slos:
