@@ -317,18 +317,23 @@ def test_grid_aware_training_waits_in_two_triggerers_and_runs_on_celery_workers(
         assert start >= window[0] - REFRESH, (summary, window)
 
 
+def _task_logs(stack: AirflowStack, run_id: str) -> Path:
+    """The folder of a run's waiting task's logs (the worker's and, beside them, the triggerer's)."""
+    return stack.home / "logs" / f"dag_id={DAG_ID}" / f"run_id={run_id}" / f"task_id={WAITING_TASK}"
+
+
 def _trigger_logs(stack: AirflowStack, run_ids: list[str]) -> dict[str, str]:
     """The triggerer's log of each run's waiting task (the trigger writes it beside the task's log)."""
     logs = {}
     for run_id in run_ids:
-        folder = stack.home / "logs" / f"dag_id={DAG_ID}" / f"run_id={run_id}" / f"task_id={WAITING_TASK}"
+        folder = _task_logs(stack, run_id)
         logs[run_id] = "".join(path.read_text(errors="replace") for path in sorted(folder.glob("*.trigger.*.log")))
     return logs
 
 
 def _first_decision(stack: AirflowStack, run_id: str) -> list[str]:
     """What a task's worker log says it decided before deferring (or not), for a failure message."""
-    folder = stack.home / "logs" / f"dag_id={DAG_ID}" / f"run_id={run_id}" / f"task_id={WAITING_TASK}"
+    folder = _task_logs(stack, run_id)
     marks = ("deferring until", "released at once", "waiting for it on the worker", "grid window open")
     lines = []
     for path in sorted(folder.glob("attempt=*.log")):
