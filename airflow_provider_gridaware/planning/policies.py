@@ -166,8 +166,9 @@ def oracle(ctx: _Context, job: ReplayJob) -> Execution:
 
     Every start in its range is tried exactly (:func:`exact_best_start`), and the range covers every other
     policy's (up to ``deadline - estimate``, or ``deadline - actual`` when the run is shorter than told),
-    so no policy beats it. Interruptible jobs take the better of the best chunk set and the best
-    contiguous window.
+    so no policy beats it by more than the planning grid's fixed point (slot values are compared in units of
+    1/65,536 of the typical level, so two windows closer than that tie and the earlier is taken).
+    Interruptible jobs take the better of the best chunk set and the best contiguous window.
     """
     replay = ctx.replay
     latest = max(job.submit_s, job.deadline_s - min(job.estimate_s, job.actual_s))

@@ -25,9 +25,11 @@ from airflow_provider_gridaware.planning.backtest import (
     write_decisions,
     write_jobs,
 )
+from airflow_provider_gridaware.planning.core import QUANTUM
 from airflow_provider_gridaware.planning.datasets import generate_jobs, write_actual
 from airflow_provider_gridaware.planning.policies import (
     POLICY_NAMES,
+    Execution,
     PolicySettings,
     ReplayJob,
     _peer_latest_start,
@@ -216,10 +218,13 @@ def test_oracle_never_worse_and_no_release_after_latest_start(world, forecaster)
     for name in POLICY_NAMES:
         executions = replay_policy(replay, name, jobs, settings_)
         for job, mine, ideal in zip(jobs, executions, best, strict=True):
-            # The oracle tries every start exactly (start- and end-aligned), so nothing beats it.
-            assert (
-                objective_cost(replay, ideal, settings_) <= objective_cost(replay, mine, settings_) * (1 + 1e-9) + 1e-9
-            )
+            # The oracle tries every start exactly (start- and end-aligned), so nothing beats it, up to the
+            # planning grid's fixed point: each slot value is rounded to 1/QUANTUM of the typical level, so two
+            # windows closer than that tie (the earlier wins) though their exact costs differ (seen: spiky slots
+            # of 0.5448 and 0.5443 beside a level of ~270 cost 2.5e-7 apart). Each cost is off by at most half a
+            # unit per hour run; the tolerance allows a whole one.
+            resolution = _hours_run(mine, settings_) / QUANTUM + _hours_run(ideal, settings_) / QUANTUM
+            assert objective_cost(replay, ideal, settings_) <= objective_cost(replay, mine, settings_) + resolution
             if name == "gridaware" and not job.interruptible:
                 # The product's latest start (deadline - estimate x (1 + margin)), not a grid-floored copy.
                 # (the backtest decides on whole seconds)
@@ -235,6 +240,28 @@ def test_oracle_never_worse_and_no_release_after_latest_start(world, forecaster)
                 assert mine.end_s <= job.deadline_s
             else:
                 assert mine.end_s <= job.deadline_s
+
+
+def test_the_oracle_is_exact_up_to_the_planning_grids_fixed_point():
+    # Two low slots 0.0005 apart beside a typical level of ~300: closer than 1/QUANTUM of that level, so the
+    # fixed-point grid ties them and the oracle takes the earlier, whose exact cost is a little higher. The
+    # property test above allows this resolution and no more (hypothesis found such a world).
+    values = np.full(24 * 6, 300.0)
+    values[71], values[72] = 0.544759357, 0.544280822
+    replay = Replay(carbon={"A": PointSeries.from_starts(T0 + 3600 * np.arange(values.size), values)})
+    job = ReplayJob("j0", T0 + 56 * 3600, 517, 517, T0 + 72 * 3600 + 2000, False, ("A",))
+    settings_ = PolicySettings(runtime_margin=0.1)
+    (ideal,) = replay_policy(replay, "oracle", [job], settings_)
+    in_the_cleaner_slot = Execution("j0", "A", ((T0 + 72 * 3600, T0 + 72 * 3600 + 517),))
+    exact_gap = objective_cost(replay, ideal, settings_) - objective_cost(replay, in_the_cleaner_slot, settings_)
+    assert ideal.start_s == T0 + 71 * 3600
+    assert 0 < exact_gap <= 2 * _hours_run(ideal, settings_) / QUANTUM
+
+
+def _hours_run(execution: Execution, settings_: PolicySettings) -> float:
+    """Hours an execution is charged for (its runs and resume overheads), as ``objective_cost`` counts them."""
+    seconds = sum(b - a for a, b in execution.runs) + settings_.resume_cost_s * len(execution.resumes)
+    return seconds / 3600
 
 
 def run_cli(*argv: str) -> int:
