@@ -35,7 +35,7 @@ demo-signals: install
 
 ## test: lint, type-check, then the whole suite (unit, contract, integration against a real Airflow)
 test: install browser lint typecheck
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadscope $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check airflow_provider_gridaware tests example_dags benchmarks tools

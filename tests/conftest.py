@@ -13,10 +13,23 @@ import pytest
 from airflow_provider_gridaware.transport.breaker import reset_breakers
 from tests.support.scripted_server import ScriptedServer
 
+# The suite's terminal summary (integration timings, distributed figures), also under xdist's controller.
+pytest_plugins = ["tests.support.session_report"]
+
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parents[1]
 # Real grid data live beside the checkout (CI copies shared/ next to the clone); tests that need them skip without.
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``make test`` runs ``pytest -n 2 --dist loadscope``: keep the Airflow layers on one worker (see the class)."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from tests.support.scheduling import AirflowLayersScheduling
+
+    return AirflowLayersScheduling(config, log)
 
 
 def api_shape(name: str) -> Any:

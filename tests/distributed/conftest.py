@@ -5,17 +5,15 @@ test (a build and two virtualenv installs) would compete for the 2 cores with th
 scenarios, whose windows are placed on the wall clock: run beside them, the scenarios missed their windows.
 Placed after every other test, they start once the integration waits are over.
 
-The distributed run's figures (``record_property``) are printed in the terminal summary, so a CI log has them.
+The distributed run's figures (``record_property``) are printed in the terminal summary, so a CI log has them
+(``tests/support/session_report.py``).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 LAST = ("packaging", "distributed")
-_FIGURES: dict[str, list[tuple[str, object]]] = {}
 
 
 def _order(item: pytest.Item) -> int:
@@ -26,18 +24,3 @@ def _order(item: pytest.Item) -> int:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # After tests/integration/conftest.py's own ordering (trylast): a stable sort keeps the rest as it was.
     items.sort(key=_order)
-
-
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.when == "call" and "distributed" in report.keywords and report.user_properties:
-        _FIGURES[report.nodeid] = list(report.user_properties)
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if not _FIGURES:
-        return
-    terminalreporter.section("gridaware distributed run figures")
-    for nodeid, figures in _FIGURES.items():
-        terminalreporter.write_line(nodeid)
-        for name, value in figures:
-            terminalreporter.write_line(f"  {name}: {value}")

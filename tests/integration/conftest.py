@@ -19,14 +19,17 @@ Waiting scenarios (``quickstart_run``, ``batch_run``, ``kube_training``, ``defer
     scenario a selected test needs is set up and triggered, in :data:`WAITING_SCENARIOS` order, before
     the first integration test runs (``_start_waiting_scenarios``), and polled in the background
     (:class:`~tests.integration.airflow_stack.BackgroundPoll`). Tests marked ``awaits_window`` collect
-    their scenario's result; they run after every other test (see ``pytest_collection_modifyitems``). A
+    their scenario's result; they run after every other test (see ``pytest_collection_modifyitems``), or,
+    under ``make test``'s two workers, after every other test of the Airflow layers (the other worker runs the
+    unit and contract layers meanwhile: ``tests/support/scheduling.py``). A
     scenario whose set-up fails is reported by the tests that use it (pytest keeps the fixture's error).
 
 Metadata database: a throw-away database on the loopback PostgreSQL server when one runs (what a real
 deployment uses: the components write concurrently without SQLite's single-writer lock), else SQLite in
 the stack's home. ``make demo`` and its test keep SQLite, the embedded default.
 
-Timings (stack start, waiting scenarios' start, each integration test) are printed in the terminal summary.
+Timings (stack start, waiting scenarios' start, each integration test) are printed in the terminal summary
+(``tests/support/session_report.py``).
 """
 
 from __future__ import annotations
@@ -50,19 +53,11 @@ from tests.integration.airflow_stack import (
     stop_processes,
 )
 from tests.support.postgres import throwaway_database, unreachable_reason
+from tests.support.session_report import teardown_notes, timings
 
-_TIMINGS = pytest.StashKey[dict[str, float]]()
-# Call durations of integration tests (the report hook has no config to stash them on), and what
-# teardown had to force (components that needed a second signal or SIGKILL), for the terminal summary.
-_TEST_DURATIONS: dict[str, float] = {}
-_TEARDOWN_NOTES: list[str] = []
 SIM_LOGIN = "sim"
 SIM_PASSWORD = "sim"
 FAST_HTTP = {"timeout": 10, "connect_timeout": 2, "max_attempts": 2}
-
-
-def _timings(config: pytest.Config) -> dict[str, float]:
-    return config.stash.setdefault(_TIMINGS, {})
 
 
 @pytest.fixture(scope="session")
@@ -77,9 +72,9 @@ def grid_simulator(integration_workdir: Path, pytestconfig: pytest.Config) -> It
     marker = uuid.uuid4().hex
     began = time.monotonic()
     proc, url = start_simulator(integration_workdir / "simulator", marker=marker)
-    _timings(pytestconfig)["simulator start"] = time.monotonic() - began
+    timings(pytestconfig)["simulator start"] = time.monotonic() - began
     yield url
-    _TEARDOWN_NOTES.extend(f"grid simulator: {note}" for note in stop_processes([proc], marker=marker))
+    teardown_notes(pytestconfig).extend(f"grid simulator: {note}" for note in stop_processes([proc], marker=marker))
     if marked_pids(marker):
         raise StackError(f"grid simulator processes survived teardown: {marked_pids(marker)}")
 
@@ -131,9 +126,9 @@ def _start_waiting_scenarios(request: pytest.FixtureRequest, pytestconfig: pytes
         # belongs): it must not stop the other scenarios from starting.
         with contextlib.suppress(Exception, pytest.fail.Exception):
             request.getfixturevalue(name)
-        _timings(pytestconfig)[f"start {name}"] = time.monotonic() - started
+        timings(pytestconfig)[f"start {name}"] = time.monotonic() - started
     if wanted & set(WAITING_SCENARIOS):
-        _timings(pytestconfig)["waiting scenarios started (total)"] = time.monotonic() - began
+        timings(pytestconfig)["waiting scenarios started (total)"] = time.monotonic() - began
 
 
 def _run_order(item: pytest.Item) -> int:
@@ -151,7 +146,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Integration tests first (the first one starts the stack and the waiting scenarios), then the unit and
     # contract tests, then the tests collecting a waiting scenario's result: everything else runs while the
     # scenarios wait on the wall clock; tests with an Airflow of their own last. A stable sort: the order within
-    # each group is pytest's.
+    # each group is pytest's. Under `make test` (two xdist workers) the unit and contract tests run on the other
+    # worker instead, and this order is the Airflow worker's (tests/support/scheduling.py).
     items.sort(key=_run_order)
 
 
@@ -200,37 +196,19 @@ def airflow_stack(
             database = resources.enter_context(throwaway_database("gridaware_integration"))
             extra_env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = database
         else:
-            _TEARDOWN_NOTES.append(f"metadata database: SQLite ({reason})")
+            teardown_notes(pytestconfig).append(f"metadata database: SQLite ({reason})")
         stack = AirflowStack(integration_workdir / "airflow_home", connections=airflow_connections, extra_env=extra_env)
         stack.start(timeout=180)
-        timings = _timings(pytestconfig)
-        timings["airflow db migrate"] = stack.timings.migrate
-        timings["airflow components healthy"] = stack.timings.healthy
-        timings["airflow stack start (total)"] = stack.timings.total
+        measured = timings(pytestconfig)
+        measured["airflow db migrate"] = stack.timings.migrate
+        measured["airflow components healthy"] = stack.timings.healthy
+        measured["airflow stack start (total)"] = stack.timings.total
         try:
             yield stack
         finally:
             began = time.monotonic()
-            _TEARDOWN_NOTES.extend(f"airflow stack: {note}" for note in stack.stop())
-            timings["airflow stack stop"] = time.monotonic() - began
+            teardown_notes(pytestconfig).extend(f"airflow stack: {note}" for note in stack.stop())
+            measured["airflow stack stop"] = time.monotonic() - began
             survivors = marked_pids(stack.marker)
             if survivors:
                 raise StackError(f"Airflow processes survived teardown: {survivors}")
-
-
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.when == "call" and "integration" in report.keywords:
-        _TEST_DURATIONS[report.nodeid] = report.duration
-
-
-def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    timings = config.stash.get(_TIMINGS, {})
-    if not timings and not _TEST_DURATIONS and not _TEARDOWN_NOTES:
-        return
-    terminalreporter.section("gridaware integration timings")
-    for name, seconds in timings.items():
-        terminalreporter.write_line(f"{seconds:7.1f}s  {name}")
-    for nodeid, seconds in _TEST_DURATIONS.items():
-        terminalreporter.write_line(f"{seconds:7.1f}s  {nodeid}")
-    for note in _TEARDOWN_NOTES:
-        terminalreporter.write_line(f"teardown: {note}")

@@ -48,7 +48,6 @@ from airflow_provider_gridaware.store.ledger import LedgerStore
 from airflow_provider_gridaware.store.responses import ResponseRecord, ResponseStore
 from airflow_provider_gridaware.times import CLOCK_ENV, ScaledClock, parse_time
 from tests.integration.airflow_stack import TEST_DAGS, AirflowStack, StackError, marked_pids, poll
-from tests.integration.conftest import _TEARDOWN_NOTES, _timings
 from tests.integration.grid_response_support import (
     clusters,
     dag_paused,
@@ -61,6 +60,7 @@ from tests.integration.grid_response_support import (
 )
 from tests.support.grid_events import make_event, simple_signal
 from tests.support.postgres import throwaway_database, unreachable_reason
+from tests.support.session_report import teardown_notes, timings
 
 pytestmark = [pytest.mark.integration, pytest.mark.own_stack, pytest.mark.timeout(1200)]
 
@@ -140,13 +140,13 @@ def scenario(integration_workdir: Path, pytestconfig: pytest.Config) -> Iterator
         stack.dags_folder.mkdir(parents=True)
         stack.link_dag(TEST_DAGS / "_grid_event_dags.py")  # what the DAG file imports
         stack.start(timeout=180)
-        _timings(pytestconfig)["scenario stack start (accelerated clock)"] = stack.timings.total
+        timings(pytestconfig)["scenario stack start (accelerated clock)"] = stack.timings.total
         try:
             for dag_id in (RESPONSE_DAG, BATCH_DAG, TASKS_DAG):
                 stack.wait_for_dag(dag_id, timeout=120)
             yield Scenario(stack, clock, store_url, workdir)
         finally:
-            _TEARDOWN_NOTES.extend(f"scenario stack: {note}" for note in stack.stop())
+            teardown_notes(pytestconfig).extend(f"scenario stack: {note}" for note in stack.stop())
             if marked_pids(stack.marker):
                 raise StackError(f"Airflow processes survived teardown: {marked_pids(stack.marker)}")
 
