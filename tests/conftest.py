@@ -13,7 +13,7 @@ import pytest
 from airflow_provider_gridaware.transport.breaker import reset_breakers
 from tests.support.scripted_server import ScriptedServer
 
-# The suite's terminal summary (integration timings, distributed figures), also under xdist's controller.
+# The suite's terminal summary (integration timings, distributed figures, docs snippets), also under xdist.
 pytest_plugins = ["tests.support.session_report"]
 
 FIXTURES = Path(__file__).parent / "fixtures"

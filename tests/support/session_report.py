@@ -36,11 +36,6 @@ def summary_section(config: pytest.Config, title: str) -> list[str]:
     return config.stash.setdefault(_SECTIONS, {}).setdefault(title, [])
 
 
-def _clean_nodeid(nodeid: str) -> str:
-    # xdist's loadgroup appends "@group" to grouped tests' node ids.
-    return nodeid.split("@", 1)[0]
-
-
 #: The session's config, for the report hook (its arguments carry none).
 _SESSION_CONFIG: pytest.Config | None = None
 
@@ -54,9 +49,9 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.when != "call" or _SESSION_CONFIG is None:
         return
     if "integration" in report.keywords:
-        _SESSION_CONFIG.stash.setdefault(_DURATIONS, {})[_clean_nodeid(report.nodeid)] = report.duration
+        _SESSION_CONFIG.stash.setdefault(_DURATIONS, {})[report.nodeid] = report.duration
     if "distributed" in report.keywords and report.user_properties:
-        _SESSION_CONFIG.stash.setdefault(_FIGURES, {})[_clean_nodeid(report.nodeid)] = list(report.user_properties)
+        _SESSION_CONFIG.stash.setdefault(_FIGURES, {})[report.nodeid] = list(report.user_properties)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
