@@ -101,15 +101,17 @@ def run_time(jobs: Sequence[Mapping[str, Any]]) -> tuple[datetime, datetime, flo
 
     :param jobs: the AWS job descriptions of one logical job.
     """
+    # Whole milliseconds as AWS gives them, subtracted before dividing: epoch seconds as floats would
+    # turn a 1 ms run into 0.00099992... s.
     spans = [
-        (int(job["startedAt"]) / 1000, int(job["stoppedAt"]) / 1000)
-        for job in jobs
-        if job.get("startedAt") and job.get("stoppedAt")
+        (int(job["startedAt"]), int(job["stoppedAt"])) for job in jobs if job.get("startedAt") and job.get("stoppedAt")
     ]
     if not spans:
         return None
-    seconds = sum(max(0.0, stop - start) for start, stop in spans)
-    return from_epoch(min(s for s, _ in spans)), from_epoch(max(e for _, e in spans)), seconds, len(spans)
+    seconds = sum(max(0, stop - start) for start, stop in spans) / 1000
+    first_start = min(s for s, _ in spans) / 1000
+    last_stop = max(e for _, e in spans) / 1000
+    return from_epoch(first_start), from_epoch(last_stop), seconds, len(spans)
 
 
 def resubmission_request(job: Mapping[str, Any]) -> dict[str, Any]:

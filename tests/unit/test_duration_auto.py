@@ -196,3 +196,18 @@ def test_batch_run_time_sums_the_aws_jobs_that_ran():
     assert (seconds, chunks) == (2100.0, 2)
     assert started == datetime(2026, 1, 1, 12, tzinfo=UTC) and ended == datetime(2026, 1, 1, 13, 25, tzinfo=UTC)
     assert run_time([{"jobId": "b"}]) is None
+
+
+def test_batch_run_time_is_exact_to_the_millisecond_aws_gives():
+    from airflow_provider_gridaware.hooks.batch import run_time
+
+    # Epoch seconds as floats cannot hold these: 1764933039.560 - 1764933039.559 is 0.00099992... there.
+    started_ms = 1_764_933_039_559
+    for run_ms in (1, 7, 360, 123_457):
+        _, _, seconds, _ = run_time([{"jobId": "a", "startedAt": started_ms, "stoppedAt": started_ms + run_ms}]) or (
+            None,
+            None,
+            0.0,
+            0,
+        )
+        assert seconds == run_ms / 1000
