@@ -14,7 +14,7 @@ from airflow_provider_gridaware.transport.breaker import reset_breakers
 from tests.support.scripted_server import ScriptedServer
 
 # The suite's terminal summary (integration timings, distributed figures, docs snippets), also under xdist.
-pytest_plugins = ["tests.support.session_report"]
+pytest_plugins = ["tests.support.session_report", "tests.support.scheduling"]
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parents[1]
@@ -24,7 +24,7 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """``make test`` runs ``pytest -n 2 --dist loadscope``: keep the Airflow layers on one worker (see the class)."""
+    """``make test`` runs ``pytest -n 2 --dist loadscope``: the Airflow layers' groups (see the class)."""
     if config.getvalue("dist") != "loadscope":
         return None
     from tests.support.scheduling import AirflowLayersScheduling

@@ -133,9 +133,11 @@ def _start_waiting_scenarios(request: pytest.FixtureRequest, pytestconfig: pytes
 
 def _run_order(item: pytest.Item) -> int:
     if item.get_closest_marker("own_stack") is not None or item.get_closest_marker("restarts_shared_stack") is not None:
-        # A second Airflow on two cores slows the shared stack's triggerer, and restarting it stops it: either
-        # way the scenarios' windows would open late (seen: releases 18 s and 7 s after their windows, the second
-        # as another test restarted the triggerer 16 s before them). Run these once their results are in.
+        # Restarting the shared triggerer stops it, and in one process a second Airflow would hold up the
+        # scenarios' collection: either way their windows could open late (seen: releases 18 s and 7 s after
+        # their windows, the second as another test restarted the triggerer 16 s before them). Run these once
+        # the results are in. Under `make test` the own stacks run on the other worker from the start instead
+        # (tests/support/scheduling.py): the scenarios' checks allow for that load, the restart never overlaps.
         return 3
     if item.get_closest_marker("awaits_window") is not None:
         return 2
@@ -146,8 +148,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Integration tests first (the first one starts the stack and the waiting scenarios), then the unit and
     # contract tests, then the tests collecting a waiting scenario's result: everything else runs while the
     # scenarios wait on the wall clock; tests with an Airflow of their own last. A stable sort: the order within
-    # each group is pytest's. Under `make test` (two xdist workers) the unit and contract tests run on the other
-    # worker instead, and this order is the Airflow worker's (tests/support/scheduling.py).
+    # each group is pytest's. Under `make test` (two xdist workers) this order holds within each worker's groups
+    # (tests/support/scheduling.py).
     items.sort(key=_run_order)
 
 

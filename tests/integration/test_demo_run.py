@@ -20,7 +20,7 @@ from airflow_provider_gridaware.demo.processes import proc_stat
 from airflow_provider_gridaware.times import parse_time
 from tests.integration.airflow_stack import VENV_BIN
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.integration, pytest.mark.own_stack, pytest.mark.timeout(900)]
 
 #: Wall seconds the whole demo may take here (Airflow start, a ~1 minute wait for the window, the report).
 DEMO_TIMEOUT = 600

@@ -1,40 +1,156 @@
 """How ``make test`` shares the suite between two xdist workers.
 
-The layers that run real Airflow stacks (``tests/integration``, ``tests/distributed``) and the packaging layer
-(a build and two virtualenv installs) form **one** work unit: one worker runs them in the order their conftests
-give (integration tests that start the shared stack and its waiting scenarios first, then the tests collecting
-the scenarios, then the tests with an Airflow of their own, packaging, distributed). Two shared stacks or two
-waiting-scenario sets would each slow the other's wall-clock windows on a 2-core machine. The other worker
-takes the unit, contract and docs layers, one module at a time, and the first one to run out of work takes
-the rest: so the unit layer now overlaps the whole Airflow layer instead of only its waits.
+The Airflow layers are mostly wall-clock waiting (a serial run of them keeps 0.7 of the 2 cores busy), so
+both workers run one, and the unit, contract and docs modules fill the gaps:
 
-This is ``--dist loadscope`` with one more rule, written as a scheduler because the mark-based way
-(``xdist_group`` with ``--dist loadgroup``) does nothing on pytest 9.2: xdist 3.8 still renames node ids to
-carry the group, and pytest 9.2's structured node ids ignore that (pytest-dev/pytest-xdist#1386, open).
+- **the shared stack** (``tests/integration`` tests on the session's Airflow): one worker starts the stack and
+  its waiting scenarios, runs the tests that need no wait, then takes unit modules while the scenarios wait;
+- **the own stacks** (tests marked ``own_stack``, ``tests/distributed``, ``tests/packaging``): the other
+  worker runs them one after another (each starts its own Airflow, or builds and installs the package),
+  then takes unit modules;
+- **collecting the shared stack** (tests marked ``awaits_window`` or ``restarts_shared_stack``): sent last,
+  and only to the worker holding the shared stack (a session fixture lives in one worker process): by then
+  the windows have opened, or it waits for them with nothing else left to run.
+
+Which group a test is in follows its markers, which only the workers see: each worker writes the groups of
+its collection to a file the controller named (``pytest_configure_node``), and the scheduler reads it once
+collection is complete. Everything else is a unit per module, as ``--dist loadscope`` makes it.
+
+``xdist_group`` marks with ``--dist loadgroup`` cannot say "only on that worker, and last", and do nothing on
+pytest 9.2 anyway: xdist 3.8 renames node ids to carry the group, which pytest 9.2's structured node ids
+ignore (pytest-dev/pytest-xdist#1386, open).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import tempfile
+from collections import OrderedDict
+from pathlib import Path
 from typing import Any
 
 import pytest
 from xdist.scheduler import LoadScopeScheduling
 
-#: Test paths (relative to the rootdir) that form the one serial unit.
-SERIAL_LAYERS = ("tests/integration/", "tests/distributed/", "tests/packaging/")
-SERIAL_SCOPE = "airflow layers"
+SHARED_STACK = "airflow: shared stack"
+OWN_STACKS = "airflow: own stacks"
+SHARED_STACK_COLLECT = "airflow: shared stack, collecting"
+#: Units in the order they are handed out; unit modules go between the own stacks and the collecting unit.
+LEADING_GROUPS = (SHARED_STACK, OWN_STACKS)
+
+#: Paths (relative to the rootdir) whose every test is in the own-stacks group.
+OWN_STACK_PATHS = ("tests/distributed/", "tests/packaging/")
+#: ``workerinput`` key: where a worker writes the groups of its collection.
+GROUPS_FILE_KEY = "gridaware_test_groups"
+_GROUPS_FILE = pytest.StashKey[str]()
+
+
+def group_of(item: pytest.Item) -> str | None:
+    """The Airflow group a collected test belongs to, or ``None`` for a plain unit (its module)."""
+    if item.nodeid.startswith(OWN_STACK_PATHS) or item.get_closest_marker("own_stack") is not None:
+        return OWN_STACKS
+    if item.get_closest_marker("awaits_window") is not None:
+        return SHARED_STACK_COLLECT
+    if item.get_closest_marker("restarts_shared_stack") is not None:
+        return SHARED_STACK_COLLECT
+    if item.nodeid.startswith("tests/integration/"):
+        return SHARED_STACK
+    return None
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    # On the controller, for each worker it starts: name the file the worker writes its groups to.
+    config: pytest.Config = node.config
+    if _GROUPS_FILE not in config.stash:
+        handle, name = tempfile.mkstemp(prefix="gridaware-test-groups-", suffix=".json")
+        os.close(handle)
+        os.unlink(name)  # written by the workers once they have collected; its absence means "no groups"
+        config.stash[_GROUPS_FILE] = name
+        config.add_cleanup(lambda: Path(name).unlink(missing_ok=True))
+    node.workerinput[GROUPS_FILE_KEY] = config.stash[_GROUPS_FILE]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # On a worker: tell the controller's scheduler the groups (every worker collects the same tests; the last
+    # one to write wins, with the same content).
+    path = getattr(config, "workerinput", {}).get(GROUPS_FILE_KEY)
+    if not path:
+        return
+    groups = {item.nodeid: group for item in items if (group := group_of(item)) is not None}
+    partial = Path(f"{path}.{os.getpid()}")
+    partial.write_text(json.dumps(groups))
+    partial.replace(path)
 
 
 class AirflowLayersScheduling(LoadScopeScheduling):
-    """Load-scope scheduling (a module is a unit), with every Airflow-layer test in one unit, sent first."""
+    """Load-scope scheduling with the three Airflow groups above: the two leading ones first, one per worker,
+    and the collecting one last, on the shared stack's worker only."""
 
     def __init__(self, config: pytest.Config, log: Any = None) -> None:
-        # The Airflow unit is the longest by far and must start first; collection order already puts it first
-        # (tests/integration/conftest.py), so xdist's default of queueing the units with most tests first is off.
-        config.option.loadscopereorder = False
+        config.option.loadscopereorder = False  # the order of the units is ours (see schedule())
         super().__init__(config, log)
+        self._groups: dict[str, str] | None = None
+
+    def _group_map(self) -> dict[str, str]:
+        if self._groups is None:
+            path = self.config.stash.get(_GROUPS_FILE, None)
+            try:
+                self._groups = json.loads(Path(path).read_text()) if path else {}
+            except FileNotFoundError:
+                self._groups = {}
+        return self._groups
 
     def _split_scope(self, nodeid: str) -> str:
-        if nodeid.startswith(SERIAL_LAYERS):
-            return SERIAL_SCOPE
-        return super()._split_scope(nodeid)
+        return self._group_map().get(nodeid) or super()._split_scope(nodeid)
+
+    def schedule(self) -> None:
+        first_time = self.collection is None
+        if not first_time:
+            super().schedule()
+            return
+        # The base class builds the queue in collection order (and hands out units, which we do ourselves).
+        assert self.collection_is_completed
+        if not self._check_nodes_have_same_collection():
+            self.log("**Different tests collected, aborting run**")
+            return
+        self.collection = list(next(iter(self.registered_collections.values())))
+        queue: dict[str, dict[str, bool]] = {}
+        for nodeid in self.collection:
+            queue.setdefault(self._split_scope(nodeid), {})[nodeid] = False
+        leading = [scope for scope in LEADING_GROUPS if scope in queue]
+        trailing = [SHARED_STACK_COLLECT] if SHARED_STACK_COLLECT in queue else []
+        middle = [scope for scope in queue if scope not in leading and scope not in trailing]
+        self.workqueue = OrderedDict((scope, queue[scope]) for scope in [*leading, *middle, *trailing])
+        for node in self.nodes:
+            self._reschedule(node)
+
+    def _owner_of(self, scope: str) -> Any:
+        return next((node for node, work in self.assigned_work.items() if scope in work), None)
+
+    def _next_scope_for(self, node: Any) -> str | None:
+        """The first queued unit this worker may take now, or ``None`` if none is (or will be) for it."""
+        for scope in self.workqueue:
+            if scope != SHARED_STACK_COLLECT:
+                return scope
+            owner = self._owner_of(SHARED_STACK)  # a lost owner's stack is gone anyway: then any worker may
+            # Only once nothing else is queued: the windows open in minutes, and the modules can run meanwhile.
+            if (owner is None or owner is node) and len(self.workqueue) == 1:
+                return scope
+        return None
+
+    def _reschedule(self, node: Any) -> None:
+        # A worker runs a test only once it knows the next one (or is told to shut down): so top it up past two
+        # pending tests, not by one unit, or a worker left with one pending test would wait forever.
+        while not node.shutting_down and self._pending_of(self.assigned_work[node]) <= 2:
+            scope = self._next_scope_for(node)
+            if scope is None:
+                if all(s == SHARED_STACK_COLLECT for s in self.workqueue):
+                    node.shutdown()  # nothing queued is for this worker, and nothing more will be
+                return
+            work_unit = self.workqueue.pop(scope)
+            self.assigned_work[node][scope] = work_unit
+            collection = self.registered_collections[node]
+            node.send_runtest_some([collection.index(nodeid) for nodeid, done in work_unit.items() if not done])
