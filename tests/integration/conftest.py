@@ -137,7 +137,7 @@ def _run_order(item: pytest.Item) -> int:
         # scenarios' collection: either way their windows could open late (seen: releases 18 s and 7 s after
         # their windows, the second as another test restarted the triggerer 16 s before them). Run these once
         # the results are in. Under `make test` the own stacks run on the other worker from the start instead
-        # (tests/support/scheduling.py): the scenarios' checks allow for that load, the restart never overlaps.
+        # (tests/support/scheduling.py), beside the scenarios (the demo run always was); the restart still waits.
         return 3
     if item.get_closest_marker("awaits_window") is not None:
         return 2

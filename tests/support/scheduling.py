@@ -107,11 +107,10 @@ class AirflowLayersScheduling(LoadScopeScheduling):
         return self._group_map().get(nodeid) or super()._split_scope(nodeid)
 
     def schedule(self) -> None:
-        first_time = self.collection is None
-        if not first_time:
+        if self.collection is not None:  # a worker replaced a crashed one: the base class tops every worker up
             super().schedule()
             return
-        # The base class builds the queue in collection order (and hands out units, which we do ourselves).
+        # As the base class does the first time, but with the units in our order, handed out by _reschedule.
         assert self.collection_is_completed
         if not self._check_nodes_have_same_collection():
             self.log("**Different tests collected, aborting run**")
@@ -135,8 +134,9 @@ class AirflowLayersScheduling(LoadScopeScheduling):
         for scope in self.workqueue:
             if scope != SHARED_STACK_COLLECT:
                 return scope
-            owner = self._owner_of(SHARED_STACK)  # a lost owner's stack is gone anyway: then any worker may
-            # Only once nothing else is queued: the windows open in minutes, and the modules can run meanwhile.
+            # Only on the worker holding the shared stack (if that worker crashed, its stack is gone anyway: then
+            # any), and only once nothing else is queued: the windows open in minutes, the modules run meanwhile.
+            owner = self._owner_of(SHARED_STACK)
             if (owner is None or owner is node) and len(self.workqueue) == 1:
                 return scope
         return None
