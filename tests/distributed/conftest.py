@@ -1,9 +1,11 @@
-"""The distributed and packaging layers run last in a whole-suite session.
+"""The distributed and packaging layers run last in a one-process session.
 
 The distributed stack (seven Airflow processes on PostgreSQL and Redis, on accelerated time) and the packaging
-test (a build and two virtualenv installs) would compete for the 2 cores with the integration layer's waiting
-scenarios, whose windows are placed on the wall clock: run beside them, the scenarios missed their windows.
-Placed after every other test, they start once the integration waits are over.
+test (a build and two virtualenv installs) competed for the 2 cores with the integration layer's waiting
+scenarios, whose windows are placed on the wall clock: run beside them in one process (before the idle stacks
+stopped re-parsing every 10 s), the scenarios missed their windows. Placed after every other test, they start
+once the integration waits are over. ``make test``'s two workers run them on the worker without the shared
+stack instead, beside the waits (``tests/support/scheduling.py``).
 
 The distributed run's figures (``record_property``) are printed in the terminal summary, so a CI log has them
 (``tests/support/session_report.py``).

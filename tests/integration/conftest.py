@@ -20,8 +20,8 @@ Waiting scenarios (``quickstart_run``, ``batch_run``, ``kube_training``, ``defer
     the first integration test runs (``_start_waiting_scenarios``), and polled in the background
     (:class:`~tests.integration.airflow_stack.BackgroundPoll`). Tests marked ``awaits_window`` collect
     their scenario's result; they run after every other test (see ``pytest_collection_modifyitems``), or,
-    under ``make test``'s two workers, after every other test of the Airflow layers (the other worker runs the
-    unit and contract layers meanwhile: ``tests/support/scheduling.py``). A
+    under ``make test``'s two workers, last on the worker holding the shared stack, which runs unit modules
+    while the scenarios wait (``tests/support/scheduling.py``). A
     scenario whose set-up fails is reported by the tests that use it (pytest keeps the fixture's error).
 
 Metadata database: a throw-away database on the loopback PostgreSQL server when one runs (what a real

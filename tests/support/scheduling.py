@@ -50,9 +50,7 @@ def group_of(item: pytest.Item) -> str | None:
     """The Airflow group a collected test belongs to, or ``None`` for a plain unit (its module)."""
     if item.nodeid.startswith(OWN_STACK_PATHS) or item.get_closest_marker("own_stack") is not None:
         return OWN_STACKS
-    if item.get_closest_marker("awaits_window") is not None:
-        return SHARED_STACK_COLLECT
-    if item.get_closest_marker("restarts_shared_stack") is not None:
+    if any(item.get_closest_marker(name) is not None for name in ("awaits_window", "restarts_shared_stack")):
         return SHARED_STACK_COLLECT
     if item.nodeid.startswith("tests/integration/"):
         return SHARED_STACK
