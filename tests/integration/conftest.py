@@ -17,7 +17,7 @@ DAGs: every ``example_dags/*.py`` and ``tests/integration/dags/*.py`` is linked 
 Waiting scenarios (``quickstart_run``, ``batch_run``, ``kube_training``, ``deferral_scenario``)
     Tests that wait minutes for a grid window wait on the wall clock, so their waits overlap: every
     scenario a selected test needs is set up and triggered, in :data:`WAITING_SCENARIOS` order, before
-    the first integration test runs (``_start_waiting_scenarios``), and polled in the background
+    the first test on the shared stack runs (``waiting_scenarios``), and polled in the background
     (:class:`~tests.integration.airflow_stack.BackgroundPoll`). Tests marked ``awaits_window`` collect
     their scenario's result; they run after every other test (see ``pytest_collection_modifyitems``), or,
     under ``make test``'s two workers, last on the worker holding the shared stack, which runs unit modules
@@ -113,9 +113,18 @@ deferral_scenario = _waiting_scenario(
 WAITING_SCENARIOS = ("quickstart_run", "batch_run", "kube_training", "deferral_scenario")
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _start_waiting_scenarios(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -> None:
-    """Set up every waiting scenario the selected tests use, before the first integration test runs."""
+@pytest.fixture(autouse=True)
+def _waiting_scenarios_before_the_first_shared_stack_test(request: pytest.FixtureRequest) -> None:
+    # Only a test on the shared stack starts them. Under `make test` the worker that runs the tests with an Airflow
+    # of their own (the demo run, the grid-event scenario) collects every test too, so a session-wide autouse
+    # start made it bring up a second shared stack and all four scenarios, which no test there collects.
+    if "airflow_stack" in request.fixturenames:
+        request.getfixturevalue("waiting_scenarios")
+
+
+@pytest.fixture(scope="session")
+def waiting_scenarios(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -> None:
+    """Set up every waiting scenario the selected tests use, before the first test on the shared stack runs."""
     wanted = {name for item in request.session.items for name in getattr(item, "fixturenames", ())}
     began = time.monotonic()
     for name in WAITING_SCENARIOS:
