@@ -82,7 +82,7 @@ def _events(suite: pytest.Pytester) -> list[str]:
 def test_a_test_without_the_shared_stack_starts_nothing_though_later_tests_need_the_scenarios(
     suite: pytest.Pytester,
 ) -> None:
-    result = suite.runpytest_inprocess("-p", "no:cacheprovider")
+    result = suite.runpytest_inprocess("-p", "no:cacheprovider", "-p", "no:asyncio")
     result.assert_outcomes(passed=3)
     assert _events(suite) == [
         "RUN own",
@@ -95,6 +95,6 @@ def test_a_test_without_the_shared_stack_starts_nothing_though_later_tests_need_
 
 
 def test_no_scenario_starts_when_no_selected_test_collects_one(suite: pytest.Pytester) -> None:
-    result = suite.runpytest_inprocess("-p", "no:cacheprovider", "-k", "not collecting")
+    result = suite.runpytest_inprocess("-p", "no:cacheprovider", "-p", "no:asyncio", "-k", "not collecting")
     result.assert_outcomes(passed=2, deselected=1)
     assert _events(suite) == ["RUN own", "START airflow_stack", "RUN shared"]
