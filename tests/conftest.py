@@ -24,7 +24,7 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """``make test`` runs ``pytest -n 2 --dist loadscope``: the Airflow layers' groups (see the class)."""
+    """``make test`` runs ``pytest -n 3 --dist loadscope``: the Airflow layers' groups (see the class)."""
     if config.getvalue("dist") != "loadscope":
         return None
     from tests.support.scheduling import AirflowLayersScheduling
@@ -81,13 +81,25 @@ def _fresh_store_failures() -> Iterator[None]:
 
 
 @pytest.fixture
-def make_connection(monkeypatch: pytest.MonkeyPatch) -> Callable[..., str]:
-    """Define an Airflow connection through ``AIRFLOW_CONN_<ID>`` and return its id."""
+def make_connection(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Callable[..., str]:
+    """Define an Airflow connection through ``AIRFLOW_CONN_<ID>`` and return its id.
+
+    In a test parametrized with a ``fault`` (``tests/support/faults.py``), the fault's ``extra`` is laid over
+    every connection it makes: the settings its scenario needs (a short read timeout for a hanging source).
+    """
+    callspec = getattr(request.node, "callspec", None)
+    fault_extra = getattr(callspec.params.get("fault") if callspec else None, "extra", {})
 
     def _make(conn_id: str, conn_type: str, **fields: Any) -> str:
         fields.setdefault("extra", {})
         # Fast failure in tests: small timeouts and backoff unless the test says otherwise.
-        fields["extra"] = {"timeout": 2, "connect_timeout": 1, "backoff_seconds": 0.01, **fields["extra"]}
+        fields["extra"] = {
+            "timeout": 2,
+            "connect_timeout": 1,
+            "backoff_seconds": 0.01,
+            **fields["extra"],
+            **fault_extra,
+        }
         monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps({"conn_type": conn_type, **fields}))
         return conn_id
 

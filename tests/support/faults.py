@@ -33,11 +33,19 @@ class Fault:
     error: type[GridSignalError]
     message: str  # a fragment the error message must contain
     attempts: int | None = None  # requests the server must have seen
+    #: Connection extra laid over every connection the test makes (``make_connection`` in tests/conftest.py).
     extra: dict[str, object] = field(default_factory=dict)
 
 
 FAULTS = [
-    Fault("timeout", (Reply(200, b"{}", delay=3.0),), SourceUnavailableError, "no response within"),
+    # Every attempt waits out its read timeout: 0.5 s (not the tests' usual 2 s) keeps the four at 2 s in all.
+    Fault(
+        "timeout",
+        (Reply(200, b"{}", delay=3.0),),
+        SourceUnavailableError,
+        "no response within 0.5s",
+        extra={"timeout": 0.5},
+    ),
     Fault("http_500", (Reply(500, "internal error"),), SourceUnavailableError, "HTTP 500", attempts=4),
     Fault("http_401", (Reply(401, {"error": "bad credentials"}),), SourceAuthError, "HTTP 401", attempts=1),
     Fault("http_403", (Reply(403, "forbidden"),), SourceAuthError, "HTTP 403", attempts=1),
