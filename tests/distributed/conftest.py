@@ -4,8 +4,8 @@ The distributed stack (seven Airflow processes on PostgreSQL and Redis, on accel
 test (a build and two virtualenv installs) competed for the 2 cores with the integration layer's waiting
 scenarios, whose windows are placed on the wall clock: run beside them in one process (before the idle stacks
 stopped re-parsing every 10 s), the scenarios missed their windows. Placed after every other test, they start
-once the integration waits are over. ``make test``'s two workers run them on the worker without the shared
-stack instead, beside the waits (``tests/support/scheduling.py``).
+once the integration waits are over. ``make test``'s workers run them beside the waits instead, one own-stack
+module per worker at a time (``tests/support/scheduling.py``).
 
 The distributed run's figures (``record_property``) are printed in the terminal summary, so a CI log has them
 (``tests/support/session_report.py``).

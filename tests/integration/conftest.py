@@ -20,8 +20,8 @@ Waiting scenarios (``quickstart_run``, ``batch_run``, ``kube_training``, ``defer
     the first test on the shared stack runs (``waiting_scenarios``), and polled in the background
     (:class:`~tests.integration.airflow_stack.BackgroundPoll`). Tests marked ``awaits_window`` collect
     their scenario's result; they run after every other test (see ``pytest_collection_modifyitems``), or,
-    under ``make test``'s two workers, last on the worker holding the shared stack, which runs unit modules
-    while the scenarios wait (``tests/support/scheduling.py``). A
+    under ``make test``'s workers, last on the worker holding the shared stack, which runs an own stack or unit
+    modules while the scenarios wait (``tests/support/scheduling.py``). A
     scenario whose set-up fails is reported by the tests that use it (pytest keeps the fixture's error).
 
 Metadata database: a throw-away database on the loopback PostgreSQL server when one runs (what a real
@@ -145,7 +145,7 @@ def _run_order(item: pytest.Item) -> int:
         # Restarting the shared triggerer stops it, and in one process a second Airflow would hold up the
         # scenarios' collection: either way their windows could open late (seen: releases 18 s and 7 s after
         # their windows, the second as another test restarted the triggerer 16 s before them). Run these once
-        # the results are in. Under `make test` the own stacks run on the other worker from the start instead
+        # the results are in. Under `make test` the own stacks run on the other workers from the start instead
         # (tests/support/scheduling.py), beside the scenarios (the demo run always was); the restart still waits.
         return 3
     if item.get_closest_marker("awaits_window") is not None:
@@ -157,7 +157,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Integration tests first (the first one starts the stack and the waiting scenarios), then the unit and
     # contract tests, then the tests collecting a waiting scenario's result: everything else runs while the
     # scenarios wait on the wall clock; tests with an Airflow of their own last. A stable sort: the order within
-    # each group is pytest's. Under `make test` (two xdist workers) this order holds within each worker's groups
+    # each group is pytest's. Under `make test` (three xdist workers) this order holds within each worker's groups
     # (tests/support/scheduling.py).
     items.sort(key=_run_order)
 

@@ -1,13 +1,14 @@
-"""How ``make test`` shares the suite between two xdist workers.
+"""How ``make test`` shares the suite between its xdist workers.
 
-The Airflow layers are mostly wall-clock waiting (a serial run of them keeps 0.7 of the 2 cores busy), so
-both workers run one, and the unit, contract and docs modules fill the gaps:
+The Airflow layers are mostly wall-clock waiting (a serial run of them keeps 0.7 of the 2 cores busy), so every
+worker runs one of them at a time, and the unit, contract and docs modules fill the gaps:
 
 - **the shared stack** (``tests/integration`` tests on the session's Airflow): one worker starts the stack and
-  its waiting scenarios, runs the tests that need no wait, then takes unit modules while the scenarios wait;
-- **the own stacks** (tests marked ``own_stack``, ``tests/distributed``, ``tests/packaging``): the other
-  worker runs them one after another (each starts its own Airflow, or builds and installs the package),
-  then takes unit modules;
+  its waiting scenarios and runs the tests that need no wait;
+- **the own stacks** (tests marked ``own_stack``, ``tests/distributed``, ``tests/packaging``): each module is a
+  unit of its own (it starts its own Airflow, or builds and installs the package) and goes before any module,
+  but a worker takes one only when it holds no other own stack unfinished: so they spread over the workers
+  (the other worker from the start, the shared stack's once its tests are out) rather than queue on one;
 - **collecting the shared stack** (tests marked ``awaits_window`` or ``restarts_shared_stack``): sent last,
   and only to the worker holding the shared stack (a session fixture lives in one worker process): by then
   the windows have opened, or it waits for them with nothing else left to run.
@@ -34,10 +35,9 @@ import pytest
 from xdist.scheduler import LoadScopeScheduling
 
 SHARED_STACK = "airflow: shared stack"
-OWN_STACKS = "airflow: own stacks"
+#: An own-stack unit's name: this, then its module's path.
+OWN_STACK = "airflow: own stack: "
 SHARED_STACK_COLLECT = "airflow: shared stack, collecting"
-#: Units in the order they are handed out; unit modules go between the own stacks and the collecting unit.
-LEADING_GROUPS = (SHARED_STACK, OWN_STACKS)
 
 #: Paths (relative to the rootdir) whose every test is in the own-stacks group.
 OWN_STACK_PATHS = ("tests/distributed/", "tests/packaging/")
@@ -49,7 +49,7 @@ _GROUPS_FILE = pytest.StashKey[str]()
 def group_of(item: pytest.Item) -> str | None:
     """The Airflow group a collected test belongs to, or ``None`` for a plain unit (its module)."""
     if item.nodeid.startswith(OWN_STACK_PATHS) or item.get_closest_marker("own_stack") is not None:
-        return OWN_STACKS
+        return OWN_STACK + item.nodeid.split("::")[0]
     if any(item.get_closest_marker(name) is not None for name in ("awaits_window", "restarts_shared_stack")):
         return SHARED_STACK_COLLECT
     if item.nodeid.startswith("tests/integration/"):
@@ -83,9 +83,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     partial.replace(path)
 
 
+def is_own_stack(scope: str) -> bool:
+    return scope.startswith(OWN_STACK)
+
+
 class AirflowLayersScheduling(LoadScopeScheduling):
-    """Load-scope scheduling with the three Airflow groups above: the two leading ones first, one per worker,
-    and the collecting one last, on the shared stack's worker only."""
+    """Load-scope scheduling with the Airflow groups above: the shared stack and the own stacks first, at most
+    one own stack per worker at a time, and the collecting unit last, on the shared stack's worker only."""
 
     def __init__(self, config: pytest.Config, log: Any = None) -> None:
         config.option.loadscopereorder = False  # the order of the units is ours (see schedule())
@@ -117,7 +121,8 @@ class AirflowLayersScheduling(LoadScopeScheduling):
         queue: dict[str, dict[str, bool]] = {}
         for nodeid in self.collection:
             queue.setdefault(self._split_scope(nodeid), {})[nodeid] = False
-        leading = [scope for scope in LEADING_GROUPS if scope in queue]
+        leading = [SHARED_STACK] if SHARED_STACK in queue else []
+        leading += [scope for scope in queue if is_own_stack(scope)]
         trailing = [SHARED_STACK_COLLECT] if SHARED_STACK_COLLECT in queue else []
         middle = [scope for scope in queue if scope not in leading and scope not in trailing]
         self.workqueue = OrderedDict((scope, queue[scope]) for scope in [*leading, *middle, *trailing])
@@ -127,23 +132,37 @@ class AirflowLayersScheduling(LoadScopeScheduling):
     def _owner_of(self, scope: str) -> Any:
         return next((node for node, work in self.assigned_work.items() if scope in work), None)
 
-    def _next_scope_for(self, node: Any) -> str | None:
-        """The first queued unit this worker may take now, or ``None`` if none is (or will be) for it."""
+    def _holds_an_own_stack(self, node: Any) -> bool:
+        return any(is_own_stack(scope) and not all(work.values()) for scope, work in self.assigned_work[node].items())
+
+    def _next_scope_for(self, node: Any, *, needed: bool) -> str | None:
+        """The first queued unit this worker may take now, or ``None`` if none is (or will be) for it.
+
+        :param needed: the worker cannot go on without more (it runs a test only once it knows the next): then
+            it takes a second own stack rather than nothing.
+        """
+        second_own_stack = None
         for scope in self.workqueue:
-            if scope != SHARED_STACK_COLLECT:
+            if scope == SHARED_STACK_COLLECT:
+                # Only on the worker holding the shared stack (if that worker crashed, its stack is gone anyway:
+                # then any), and only once nothing else is queued: the windows open in minutes, the modules run
+                # meanwhile.
+                owner = self._owner_of(SHARED_STACK)
+                if (owner is None or owner is node) and len(self.workqueue) == 1:
+                    return scope
+            elif is_own_stack(scope) and self._holds_an_own_stack(node):
+                # Two Airflows of their own one after another on one worker is what made it the suite's
+                # critical path: leave the next to a worker that holds none.
+                second_own_stack = second_own_stack or scope
+            else:
                 return scope
-            # Only on the worker holding the shared stack (if that worker crashed, its stack is gone anyway: then
-            # any), and only once nothing else is queued: the windows open in minutes, the modules run meanwhile.
-            owner = self._owner_of(SHARED_STACK)
-            if (owner is None or owner is node) and len(self.workqueue) == 1:
-                return scope
-        return None
+        return second_own_stack if needed else None
 
     def _reschedule(self, node: Any) -> None:
         # A worker runs a test only once it knows the next one (or is told to shut down): so top it up past two
         # pending tests, not by one unit, or a worker left with one pending test would wait forever.
-        while not node.shutting_down and self._pending_of(self.assigned_work[node]) <= 2:
-            scope = self._next_scope_for(node)
+        while not node.shutting_down and (pending := self._pending_of(self.assigned_work[node])) <= 2:
+            scope = self._next_scope_for(node, needed=pending < 2)
             if scope is None:
                 if all(s == SHARED_STACK_COLLECT for s in self.workqueue):
                     node.shutdown()  # nothing queued is for this worker, and nothing more will be
