@@ -8,7 +8,7 @@ worker runs one of them at a time, and the unit, contract and docs modules fill 
 - **the own stacks** (tests marked ``own_stack``, ``tests/distributed``, ``tests/packaging``): each module is a
   unit of its own (it starts its own Airflow, or builds and installs the package) and goes before any module,
   but a worker takes one only when it holds no other own stack unfinished: so they spread over the workers
-  (the other worker from the start, the shared stack's once its tests are out) rather than queue on one;
+  (the other workers from the start, the shared stack's once its tests are out) rather than queue on one;
 - **collecting the shared stack** (tests marked ``awaits_window`` or ``restarts_shared_stack``): sent last,
   and only to the worker holding the shared stack (a session fixture lives in one worker process): by then
   the windows have opened, or it waits for them with nothing else left to run.
