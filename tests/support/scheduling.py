@@ -142,6 +142,7 @@ class AirflowLayersScheduling(LoadScopeScheduling):
             it takes a second own stack rather than nothing.
         """
         second_own_stack = None
+        holds_an_own_stack = self._holds_an_own_stack(node)
         for scope in self.workqueue:
             if scope == SHARED_STACK_COLLECT:
                 # Only on the worker holding the shared stack (if that worker crashed, its stack is gone anyway:
@@ -150,7 +151,7 @@ class AirflowLayersScheduling(LoadScopeScheduling):
                 owner = self._owner_of(SHARED_STACK)
                 if (owner is None or owner is node) and len(self.workqueue) == 1:
                     return scope
-            elif is_own_stack(scope) and self._holds_an_own_stack(node):
+            elif is_own_stack(scope) and holds_an_own_stack:
                 # Two Airflows of their own one after another on one worker is what made it the suite's
                 # critical path: leave the next to a worker that holds none.
                 second_own_stack = second_own_stack or scope

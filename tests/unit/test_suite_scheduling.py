@@ -43,15 +43,16 @@ class Worker:
     def shutting_down(self) -> bool:
         return self.shutdown_sent
 
+    def _own_stacks_queued(self) -> set[str]:
+        return {group for i in self.queue if is_own_stack(group := self.groups.get(self.collection[i], ""))}
+
     def send_runtest_some(self, indices: list[int]) -> None:
         assert not self.shutdown_sent, "work sent after shutdown"
-        held = {self.groups.get(self.collection[i], "") for i in self.queue}
         sent = self.groups.get(self.collection[indices[0]], "")
-        if not sent and not any(map(is_own_stack, held)) and any(map(is_own_stack, self.scheduler.workqueue)):
+        if not sent and not self._own_stacks_queued() and any(map(is_own_stack, self.scheduler.workqueue)):
             self.passed_over_own_stacks.append(self.collection[indices[0]])
         self.queue.extend(indices)
-        own = {self.groups.get(self.collection[i], "") for i in self.queue} - {""}
-        self.most_own_stacks_queued = max(self.most_own_stacks_queued, len({g for g in own if is_own_stack(g)}))
+        self.most_own_stacks_queued = max(self.most_own_stacks_queued, len(self._own_stacks_queued()))
 
     def shutdown(self) -> None:
         self.shutdown_sent = True
