@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,8 +38,76 @@ class StackError(RuntimeError):
 
 
 # -- small utilities -------------------------------------------------------------------------------------
+#: Where :func:`free_port` notes the ports it handed out, one empty file per port, machine-wide.
+PORT_CLAIMS = Path(tempfile.gettempdir()) / f"gridaware-ports-{os.getuid()}"
+#: How long a handed-out port stays claimed: longer than any pick-to-bind gap (an Airflow component binds
+#: after ``db migrate``; the demo's simulator after Airflow is up, a few minutes at worst).
+PORT_CLAIM_TTL = 15 * 60.0
+#: The lowest port :func:`free_port` hands out; the highest is just below the kernel's ephemeral range.
+LOWEST_PORT = 15000
+
+
+def ephemeral_ports() -> tuple[int, int]:
+    """The kernel's range for outgoing connections' local ports (Linux; the IANA range elsewhere)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 49152, 65535
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now (the OS picks it)."""
+    """A TCP port nobody listens on, that no outgoing connection can take and no other caller was just given.
+
+    The caller binds it later, often much later (an Airflow component's port goes into the environment
+    before ``db migrate``), so a port the OS picks (bind to 0) is not enough: it comes from the ephemeral
+    range, where any outgoing connection on the machine may take it meanwhile (seen as ``address already
+    in use`` with three test workers starting stacks at once). So the port comes from below that range,
+    and a claim file (:data:`PORT_CLAIMS`, created exclusively) keeps every other process calling this from
+    being handed the same one for :data:`PORT_CLAIM_TTL`.
+    """
+    lowest, highest = LOWEST_PORT, ephemeral_ports()[0] - 1
+    if highest - lowest < 1000:  # an unusual kernel range: let the OS pick
+        return _os_port(host)
+    PORT_CLAIMS.mkdir(mode=0o700, exist_ok=True)
+    count = highest - lowest + 1
+    first = random.SystemRandom().randrange(count)  # from a random point, so callers rarely contend for a claim
+    for step in range(count):
+        port = lowest + (first + step) % count
+        if _claim(port) and _bindable(host, port):
+            return port
+    return _os_port(host)  # every port below the range claimed or taken
+
+
+def _claim(port: int) -> bool:
+    claim = PORT_CLAIMS / str(port)
+    try:
+        os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        return True
+    except FileExistsError:
+        pass
+    try:
+        if time.time() - claim.stat().st_mtime < PORT_CLAIM_TTL:
+            return False
+        # Stale: take it over, unless another process renewed it first (then its mtime is fresh).
+        claim.unlink()
+        os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        return True
+    except OSError:
+        return False
+
+
+def _bindable(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind: TIME_WAIT does not count
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _os_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -27,22 +26,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_gridaware.demo.processes import free_port
+
 ENV_OUTCOME = "MOTO_BATCH_OUTCOME"
 ROLE_NAME = "gridaware-batch"
 JOB_DEFINITION = "gridaware-train"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
 class MotoServer:
     """A ``moto_server`` subprocess on ``127.0.0.1`` at a free port; use as a context manager."""
 
-    port: int = field(default_factory=_free_port)
+    port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
     @property
