@@ -107,7 +107,7 @@ deferral_scenario = _waiting_scenario(
     "deferral_scenario", "test_deferral", "scenario_started", "Every dip run deferred, the triggerer restarted."
 )
 
-#: Started in this order. The quick start first: its window opens 3 minutes after its simulator starts, the
+#: Started in this order. The quick start first: its window opens 2 minutes after its simulator starts, the
 #: latest of all, and its steps before the trigger take 30-70 s; the deferral scenario last: its set-up (a
 #: triggerer restart, 15-40 s) would delay every scenario after it, and it places its dip from its own start.
 WAITING_SCENARIOS = ("quickstart_run", "batch_run", "kube_training", "deferral_scenario")

@@ -179,7 +179,8 @@ def kube_training_started(stack: AirflowStack, integration_workdir: Path) -> Ite
             state = stack.dag_run(DAG_ID, run_id)["state"]
             return state if state in ("success", "failed") else None
 
-        finished = BackgroundPoll(check, timeout=720, interval=1, what="the training run", on_timeout=explain)
+        # Every 2 s: each check costs the api-server ~25 ms of CPU, the deferral is seen long before the window.
+        finished = BackgroundPoll(check, timeout=720, interval=2.0, what="the training run", on_timeout=explain)
         try:
             yield KubeTraining(stack, run_id, seen, waiting_jobs, finished, explain, urls=urls, window=window, out=out)
         finally:
