@@ -89,7 +89,8 @@ def _claim(port: int) -> bool:
     try:
         if time.time() - claim.stat().st_mtime < PORT_CLAIM_TTL:
             return False
-        # Stale: take it over, unless another process renewed it first (then its mtime is fresh).
+        # Stale: take it over. Two processes doing so at the same instant could both win; the bind check
+        # still keeps out a port already listened on, and a stale claim is one nobody has used for 15 minutes.
         claim.unlink()
         os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
         return True

@@ -5,9 +5,9 @@ the page cannot drift from what works. Three substitutions only: the checkout pa
 this checkout, the simulator's documented port 8099 becomes the free port the test's own simulator
 got, and the simulator's 3-minute lead (time for a person to type steps 4 and 5) becomes 2 minutes
 (:data:`LEAD`): the machine takes about 20 s for those steps, and a minute less lead is a minute less
-of the whole suite waiting for this window at its end. The session's Airflow stack is reused: its environment is fixed at start, so the page's
-``AIRFLOW_CONN_*`` JSON is added through the REST API instead (same fields), and the UI's "Test"
-button is pressed for each connection through the API.
+of the whole suite waiting for this window at its end. The session's Airflow stack is reused: its
+environment is fixed at start, so the page's ``AIRFLOW_CONN_*`` JSON is added through the REST API
+instead (same fields), and the UI's "Test" button is pressed for each connection through the API.
 
 The install commands are not run (the venv has the package installed already, and pip would need the
 network for build isolation); pip's own parser checks that they are what it accepts and that they name
