@@ -69,7 +69,13 @@ def free_port(host: str = "127.0.0.1") -> int:
     lowest, highest = LOWEST_PORT, ephemeral_ports()[0] - 1
     if highest - lowest < 1000:  # an unusual kernel range: let the OS pick
         return _os_port(host)
-    PORT_CLAIMS.mkdir(mode=0o700, exist_ok=True)
+    try:
+        PORT_CLAIMS.mkdir(mode=0o700, exist_ok=True)
+        ours = PORT_CLAIMS.stat().st_uid == os.getuid()
+    except OSError:
+        ours = False
+    if not ours:  # nowhere of our own to note claims (a read-only temp, another user's folder): the OS picks
+        return _os_port(host)
     count = highest - lowest + 1
     first = random.SystemRandom().randrange(count)  # from a random point, so callers rarely contend for a claim
     for step in range(count):
@@ -86,6 +92,8 @@ def _claim(port: int) -> bool:
         return True
     except FileExistsError:
         pass
+    except OSError:
+        return False
     try:
         if time.time() - claim.stat().st_mtime < PORT_CLAIM_TTL:
             return False

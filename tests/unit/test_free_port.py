@@ -75,6 +75,23 @@ def test_a_port_someone_listens_on_is_skipped(_own_claims: Path) -> None:
         assert free_port() == free
 
 
+def test_without_a_folder_of_its_own_for_claims_the_os_picks(
+    _own_claims: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A file where the folder should be (or a read-only temp): no claims possible, still a bindable port.
+    _own_claims.write_text("not a folder")
+    port = free_port()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))
+    # Another user's folder: not trusted with our claims either.
+    other = _own_claims.parent / "other"
+    other.mkdir()
+    monkeypatch.setattr(processes, "PORT_CLAIMS", other)
+    monkeypatch.setattr(os, "getuid", lambda: other.stat().st_uid + 1)
+    assert free_port() >= ephemeral_ports()[0]
+    assert not any(other.iterdir())
+
+
 def _claim_ports(claims: str, count: int, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
     processes.PORT_CLAIMS = Path(claims)
     queue.put([free_port() for _ in range(count)])
