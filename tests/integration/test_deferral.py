@@ -736,5 +736,9 @@ def test_no_signal_still_releases_by_the_latest_start(deferral_scenario: Scenari
     latest = run_start + timedelta(minutes=3) - timedelta(minutes=1) * 1.25  # deadline - duration * (1 + margin)
     released = _utc(decision["released_at"])
     assert latest <= released < latest + timedelta(seconds=30), f"released {released}, latest start {latest}{why}"
-    assert abs(_utc(plan["latest_start"]) - latest) <= timedelta(seconds=1), why
+    # The reason names the job's latest start; the plan's is the later of it and the release (a plan never starts
+    # after its own latest start), so a release a few seconds late (a busy triggerer loop) moves only the plan's.
+    named = re.search(r"released at the latest start (\S+Z)", decision["reason"])
+    assert named and abs(_utc(named.group(1)) - latest) <= timedelta(seconds=1), why
+    assert abs(_utc(plan["latest_start"]) - max(latest, released)) <= timedelta(seconds=1), why
     _check_waited_in_triggerer(sc, dag_id, run_id, "wait_for_window", released, opens=latest)
