@@ -37,7 +37,7 @@ demo-signals: install
 	$(BIN)/gridaware demo --signals
 
 ## test: lint, type-check, then the whole suite (unit, contract, integration against a real Airflow)
-# The browser install (apt, mostly I/O) runs beside lint and mypy (CPU): ~16 s less on a clean machine.
+# The browser install (apt, mostly I/O) runs beside lint and mypy (CPU): about 10 s less on a clean machine.
 test: install
 	@$(MAKE) --no-print-directory -j 3 --output-sync=target browser lint typecheck
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
