@@ -40,7 +40,7 @@ def test_a_port_handed_out_is_not_handed_out_again_while_its_claim_is_fresh(_own
     # Claim every port but one: the one left is the only answer, however often it is asked for.
     low, _ = ephemeral_ports()
     _own_claims.mkdir()
-    free = next(p for p in range(LOWEST_PORT + 500, low) if _listening_free(p))
+    free = _first_free(low)
     for port in range(LOWEST_PORT, low):
         if port != free:
             (_own_claims / str(port)).touch()
@@ -53,7 +53,7 @@ def test_a_stale_claim_is_taken_over(_own_claims: Path) -> None:
     low, _ = ephemeral_ports()
     _own_claims.mkdir()
     stale = time.time() - processes.PORT_CLAIM_TTL - 60
-    free = next(p for p in range(LOWEST_PORT + 500, low) if _listening_free(p))
+    free = _first_free(low)
     for port in range(LOWEST_PORT, low):
         (_own_claims / str(port)).touch()
     os.utime(_own_claims / str(free), (stale, stale))
@@ -109,15 +109,6 @@ def test_processes_asking_at_once_get_distinct_ports(_own_claims: Path) -> None:
     assert len(handed) == 400 and len(set(handed)) == 400
 
 
-def _listening_free(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def _first_free(below: int, after: int = LOWEST_PORT + 500) -> int:
-    return next(p for p in range(after + 1, below) if _listening_free(p))
+    """The first port above ``after`` nobody listens on (the check ``free_port`` itself makes)."""
+    return next(p for p in range(after + 1, below) if processes._bindable("127.0.0.1", p))
