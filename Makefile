@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 EXTRAS ?= dev,kubernetes,aws,openadr,ieee2030_5,docs,celery
 PYTEST_ARGS ?=
 # Three pytest workers on the 2-core machine: the Airflow layers mostly wait on Airflow's loops and grid windows,
-# so two workers left the cores 40 % idle (docs/testing.md).
+# so two workers left the cores about a third idle (docs/testing.md).
 TEST_WORKERS ?= 3
 
 .PHONY: install browser demo demo-ui demo-signals test lint typecheck unit contract integration distributed packaging bench docs docs-serve clean lock
