@@ -196,6 +196,10 @@ class WatchedRun:
     finished: BackgroundPoll[str]
     explain: Callable[[], str]
 
+    def settled(self) -> bool:
+        """Collecting this run now would not wait: its watch has ended."""
+        return self.finished.done
+
 
 # -- the simulator ---------------------------------------------------------------------------------------
 def simulator_argv(ready_file: Path, *options: str) -> list[str]:

@@ -20,8 +20,9 @@ Waiting scenarios (``quickstart_run``, ``batch_run``, ``kube_training``, ``defer
     the first test on the shared stack runs (``waiting_scenarios``), and polled in the background
     (:class:`~tests.integration.airflow_stack.BackgroundPoll`). Tests marked ``awaits_window`` collect
     their scenario's result; they run after every other test (see ``pytest_collection_modifyitems``), or,
-    under ``make test``'s workers, last on the worker holding the shared stack, which runs an own stack or unit
-    modules while the scenarios wait (``tests/support/scheduling.py``). A
+    under ``make test``'s workers, on the worker holding the shared stack once its scenarios have settled
+    (every watched run ended) or nothing else is left; that worker runs an own stack or unit modules while the
+    scenarios wait (``tests/support/scheduling.py``). A
     scenario whose set-up fails is reported by the tests that use it (pytest keeps the fixture's error).
 
 Metadata database: a throw-away database on the loopback PostgreSQL server when one runs (what a real
@@ -53,6 +54,7 @@ from tests.integration.airflow_stack import (
     stop_processes,
 )
 from tests.support.postgres import throwaway_database, unreachable_reason
+from tests.support.scheduling import announce_settled
 from tests.support.session_report import teardown_notes, timings
 
 SIM_LOGIN = "sim"
@@ -127,6 +129,7 @@ def waiting_scenarios(request: pytest.FixtureRequest, pytestconfig: pytest.Confi
     """Set up every waiting scenario the selected tests use, before the first test on the shared stack runs."""
     wanted = {name for item in request.session.items for name in getattr(item, "fixturenames", ())}
     began = time.monotonic()
+    started_scenarios = []
     for name in WAITING_SCENARIOS:
         if name not in wanted:
             continue
@@ -134,10 +137,13 @@ def waiting_scenarios(request: pytest.FixtureRequest, pytestconfig: pytest.Confi
         # A failed set-up is kept by pytest and raised again in each test that uses this fixture (where it
         # belongs): it must not stop the other scenarios from starting.
         with contextlib.suppress(Exception, pytest.fail.Exception):
-            request.getfixturevalue(name)
+            started_scenarios.append(request.getfixturevalue(name))
         timings(pytestconfig)[f"start {name}"] = time.monotonic() - started
     if wanted & set(WAITING_SCENARIOS):
         timings(pytestconfig)["waiting scenarios started (total)"] = time.monotonic() - began
+    # Under `make test`: once every watched run has ended, the scheduler sends this worker the collecting tests
+    # (and the triggerer restart after them) ahead of the modules still queued.
+    announce_settled(pytestconfig, lambda: all(scenario.settled() for scenario in started_scenarios))
 
 
 def _run_order(item: pytest.Item) -> int:

@@ -83,6 +83,8 @@ TRIGGER_CLASS = "airflow_provider_gridaware.triggers.grid_window.GridWindowTrigg
 WORKER_GRACE = timedelta(seconds=15)
 #: How long before its last deferred sighting the API may show a task without its (fired) trigger.
 EDGE = timedelta(seconds=5)
+#: Task states after which nothing more happens to a run's task instance.
+FINISHED = frozenset({"success", "failed", "upstream_failed", "skipped"})
 #: Scheduling latency allowed between the window opening and the work running on a worker.
 RUN_SLACK = timedelta(seconds=90)
 
@@ -213,6 +215,11 @@ class Watcher(threading.Thread):
         with self._lock:
             return list(self.history.get((dag_id, run_id, task_id), []))
 
+    def last_states(self) -> dict[tuple[str, str, str], str | None]:
+        """The state each task instance had at its latest observation."""
+        with self._lock:
+            return {key: seen[-1].state for key, seen in self.history.items()}
+
     def close(self) -> None:
         self._halt.set()
         self.join(timeout=10)
@@ -259,6 +266,12 @@ class Scenario:
     #: (dag_id, run_id) -> {task_id: state} as the UI's Grid view got it while everything was waiting.
     ui_states: dict[tuple[str, str], dict[str, str | None]] = field(default_factory=dict)
 
+    def settled(self) -> bool:
+        """Collecting the scenario now would not wait: the watcher last saw every run's tasks finished."""
+        expected = {run_id for run_id in (*self.runs.values(), self.fallback_run) if run_id}
+        last = self.watcher.last_states()
+        return expected <= {run_id for _, run_id, _ in last} and all(state in FINISHED for state in last.values())
+
     def explain(self, dag_id: str, run_id: str, *, logs: bool = True) -> str:
         """Evidence for a failure message: states seen, task logs, triggerer and simulator log tails."""
         parts = [f"dip {_iso(self.dip.start)} - {_iso(self.dip.end)}; now {_iso(datetime.now(UTC))}"]
@@ -304,7 +317,7 @@ def wait_deferred(
     def check() -> dict[str, int] | None:
         for dag_id, run_id in runs.items():
             ti = _grid_ti(stack, dag_id, run_id)
-            if ti["state"] in ("success", "failed", "upstream_failed", "skipped"):
+            if ti["state"] in FINISHED:
                 raise StackError(f"{dag_id}/{run_id}: the waiting task ended {ti['state']} before the test saw it wait")
             trigger = ti.get("trigger") or {}
             owner = trigger.get("triggerer_id")

@@ -215,6 +215,10 @@ class QuickstartRun:
     seen: list[tuple[datetime, str | None]]
     finished: BackgroundPoll[str]
 
+    def settled(self) -> bool:
+        """Collecting this run now would not wait: its watch has ended."""
+        return self.finished.done
+
 
 @contextlib.contextmanager
 def quickstart_run_started(stack: AirflowStack, integration_workdir: Path) -> Iterator[QuickstartRun]:

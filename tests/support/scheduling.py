@@ -9,13 +9,16 @@ worker runs one of them at a time, and the unit, contract and docs modules fill 
   unit of its own (it starts its own Airflow, or builds and installs the package) and goes before any module,
   but a worker takes one only when it holds no other own stack unfinished: so they spread over the workers
   (the other workers from the start, the shared stack's once its tests are out) rather than queue on one;
-- **collecting the shared stack** (tests marked ``awaits_window`` or ``restarts_shared_stack``): sent last,
-  and only to the worker holding the shared stack (a session fixture lives in one worker process): by then
-  the windows have opened, or it waits for them with nothing else left to run.
+- **collecting the shared stack** (tests marked ``awaits_window`` or ``restarts_shared_stack``): only to the
+  worker holding the shared stack (a session fixture lives in one worker process), as soon as that worker says
+  its waiting scenarios have settled (every watched run ended: collecting waits for nothing), else last: then
+  it waits for the windows with nothing else left to run. Sent early, its triggerer restart (~25 s, mostly
+  waiting) runs beside the other workers' modules instead of after them.
 
 Which group a test is in follows its markers, which only the workers see: each worker writes the groups of
 its collection to a file the controller named (``pytest_configure_node``), and the scheduler reads it once
-collection is complete. Everything else is a unit per module, as ``--dist loadscope`` makes it.
+collection is complete. The shared stack's worker tells the same way that its scenarios have settled
+(:func:`announce_settled`: a second file, which the scheduler looks for whenever that worker asks for work). Everything else is a unit per module, as ``--dist loadscope`` makes it.
 
 ``xdist_group`` marks with ``--dist loadgroup`` cannot say "only on that worker, and last", and do nothing on
 pytest 9.2 anyway: xdist 3.8 renames node ids to carry the group, which pytest 9.2's structured node ids
@@ -27,7 +30,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +48,9 @@ SHARED_STACK_COLLECT = "airflow: shared stack, collecting"
 OWN_STACK_PATHS = ("tests/distributed/", "tests/packaging/")
 #: ``workerinput`` key: where a worker writes the groups of its collection.
 GROUPS_FILE_KEY = "gridaware_test_groups"
-_GROUPS_FILE = pytest.StashKey[str]()
+#: ``workerinput`` key: the file the shared stack's worker creates once its waiting scenarios have settled.
+SETTLED_FILE_KEY = "gridaware_scenarios_settled"
+_WORKER_FILES = pytest.StashKey[dict[str, str]]()
 
 
 def group_of(item: pytest.Item) -> str | None:
@@ -59,15 +66,41 @@ def group_of(item: pytest.Item) -> str | None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
-    # On the controller, for each worker it starts: name the file the worker writes its groups to.
+    # On the controller, for each worker it starts: name the files the workers write (the same for every worker).
     config: pytest.Config = node.config
-    if _GROUPS_FILE not in config.stash:
-        handle, name = tempfile.mkstemp(prefix="gridaware-test-groups-", suffix=".json")
-        os.close(handle)
-        os.unlink(name)  # written by the workers once they have collected; its absence means "no groups"
-        config.stash[_GROUPS_FILE] = name
-        config.add_cleanup(lambda: Path(name).unlink(missing_ok=True))
-    node.workerinput[GROUPS_FILE_KEY] = config.stash[_GROUPS_FILE]
+    if _WORKER_FILES not in config.stash:
+        config.stash[_WORKER_FILES] = {}
+        for key, prefix in ((GROUPS_FILE_KEY, "gridaware-test-groups-"), (SETTLED_FILE_KEY, "gridaware-settled-")):
+            handle, name = tempfile.mkstemp(prefix=prefix, suffix=".json")
+            os.close(handle)
+            os.unlink(name)  # written by a worker when it has something to say; absent until then
+            config.stash[_WORKER_FILES][key] = name
+            config.add_cleanup(lambda name=name: Path(name).unlink(missing_ok=True))
+    node.workerinput.update(config.stash[_WORKER_FILES])
+
+
+def announce_settled(config: pytest.Config, settled: Callable[[], bool], *, interval: float = 2.0) -> None:
+    """On a worker under ``make test``: create the settled file once ``settled()`` says so (a daemon thread).
+
+    Outside xdist, or without a file named, nothing happens: the order of one process already collects last.
+    """
+    path = getattr(config, "workerinput", {}).get(SETTLED_FILE_KEY)
+    if not path:
+        return
+    halt = threading.Event()
+    config.add_cleanup(halt.set)
+
+    def watch() -> None:
+        while not halt.is_set():
+            try:
+                if settled():
+                    Path(path).touch()
+                    return
+            except Exception:  # a scenario that cannot tell is not settled; its tests report what went wrong
+                pass
+            halt.wait(interval)
+
+    threading.Thread(target=watch, name="announce settled scenarios", daemon=True).start()
 
 
 @pytest.hookimpl(trylast=True)
@@ -96,14 +129,22 @@ class AirflowLayersScheduling(LoadScopeScheduling):
         super().__init__(config, log)
         self._groups: dict[str, str] | None = None
 
+    def _worker_file(self, key: str) -> Path | None:
+        name = self.config.stash.get(_WORKER_FILES, {}).get(key)
+        return Path(name) if name else None
+
     def _group_map(self) -> dict[str, str]:
         if self._groups is None:
-            path = self.config.stash.get(_GROUPS_FILE, None)
+            path = self._worker_file(GROUPS_FILE_KEY)
             try:
-                self._groups = json.loads(Path(path).read_text()) if path else {}
+                self._groups = json.loads(path.read_text()) if path else {}
             except FileNotFoundError:
                 self._groups = {}
         return self._groups
+
+    def _scenarios_settled(self) -> bool:
+        path = self._worker_file(SETTLED_FILE_KEY)
+        return path is not None and path.exists()
 
     def _split_scope(self, nodeid: str) -> str:
         return self._group_map().get(nodeid) or super()._split_scope(nodeid)
@@ -143,13 +184,16 @@ class AirflowLayersScheduling(LoadScopeScheduling):
         """
         second_own_stack = None
         holds_an_own_stack = self._holds_an_own_stack(node)
+        # Only on the worker holding the shared stack (if that worker crashed, its stack is gone anyway: then
+        # any), and only once its scenarios have settled or nothing else is queued: the windows open in
+        # minutes, the modules run meanwhile.
+        owner = self._owner_of(SHARED_STACK)
+        collects = SHARED_STACK_COLLECT in self.workqueue and (owner is None or owner is node)
+        if collects and self._scenarios_settled():
+            return SHARED_STACK_COLLECT
         for scope in self.workqueue:
             if scope == SHARED_STACK_COLLECT:
-                # Only on the worker holding the shared stack (if that worker crashed, its stack is gone anyway:
-                # then any), and only once nothing else is queued: the windows open in minutes, the modules run
-                # meanwhile.
-                owner = self._owner_of(SHARED_STACK)
-                if (owner is None or owner is node) and len(self.workqueue) == 1:
+                if collects and len(self.workqueue) == 1:
                     return scope
             elif is_own_stack(scope) and holds_an_own_stack:
                 # Two Airflows of their own one after another on one worker is what made it the suite's

@@ -16,8 +16,10 @@ from typing import Any
 import pytest
 
 from tests.support.scheduling import (
-    _GROUPS_FILE,
+    _WORKER_FILES,
+    GROUPS_FILE_KEY,
     OWN_STACK,
+    SETTLED_FILE_KEY,
     SHARED_STACK,
     SHARED_STACK_COLLECT,
     AirflowLayersScheduling,
@@ -32,6 +34,8 @@ class Worker:
         self.groups = groups
         self.queue: list[int] = []
         self.ran: list[str] = []
+        #: When each test in ``ran`` ran, counted over all workers.
+        self.steps: list[int] = []
         self.shutdown_sent = False
         #: The most own-stack modules this worker ever had queued at once (two: one ran after the other).
         self.most_own_stacks_queued = 0
@@ -62,13 +66,23 @@ class Worker:
 
 
 def run(
-    collection: list[str], groups: dict[str, str], tmp_path: Path, seed: int = 0, workers: int = 2
+    collection: list[str],
+    groups: dict[str, str],
+    tmp_path: Path,
+    seed: int = 0,
+    workers: int = 2,
+    *,
+    settle_after: str | None = None,
 ) -> dict[str, Worker]:
-    """The workers, each with the tests it ran in order; fails on a deadlock."""
-    path = tmp_path / "groups.json"
+    """The workers, each with the tests it ran in order; fails on a deadlock.
+
+    :param settle_after: the shared stack's worker announces its scenarios settled once this test has run.
+    """
+    path, settled = tmp_path / "groups.json", tmp_path / "settled"
     path.write_text(json.dumps(groups))
+    settled.unlink(missing_ok=True)
     stash = pytest.Stash()
-    stash[_GROUPS_FILE] = str(path)
+    stash[_WORKER_FILES] = {GROUPS_FILE_KEY: str(path), SETTLED_FILE_KEY: str(settled)}
     config: Any = SimpleNamespace(
         option=SimpleNamespace(loadscopereorder=True), stash=stash, getvalue=lambda name: [f"{workers}*popen"]
     )
@@ -87,6 +101,9 @@ def run(
         worker = rng.choice(runnable)
         index = worker.queue.pop(0)
         worker.ran.append(collection[index])
+        worker.steps.append(sum(len(w.ran) for w in nodes))
+        if collection[index] == settle_after:
+            settled.touch()
         scheduler.mark_test_complete(worker, index)
     stuck = {w.gateway.id: [collection[i] for i in w.queue] for w in nodes if w.queue}
     assert not stuck, f"deadlock: tests pending on a worker that never runs them: {stuck}"
@@ -136,6 +153,23 @@ def test_the_collecting_tests_run_last_on_the_shared_stacks_worker(tmp_path: Pat
     collecting = [i for i, t in enumerate(ran[shared_worker]) if groups.get(t) == SHARED_STACK_COLLECT]
     assert collecting == list(range(len(ran[shared_worker]) - 2, len(ran[shared_worker])))  # last, in order
     assert any(t.startswith("tests/unit/") for t in ran[shared_worker])  # it ran modules while waiting
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+@pytest.mark.parametrize("seed", range(5))
+def test_once_its_scenarios_have_settled_the_shared_stacks_worker_collects_before_the_modules_left(
+    tmp_path: Path, seed: int, workers: int
+) -> None:
+    collection, groups = suite(modules=30)
+    signal = "tests/unit/test_m2.py::test_0"
+    nodes = run(collection, groups, tmp_path, seed, workers, settle_after=signal)
+    [shared] = [w for w in nodes.values() if "tests/integration/test_shared.py::test_0" in w.ran]
+    assert all(t in shared.ran for t, g in groups.items() if g in (SHARED_STACK, SHARED_STACK_COLLECT))
+    step = {t: at for w in nodes.values() for t, at in zip(w.ran, w.steps, strict=True)}
+    collecting = sorted(step[t] for t, g in groups.items() if g == SHARED_STACK_COLLECT)
+    assert collecting[0] > step[signal]  # not before the worker said so
+    # No longer last: modules still ran after the collecting began, on the other workers or after it.
+    assert any(at > collecting[0] for t, at in step.items() if t.startswith("tests/unit/"))
 
 
 @pytest.mark.parametrize("workers", [2, 3])
