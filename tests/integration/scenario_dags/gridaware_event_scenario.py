@@ -117,7 +117,11 @@ def gridaware_scenario_tasks() -> None:
         while len(state["done"]) < STEPS:
             time.sleep(STEP_SECONDS)  # one step of work
             state["done"].append(len(state["done"]))
-            progress.write_text(json.dumps({"done": len(state["done"]), "at": _now()}))
+            # Whole or not at all: the test reads this file while the task writes it (a plain write_text was once
+            # read empty, between its truncation and its write).
+            partial = progress.with_name(f"{progress.name}.partial")
+            partial.write_text(json.dumps({"done": len(state["done"]), "at": _now()}))
+            partial.replace(progress)
             if grid_checkpoint.should_pause():
                 state["pauses"].append({"at": _now(), "after_step": len(state["done"])})
                 grid_checkpoint.save(state)
