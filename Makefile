@@ -29,7 +29,8 @@ browser:
 # components, CLI calls) compiled the provider again. Bytecode that is there is still read (docs/testing.md).
 bytecode: install
 	@PYTHONDONTWRITEBYTECODE= $(BIN)/python -m compileall -q -j 0 airflow_provider_gridaware tests example_dags
-	@PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest --collect-only -q -p no:cacheprovider > /dev/null
+	@PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest --collect-only -q -p no:cacheprovider > $(VENV)/collect.log \
+		|| { cat $(VENV)/collect.log; exit 1; }
 
 ## demo: a real Airflow 3.3 + the grid simulator on accelerated time: the example training task defers, is
 ## released in the clean window, then the daily report is written; ends (exit 0) after the report
