@@ -46,8 +46,8 @@ demo-signals: install
 	$(BIN)/gridaware demo --signals
 
 ## test: lint, type-check, then the whole suite (unit, contract, integration against a real Airflow)
-# The browser install (apt, mostly I/O) and the bytecode run beside lint and mypy (one core): about 10 s less on a
-# clean machine, and the workers collect in half the time.
+# The browser install (apt, mostly I/O) and the bytecode run beside lint and mypy (which keeps one core busy); the
+# three workers then collect in 8-11 s instead of 16 (docs/testing.md).
 test: install
 	@$(MAKE) --no-print-directory -j 4 --output-sync=target browser lint typecheck bytecode
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope $(PYTEST_ARGS)

@@ -18,7 +18,8 @@ worker runs one of them at a time, and the unit, contract and docs modules fill 
 Which group a test is in follows its markers, which only the workers see: each worker writes the groups of
 its collection to a file the controller named (``pytest_configure_node``), and the scheduler reads it once
 collection is complete. The shared stack's worker tells the same way that its scenarios have settled
-(:func:`announce_settled`: a second file, which the scheduler looks for whenever that worker asks for work). Everything else is a unit per module, as ``--dist loadscope`` makes it.
+(:func:`announce_settled`: a second file, which the scheduler looks for whenever that worker asks for work).
+Everything else is a unit per module, as ``--dist loadscope`` makes it.
 
 ``xdist_group`` marks with ``--dist loadgroup`` cannot say "only on that worker, and last", and do nothing on
 pytest 9.2 anyway: xdist 3.8 renames node ids to carry the group, which pytest 9.2's structured node ids
