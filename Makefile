@@ -5,9 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 EXTRAS ?= dev,kubernetes,aws,openadr,ieee2030_5,docs,celery
 PYTEST_ARGS ?=
-# Three pytest workers on the 2-core machine: the Airflow layers mostly wait on Airflow's loops and grid windows,
-# so two workers left the cores about a third idle (docs/testing.md).
-TEST_WORKERS ?= 3
+# Four pytest workers on the 2-core machine: the Airflow layers mostly wait on Airflow's loops and grid windows, so
+# two workers left the cores about a third idle and three about a tenth; with four they are 98 % busy (docs/testing.md).
+TEST_WORKERS ?= 4
 
 .PHONY: install browser bytecode demo demo-ui demo-signals test lint typecheck unit contract integration distributed packaging bench docs docs-serve clean lock
 
@@ -47,7 +47,7 @@ demo-signals: install
 
 ## test: lint, type-check, then the whole suite (unit, contract, integration against a real Airflow)
 # The browser install (apt, mostly I/O) and the bytecode run beside lint and mypy (which keeps one core busy); the
-# three workers then collect in 8-11 s instead of 16 (docs/testing.md).
+# workers then collect in about half the time (docs/testing.md).
 test: install
 	@$(MAKE) --no-print-directory -j 4 --output-sync=target browser lint typecheck bytecode
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope $(PYTEST_ARGS)

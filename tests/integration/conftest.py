@@ -163,7 +163,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Integration tests first (the first one starts the stack and the waiting scenarios), then the unit and
     # contract tests, then the tests collecting a waiting scenario's result: everything else runs while the
     # scenarios wait on the wall clock; tests with an Airflow of their own last. A stable sort: the order within
-    # each group is pytest's. Under `make test` (three xdist workers) this order holds within each worker's groups
+    # each group is pytest's. Under `make test` (four xdist workers) this order holds within each worker's groups
     # (tests/support/scheduling.py).
     items.sort(key=_run_order)
 

@@ -1,7 +1,7 @@
 """The suite's own terminal summary: integration timings, the distributed run's figures, docs snippets.
 
 A pytest plugin (``pytest_plugins`` in ``tests/conftest.py``), not a sub-directory conftest, because under
-``pytest -n 3`` (``make test``) the controller process that prints the summary never collects, so it never
+``pytest -n 4`` (``make test``) the controller process that prints the summary never collects, so it never
 loads ``tests/integration/conftest.py``. What each worker measured (stack starts, teardown notes, other
 layers' summary sections) travels back in xdist's ``workeroutput``; the per-test figures come with the test
 reports, which reach the controller in either mode.
