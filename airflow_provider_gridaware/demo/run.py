@@ -56,7 +56,6 @@ NARRATED = (
     "running in",
     "ran in",
 )
-TERMINAL_TASK_STATES = frozenset({"success", "failed", "upstream_failed", "skipped", "removed"})
 
 
 @dataclass(frozen=True)

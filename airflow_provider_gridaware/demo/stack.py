@@ -78,6 +78,7 @@ HEARTBEATS = {
     "dag-processor": ("dag_processor", "latest_dag_processor_heartbeat"),
 }
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
+TERMINAL_TASK_STATES = frozenset({"success", "failed", "upstream_failed", "skipped", "removed"})
 ADMIN_USER = "admin"
 
 

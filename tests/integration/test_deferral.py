@@ -40,6 +40,7 @@ import pytest
 
 from airflow_provider_gridaware.ledger.records import TryKey
 from tests.integration.airflow_stack import (
+    TERMINAL_TASK_STATES,
     AirflowStack,
     Restart,
     StackError,
@@ -83,8 +84,6 @@ TRIGGER_CLASS = "airflow_provider_gridaware.triggers.grid_window.GridWindowTrigg
 WORKER_GRACE = timedelta(seconds=15)
 #: How long before its last deferred sighting the API may show a task without its (fired) trigger.
 EDGE = timedelta(seconds=5)
-#: Task states after which nothing more happens to a run's task instance.
-FINISHED = frozenset({"success", "failed", "upstream_failed", "skipped"})
 #: Scheduling latency allowed between the window opening and the work running on a worker.
 RUN_SLACK = timedelta(seconds=90)
 
@@ -270,7 +269,9 @@ class Scenario:
         """Collecting the scenario now would not wait: the watcher last saw every run's tasks finished."""
         expected = {run_id for run_id in (*self.runs.values(), self.fallback_run) if run_id}
         last = self.watcher.last_states()
-        return expected <= {run_id for _, run_id, _ in last} and all(state in FINISHED for state in last.values())
+        return expected <= {run_id for _, run_id, _ in last} and all(
+            state in TERMINAL_TASK_STATES for state in last.values()
+        )
 
     def explain(self, dag_id: str, run_id: str, *, logs: bool = True) -> str:
         """Evidence for a failure message: states seen, task logs, triggerer and simulator log tails."""
@@ -317,7 +318,7 @@ def wait_deferred(
     def check() -> dict[str, int] | None:
         for dag_id, run_id in runs.items():
             ti = _grid_ti(stack, dag_id, run_id)
-            if ti["state"] in FINISHED:
+            if ti["state"] in TERMINAL_TASK_STATES:
                 raise StackError(f"{dag_id}/{run_id}: the waiting task ended {ti['state']} before the test saw it wait")
             trigger = ti.get("trigger") or {}
             owner = trigger.get("triggerer_id")

@@ -39,6 +39,7 @@ import pytest
 from airflow_provider_gridaware.get_provider_info import CONNECTION_TYPES, EVENT_CONNECTION_TYPES
 from tests.integration.airflow_stack import (
     REPO,
+    TERMINAL_TASK_STATES,
     VENV_BIN,
     AirflowStack,
     BackgroundPoll,
@@ -62,7 +63,6 @@ DAG_ID, TASK_ID, DAG_FILE = "gridaware_quickstart", "work", "gridaware_quickstar
 RELEASE_WITHIN = timedelta(minutes=5)
 #: From release to the function running on a worker (scheduling, a task process starting).
 RUN_SLACK = timedelta(seconds=60)
-TERMINAL = frozenset({"success", "failed", "upstream_failed", "skipped", "removed"})
 
 _BLOCK = re.compile(r"<!-- quickstart:([\w-]+) -->\n```(\w+)\n(.*?)\n```", re.DOTALL)
 
@@ -289,7 +289,7 @@ def quickstart_run_started(stack: AirflowStack, integration_workdir: Path) -> It
             (ti,) = [t for t in stack.task_instances(DAG_ID, run_id) if t["task_id"] == TASK_ID]
             if not seen or seen[-1][1] != ti["state"]:
                 seen.append((datetime.now(UTC), ti["state"]))
-            return ti["state"] if ti["state"] in TERMINAL else None
+            return ti["state"] if ti["state"] in TERMINAL_TASK_STATES else None
 
         wait = (simulator.window_start - datetime.now(UTC) + RELEASE_WITHIN + 2 * RUN_SLACK).total_seconds()
         watch = BackgroundPoll(
