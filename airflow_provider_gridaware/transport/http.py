@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import json
 import logging
 import random
@@ -22,6 +23,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -36,6 +38,8 @@ from airflow_provider_gridaware.signals.errors import (
 from airflow_provider_gridaware.transport.breaker import CircuitBreaker
 
 if TYPE_CHECKING:
+    import ssl
+
     import httpx
     import requests
 
@@ -364,7 +368,7 @@ class HttpTransport:
         self._before()
         started = self._clock()
         attempt = 0
-        async with httpx.AsyncClient(verify=self.verify) as client:
+        async with httpx.AsyncClient(verify=tls_context(self.verify)) as client:
             while True:
                 attempt += 1
                 timeouts = self.attempt_timeouts(started)
@@ -402,3 +406,22 @@ class HttpTransport:
         if self._session is not None:
             self._session.close()
             self._session = None
+
+
+@functools.lru_cache(maxsize=16)
+def tls_context(verify: bool | str) -> ssl.SSLContext:
+    """The TLS context for a ``verify`` setting (a CA bundle file or directory is accepted too), built once.
+
+    Building one loads the CA bundle (tens of milliseconds of CPU), and ``httpx.AsyncClient`` builds one for
+    every client, plain-HTTP URLs included; a trigger's request opens a client each time. A context holds
+    no connection state, so the triggerer's requests can share it.
+    """
+    import ssl
+
+    if isinstance(verify, str):
+        if Path(verify).is_dir():
+            return ssl.create_default_context(capath=verify)
+        return ssl.create_default_context(cafile=verify)
+    import httpx
+
+    return httpx.create_ssl_context(verify=verify)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -93,6 +94,26 @@ async def _async_outcome(transport, request):
         return await transport.arequest(request)
     except Exception as exc:
         return exc
+
+
+def test_async_requests_share_one_tls_context_per_verify_setting(scripted_server, mocker, tmp_path):
+    """A trigger's request opens an ``httpx.AsyncClient`` each time; the CA bundle is loaded once, not per request."""
+    import httpx
+
+    http_module.tls_context.cache_clear()
+    built = mocker.spy(httpx, "create_ssl_context")
+    for _ in range(3):
+        scripted_server.add("/x", Reply(200, {"ok": True}))
+        assert (
+            asyncio.run(HttpTransport("t", retry=FAST).arequest(HttpRequest("GET", f"{scripted_server.url}/x"))).status
+            == 200
+        )
+    assert built.call_count == 1
+    assert http_module.tls_context(False) is not http_module.tls_context(True)
+    assert http_module.tls_context(False).verify_mode == ssl.CERT_NONE
+    # A CA bundle path still names the file the certificates are checked against (no DeprecationWarning).
+    with pytest.raises(FileNotFoundError):
+        http_module.tls_context(str(tmp_path / "missing-ca.pem"))
 
 
 def test_rate_limited_carries_retry_after(scripted_server):
