@@ -182,6 +182,7 @@ class AirflowStack:
         self.timings = Timings()
         self._dag_sources = list(dag_sources)
         self._client: httpx.Client | None = None
+        self._plain: httpx.Client | None = None
         self.env = self._build_env(connections or {}, extra_env or {})
         self.components = {component.name: component for component in components}
         # A process that runs twice (two triggerers, two workers) needs log-server ports of its own; the
@@ -316,6 +317,9 @@ class AirflowStack:
         if self._client is not None:
             self._client.close()
             self._client = None
+        if self._plain is not None:
+            self._plain.close()
+            self._plain = None
         api_server = [p for name, p in self.processes.items() if name == "api-server"]
         others = [p for name, p in self.processes.items() if name != "api-server"]
         notes = stop_processes(others)
@@ -419,10 +423,20 @@ class AirflowStack:
         # Celery logs "<node name> ready." once it consumes from its queues.
         return " ready." in self.processes[name].tail(200)
 
+    @property
+    def _http(self) -> httpx.Client:
+        """An unauthenticated client for health polls and token requests."""
+        # ``httpx.get()`` builds a client, and so a TLS context loading the CA bundle (tens of ms of CPU), on
+        # every call; a stack's start polls its health four times a second. No keep-alive: each request opens
+        # its connection, as ``httpx.get()`` did, so a restarted api-server is never asked on a dead one.
+        if self._plain is None:
+            self._plain = httpx.Client(timeout=5, limits=httpx.Limits(max_keepalive_connections=0))
+        return self._plain
+
     def _healthy(self) -> dict[str, Any] | None:
         self._check_alive()
         try:
-            response = httpx.get(f"{self.api_url}/api/v2/monitor/health", timeout=5)
+            response = self._http.get(f"{self.api_url}/api/v2/monitor/health")
         except httpx.TransportError:
             return None  # api-server still starting
         if response.status_code != 200:
@@ -435,7 +449,7 @@ class AirflowStack:
         """Tails of every component's log, for failure messages."""
         parts = [p.describe(lines) for p in self.processes.values()]
         try:
-            health = httpx.get(f"{self.api_url}/api/v2/monitor/health", timeout=5).text
+            health = self._http.get(f"{self.api_url}/api/v2/monitor/health").text
         except httpx.HTTPError as exc:
             health = f"unreachable: {exc}"
         parts.append(f"----- /api/v2/monitor/health -----\n{health}")
@@ -475,7 +489,7 @@ class AirflowStack:
     # -- REST API v2 -----------------------------------------------------------------------------------
     def token(self, username: str = ADMIN_USER) -> str:
         """A bearer token of ``username`` (the admin, or one of :attr:`extra_users`) from ``POST /auth/token``."""
-        response = httpx.post(
+        response = self._http.post(
             f"{self.api_url}/auth/token",
             json={"username": username, "password": self.passwords[username]},
             timeout=30,

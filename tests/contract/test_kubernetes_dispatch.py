@@ -41,6 +41,7 @@ from airflow_provider_gridaware.operators.kubernetes import (
 )
 from airflow_provider_gridaware.triggers.grid_window import GridWindowTrigger
 from airflow_provider_gridaware.triggers.kubernetes import KubernetesJobCompletionTrigger
+from tests.support.http import LOOPBACK
 from tests.support.kube_emulator import JOBS, EmulatorThread, kube_config
 from tests.support.traces import write_flat_trace
 
@@ -176,7 +177,6 @@ def released(op: GridAwareKubernetesJobOperator, store: FakeStore, zone: str) ->
 
 def finish(emu: EmulatorThread, job: dict[str, Any], *, ok: bool) -> None:
     """Play the Job controller: write the final status through the API (PATCH on /status)."""
-    import httpx
 
     meta = job["metadata"]
     condition = {"type": "Complete" if ok else "Failed", "status": "True", "lastTransitionTime": "2026-01-01T01:00:00Z"}
@@ -190,7 +190,7 @@ def finish(emu: EmulatorThread, job: dict[str, Any], *, ok: bool) -> None:
     }
     if ok:
         status["completionTime"] = "2026-01-01T01:00:00Z"
-    response = httpx.patch(
+    response = LOOPBACK.patch(
         f"{emu.url}/apis/batch/v1/namespaces/{meta['namespace']}/jobs/{meta['name']}/status",
         content=json.dumps({"status": status}),
         headers={"Content-Type": MERGE_PATCH},

@@ -25,6 +25,7 @@ from airflow_provider_gridaware.relay.auth import sign
 from airflow_provider_gridaware.signals.grid_event import EventStatus
 from airflow_provider_gridaware.store.events import EventStore, RecordOutcome
 from tests.support.asgi_server import serve
+from tests.support.http import LOOPBACK
 
 SECRET = "s3cret-shared-with-the-utility"
 TOKEN = "vtn-notification-token"
@@ -103,7 +104,7 @@ def signed(body: bytes, *, secret: str = SECRET, at: float | None = None, delive
 
 
 def post(url: str, body: bytes, headers: dict, conn_id: str = "utility") -> httpx.Response:
-    return httpx.post(f"{url}/events/{conn_id}", content=body, headers=headers, timeout=10)
+    return LOOPBACK.post(f"{url}/events/{conn_id}", content=body, headers=headers, timeout=10)
 
 
 def test_a_signed_event_is_stored_before_the_answer(relay, store):
@@ -205,7 +206,7 @@ def test_oversized_bodies_are_refused_unread(relay, store):
         for _ in range(64):
             yield b"x" * 1024
 
-    response = httpx.post(f"{relay}/events/small", content=chunks(), headers=signed(b""), timeout=10)
+    response = LOOPBACK.post(f"{relay}/events/small", content=chunks(), headers=signed(b""), timeout=10)
     _refused(response, 413, "body is over the limit of 2048 bytes")
     assert store.since(0) == []
 
@@ -237,9 +238,11 @@ def test_bearer_mode_and_openadr3_notifications(relay, store):
     pytest.importorskip("airflow_provider_gridaware.sources.openadr3")
     notification = (FIXTURES / "example_notification_3.1.json").read_bytes()
     url = f"{relay}/openadr3/vtn3_push"
-    _refused(httpx.post(url, content=notification, timeout=10), 401, "missing bearer token")
-    _refused(httpx.post(url, content=notification, headers={"Authorization": "Bearer nope"}, timeout=10), 401, "wrong")
-    response = httpx.post(url, content=notification, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+    _refused(LOOPBACK.post(url, content=notification, timeout=10), 401, "missing bearer token")
+    _refused(
+        LOOPBACK.post(url, content=notification, headers={"Authorization": "Bearer nope"}, timeout=10), 401, "wrong"
+    )
+    response = LOOPBACK.post(url, content=notification, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
     assert response.status_code == 200, response.text
     rows = store.since(0)
     assert rows and all(r.event.source == "openadr3:vtn3" and r.event.protocol == "openadr3" for r in rows)
@@ -251,9 +254,11 @@ def test_healthz_and_mounted_in_a_fastapi_app_at_a_prefix(store):
     parent = FastAPI()
     parent.mount("/gridaware-relay", relay_fastapi_app(RelayConfig(store=store)))
     with serve(parent) as url:
-        assert httpx.get(f"{url}/gridaware-relay/healthz", timeout=10).json()["status"] == "ok"
+        assert LOOPBACK.get(f"{url}/gridaware-relay/healthz", timeout=10).json()["status"] == "ok"
         body = json.dumps(event_json()).encode()
-        response = httpx.post(f"{url}/gridaware-relay/events/utility", content=body, headers=signed(body), timeout=10)
+        response = LOOPBACK.post(
+            f"{url}/gridaware-relay/events/utility", content=body, headers=signed(body), timeout=10
+        )
         assert response.status_code == 200, response.text
     assert len(store.since(0)) == 1
 
@@ -318,7 +323,7 @@ def test_openadr3_without_its_parser_is_a_501_and_stores_nothing(relay, store, m
 
     monkeypatch.setitem(sys.modules, "airflow_provider_gridaware.sources.openadr3", None)  # import now fails
     notification = (FIXTURES / "example_notification_3.1.json").read_bytes()
-    response = httpx.post(
+    response = LOOPBACK.post(
         f"{relay}/openadr3/vtn3_push", content=notification, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
     )
     _refused(response, 501, "OpenADR 3 notifications are not supported")
@@ -331,7 +336,7 @@ def test_healthz_is_503_when_the_store_is_down(store, monkeypatch):
 
     monkeypatch.setattr(store, "last_seq", down)
     with serve(create_relay_app(RelayConfig(store=store))) as url:
-        response = httpx.get(f"{url}/healthz", timeout=10)
+        response = LOOPBACK.get(f"{url}/healthz", timeout=10)
     assert response.status_code == 503 and "could not connect" in response.json()["error"]
 
 
@@ -383,7 +388,7 @@ def test_zones_of_the_connection_tag_events_that_name_none(store, monkeypatch):
         if importlib.util.find_spec("airflow_provider_gridaware.sources.openadr3") is not None:
             notification = (FIXTURES / "example_notification_3.1.json").read_bytes()
             headers = {"Authorization": f"Bearer {TOKEN}"}
-            response = httpx.post(f"{url}/openadr3/vtn3_push", content=notification, headers=headers, timeout=10)
+            response = LOOPBACK.post(f"{url}/openadr3/vtn3_push", content=notification, headers=headers, timeout=10)
             assert response.status_code == 200, response.text
     zones = {s.event.event_id: {t.value for t in s.event.targets if t.kind == "zone"} for s in store.since(0)}
     assert zones.pop("named") == {"DE"}

@@ -22,6 +22,7 @@ import pytest
 
 from airflow_provider_gridaware.store.events import EventStore
 from tests.contract.test_relay import SECRET, event_json, signed
+from tests.support.http import LOOPBACK
 
 GRIDAWARE = Path(sys.executable).parent / "gridaware"
 _LISTENING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
@@ -98,7 +99,7 @@ def env(tmp_path: Path) -> dict[str, str]:
 def send(url: str, index: int, conn_id: str = "utility") -> tuple[str, int]:
     body = json.dumps(event_json(f"load-{index}")).encode()
     try:
-        response = httpx.post(f"{url}/events/{conn_id}", content=body, headers=signed(body), timeout=10)
+        response = LOOPBACK.post(f"{url}/events/{conn_id}", content=body, headers=signed(body), timeout=10)
     except httpx.HTTPError:
         return f"load-{index}", 0
     return f"load-{index}", response.status_code
@@ -108,7 +109,7 @@ def test_a_sigkill_under_load_loses_no_acknowledged_event_and_replays_stay_refus
     body = json.dumps(event_json("before-crash")).encode()
     headers = signed(body)
     with relay_process([], env) as (url, process, _lines):
-        assert httpx.post(f"{url}/events/utility", content=body, headers=headers, timeout=10).status_code == 200
+        assert LOOPBACK.post(f"{url}/events/utility", content=body, headers=headers, timeout=10).status_code == 200
         stop = threading.Event()
         results: list[tuple[str, int]] = []
 
@@ -133,7 +134,7 @@ def test_a_sigkill_under_load_loses_no_acknowledged_event_and_replays_stay_refus
     assert {status for _, status in results} <= {200, 0}  # 0: no answer (the kill), never an error answer
 
     with relay_process([], env) as (url, _process, _lines):
-        replay = httpx.post(f"{url}/events/utility", content=body, headers=headers, timeout=10)
+        replay = LOOPBACK.post(f"{url}/events/utility", content=body, headers=headers, timeout=10)
         assert replay.status_code == 409, replay.text
         assert "already in the store" in replay.json()["error"]
         assert send(url, 10**6)[1] == 200  # and the restarted relay accepts new deliveries
@@ -150,9 +151,9 @@ def test_standalone_mode_needs_no_airflow_connection(env):
         assert send(url, 1, conn_id="aggregator")[1] == 200
         assert send(url, 2, conn_id="utility")[1] == 404  # not served: only --conn-id ones are
         big = json.dumps(event_json(program="x" * 5000)).encode()
-        response = httpx.post(f"{url}/events/aggregator", content=big, headers=signed(big), timeout=10)
+        response = LOOPBACK.post(f"{url}/events/aggregator", content=big, headers=signed(big), timeout=10)
         assert response.status_code == 413, response.text
-        forged = httpx.post(
+        forged = LOOPBACK.post(
             f"{url}/events/aggregator", content=b"{}", headers=signed(b"{}", secret="x" * 20), timeout=10
         )
         assert forged.status_code == 401
@@ -178,11 +179,11 @@ def test_bearer_standalone_with_required_delivery_ids(env):
     body = json.dumps(event_json("bearer-1")).encode()
     with relay_process(args, env) as (url, _process, _lines):
         auth = {"Authorization": "Bearer internal-system-token"}
-        no_id = httpx.post(f"{url}/events/internal", content=body, headers=auth, timeout=10)
+        no_id = LOOPBACK.post(f"{url}/events/internal", content=body, headers=auth, timeout=10)
         assert no_id.status_code == 400 and "missing x-gridaware-delivery" in no_id.json()["error"]
         headers = {**auth, "X-Gridaware-Delivery": uuid.uuid4().hex}
-        assert httpx.post(f"{url}/events/internal", content=body, headers=headers, timeout=10).status_code == 200
-        assert httpx.post(f"{url}/events/internal", content=body, headers=headers, timeout=10).status_code == 409
+        assert LOOPBACK.post(f"{url}/events/internal", content=body, headers=headers, timeout=10).status_code == 200
+        assert LOOPBACK.post(f"{url}/events/internal", content=body, headers=headers, timeout=10).status_code == 409
 
 
 def test_connections_from_the_metadata_database_also_while_it_is_away(env, tmp_path):

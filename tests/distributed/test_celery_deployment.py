@@ -32,7 +32,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from airflow_provider_gridaware.demo.topology import CELERY_TOPOLOGY, simulator_connections
@@ -47,6 +46,7 @@ from tests.integration.airflow_stack import (
     stop_processes,
 )
 from tests.integration.test_batch_dispatch import JOB_QUEUE, REGIONS, moto_server
+from tests.support.http import LOOPBACK
 from tests.support.moto_server import MotoServer
 from tests.support.postgres import throwaway_database, unreachable_reason
 from tests.support.traces import write_flat_trace
@@ -109,7 +109,7 @@ class Deployment:
     notes: list[str] = field(default_factory=list)
 
     def requests(self, path: str = FORECAST_PATH) -> int:
-        state = httpx.get(f"{self.simulator_url}/_sim/state", timeout=10).json()
+        state = LOOPBACK.get(f"{self.simulator_url}/_sim/state", timeout=10).json()
         return int(state["requests_by_path"].get(path, 0))
 
 
@@ -186,7 +186,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
                 marker=stack.marker,
             )
             # Its clock started while it imported; put it on the components' line exactly.
-            httpx.post(f"{url}/_sim/clock", json={"now": format_time(clock.now()), "speedup": SPEEDUP}, timeout=10)
+            LOOPBACK.post(f"{url}/_sim/clock", json={"now": format_time(clock.now()), "speedup": SPEEDUP}, timeout=10)
             yield Deployment(stack, url, clock, began, database_url, moto)
         finally:
             notes = stack.stop()
@@ -359,7 +359,7 @@ def _per_holder(holders: dict[str, Any]) -> dict[str, int]:
 
 
 def _clean_window(deployment: Deployment) -> tuple[datetime, datetime]:
-    described = httpx.get(f"{deployment.simulator_url}/_sim/state", timeout=10).json()["clean_window"]
+    described = LOOPBACK.get(f"{deployment.simulator_url}/_sim/state", timeout=10).json()["clean_window"]
     return (
         datetime.fromisoformat(described["start"].replace("Z", "+00:00")),
         datetime.fromisoformat(described["end"].replace("Z", "+00:00")),

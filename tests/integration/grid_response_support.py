@@ -15,13 +15,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from airflow_provider_gridaware.dispatch import job_labels
 from tests.integration.airflow_stack import ADMIN_USER, AirflowStack, ManagedProcess, StackError, marked_pids, poll
 from tests.integration.airflow_stack import stop_processes as stop
 from tests.integration.test_kubernetes_dispatch import jobs as list_jobs
 from tests.integration.test_kubernetes_dispatch import start_emulator
+from tests.support.http import LOOPBACK
 from tests.support.kube_emulator import kube_config
 
 CLASSES = ("critical", "flexible", "batch")
@@ -88,7 +87,7 @@ def start_jobs(urls: dict[str, str], workdir: Path, *, prefix: str) -> dict[str,
             name = f"{prefix}{cls}-{zone.lower()}"
             names[name] = cls
             body = job_body(name, cls, zone, workdir)
-            httpx.post(f"{url}/apis/batch/v1/namespaces/ml/jobs", json=body, timeout=10).raise_for_status()
+            LOOPBACK.post(f"{url}/apis/batch/v1/namespaces/ml/jobs", json=body, timeout=10).raise_for_status()
     wait_states(urls, dict.fromkeys(names, "running"), "six Jobs running")
     return names
 

@@ -53,6 +53,7 @@ from tests.integration.airflow_stack import (
 )
 from tests.integration.conftest import FAST_HTTP, SIM_LOGIN, SIM_PASSWORD
 from tests.integration.ledger_checks import run_records
+from tests.support.http import LOOPBACK
 
 # The dip is minutes away in real time; the first test to wait also pays for the stack and the scenario.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
@@ -146,7 +147,7 @@ def dip_started(airflow_stack: AirflowStack, integration_workdir: Path) -> Itera
     )
     try:
         # --now was read before the simulator finished starting: put its clock back on the wall clock.
-        httpx.post(f"{url}/_sim/clock", json={"now": _iso(datetime.now(UTC))}, timeout=10).raise_for_status()
+        LOOPBACK.post(f"{url}/_sim/clock", json={"now": _iso(datetime.now(UTC))}, timeout=10).raise_for_status()
         watttime = {"login": SIM_LOGIN, "password": SIM_PASSWORD, "extra": dict(FAST_HTTP)}
         airflow_stack.add_connection(DIP_CONN, "gridaware_watttime", host=f"{url}/watttime", **watttime)
         dead = f"http://127.0.0.1:{free_port()}/watttime"  # nobody listens there
@@ -460,7 +461,7 @@ def _wait_for_first_plan(stack: AirflowStack, dip: Dip) -> None:
     """Wait until the simulator has served WattTime requests (login and forecast): the triggers are planning."""
 
     def served() -> int | None:
-        count = int(httpx.get(f"{dip.url}/_sim/state", timeout=10).json()["requests"].get("watttime", 0))
+        count = int(LOOPBACK.get(f"{dip.url}/_sim/state", timeout=10).json()["requests"].get("watttime", 0))
         return count if count >= 2 else None
 
     poll(served, timeout=60, interval=0.5, what="the triggers to fetch the DIP forecast", on_timeout=stack.diagnostics)

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 import pytest
 
 from airflow_provider_gridaware.links.grid_decision import grid_decision_url
@@ -37,6 +36,7 @@ from tests.integration.airflow_stack import (
     stop_processes,
 )
 from tests.integration.conftest import FAST_HTTP, SIM_LOGIN, SIM_PASSWORD
+from tests.support.http import LOOPBACK
 from tests.support.ledger import SAMPLE_DAG
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -75,7 +75,7 @@ def write_trace(path: Path, now: datetime) -> datetime:
 def zone_connection(simulator_url: str) -> dict[str, Any]:
     """Put the simulator's clock back on the wall clock (``--now`` was read before it finished starting) and
     return the WattTime connection to it that the Grid page reads zone ``ZONE`` through."""
-    httpx.post(f"{simulator_url}/_sim/clock", json={"now": _iso(datetime.now(UTC))}, timeout=10).raise_for_status()
+    LOOPBACK.post(f"{simulator_url}/_sim/clock", json={"now": _iso(datetime.now(UTC))}, timeout=10).raise_for_status()
     return {
         "conn_type": "gridaware_watttime",
         "host": f"{simulator_url}/watttime",
@@ -217,9 +217,9 @@ def active_event() -> str:
 def test_anonymous_requests_to_the_plugin_are_refused(ui_stack):
     stack, _ = ui_stack
     for path in ("/gridaware/", "/gridaware/api/grid", "/gridaware/static/grid.js"):
-        answer = httpx.get(f"{stack.api_url}{path}", timeout=30)
+        answer = LOOPBACK.get(f"{stack.api_url}{path}", timeout=30)
         assert answer.status_code in {401, 403}, (path, answer.status_code, answer.text)
-    forged = httpx.get(f"{stack.api_url}/gridaware/api/grid", headers={"Authorization": "Bearer x.y.z"}, timeout=30)
+    forged = LOOPBACK.get(f"{stack.api_url}/gridaware/api/grid", headers={"Authorization": "Bearer x.y.z"}, timeout=30)
     assert forged.status_code in {401, 403}
 
 

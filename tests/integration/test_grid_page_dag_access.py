@@ -37,6 +37,7 @@ from tests.integration.airflow_stack import (
 )
 from tests.integration.conftest import SIM_LOGIN, SIM_PASSWORD
 from tests.integration.test_grid_page_browser import CONN_ID, UTC, ZONE, _iso, write_trace, zone_connection
+from tests.support.http import LOOPBACK
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -132,12 +133,12 @@ def test_a_user_who_may_read_one_dag_gets_only_its_waiting_task_and_decision(tea
     admin = {"Authorization": f"Bearer {stack.token()}"}
 
     # Airflow's own REST API scopes her to team A's DAG: the plugin must agree.
-    listed = httpx.get(f"{stack.api_url}/api/v2/dags", headers=alice, timeout=30).json()
+    listed = LOOPBACK.get(f"{stack.api_url}/api/v2/dags", headers=alice, timeout=30).json()
     assert [d["dag_id"] for d in listed["dags"]] == [DAG_A], listed
 
-    everything = httpx.get(f"{stack.api_url}/gridaware/api/grid", headers=admin, timeout=60).json()
+    everything = LOOPBACK.get(f"{stack.api_url}/gridaware/api/grid", headers=admin, timeout=60).json()
     assert {t["dag_id"] for t in everything["waiting"]} == {DAG_A, DAG_B}, everything
-    hers = httpx.get(f"{stack.api_url}/gridaware/api/grid", headers=alice, timeout=60).json()
+    hers = LOOPBACK.get(f"{stack.api_url}/gridaware/api/grid", headers=alice, timeout=60).json()
     assert [t["dag_id"] for t in hers["waiting"]] == [DAG_A], hers
     assert hers["waiting_total"] == 1
     assert hers["waiting"][0]["reason"].startswith("waiting ")
@@ -145,7 +146,9 @@ def test_a_user_who_may_read_one_dag_gets_only_its_waiting_task_and_decision(tea
 
     def decision(dag_id: str, headers: dict[str, str]) -> httpx.Response:
         run = quote(waiting_runs[dag_id], safe="")
-        return httpx.get(f"{stack.api_url}/gridaware/api/decision/{dag_id}/{run}/retrain", headers=headers, timeout=60)
+        return LOOPBACK.get(
+            f"{stack.api_url}/gridaware/api/decision/{dag_id}/{run}/retrain", headers=headers, timeout=60
+        )
 
     own = decision(DAG_A, alice)
     assert own.status_code == 200 and own.json()["status"] == "waiting", own.text
@@ -153,7 +156,7 @@ def test_a_user_who_may_read_one_dag_gets_only_its_waiting_task_and_decision(tea
     assert refused.status_code == 403, refused.text
     assert decision(DAG_B, admin).status_code == 200
 
-    flex = httpx.get(f"{stack.api_url}/gridaware/api/flex", headers=alice, timeout=60).json()
+    flex = LOOPBACK.get(f"{stack.api_url}/gridaware/api/flex", headers=alice, timeout=60).json()
     assert DAG_B not in json.dumps(flex), flex
 
 
@@ -163,15 +166,15 @@ def test_a_user_sees_only_the_daily_reports_of_dags_they_may_read(team_stack, wa
     stack = team_stack
     alice = {"Authorization": f"Bearer {stack.token(ALICE)}"}
     admin = {"Authorization": f"Bearer {stack.token()}"}
-    listed = httpx.get(f"{stack.api_url}/gridaware/api/reports", headers=alice, timeout=60).json()
+    listed = LOOPBACK.get(f"{stack.api_url}/gridaware/api/reports", headers=alice, timeout=60).json()
     assert [r["day"] for r in listed["items"]] == ["2026-12-01"] and listed["hidden"] == 1, listed
-    everything = httpx.get(f"{stack.api_url}/gridaware/api/reports", headers=admin, timeout=60).json()
+    everything = LOOPBACK.get(f"{stack.api_url}/gridaware/api/reports", headers=admin, timeout=60).json()
     assert [r["day"] for r in everything["items"]] == ["2026-12-02", "2026-12-01"], everything
 
     def report(day: str, headers: dict[str, str]) -> httpx.Response:
-        return httpx.get(f"{stack.api_url}/gridaware/reports/{day}/report.html", headers=headers, timeout=60)
+        return LOOPBACK.get(f"{stack.api_url}/gridaware/reports/{day}/report.html", headers=headers, timeout=60)
 
     assert report("2026-12-01", alice).text == f"<h1>{DAG_A}</h1>"
     assert report("2026-12-02", alice).status_code == 403
     assert report("2026-12-02", admin).status_code == 200
-    assert httpx.get(f"{stack.api_url}/gridaware/reports/2026-12-01/report.html", timeout=60).status_code == 401
+    assert LOOPBACK.get(f"{stack.api_url}/gridaware/reports/2026-12-01/report.html", timeout=60).status_code == 401

@@ -26,7 +26,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from airflow_provider_gridaware.ledger.records import TryKey
@@ -43,6 +42,7 @@ from tests.integration.airflow_stack import (
     stop_processes,
 )
 from tests.integration.ledger_checks import check_figures, run_records
+from tests.support.http import LOOPBACK
 from tests.support.kube_emulator import kube_config
 from tests.support.traces import write_flat_trace
 
@@ -121,7 +121,7 @@ def kube_clusters(airflow_stack: AirflowStack, integration_workdir: Path) -> Ite
 
 
 def jobs(url: str) -> list[dict[str, Any]]:
-    response = httpx.get(f"{url}/apis/batch/v1/jobs", timeout=10)
+    response = LOOPBACK.get(f"{url}/apis/batch/v1/jobs", timeout=10)
     response.raise_for_status()
     return list(response.json()["items"])
 

@@ -33,7 +33,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from airflow_provider_gridaware.get_provider_info import CONNECTION_TYPES, EVENT_CONNECTION_TYPES
@@ -48,6 +47,7 @@ from tests.integration.airflow_stack import (
     start_simulator,
     stop_processes,
 )
+from tests.support.http import LOOPBACK
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -184,7 +184,7 @@ def page_simulator(blocks: dict[str, str], integration_workdir: Path) -> Iterato
     marker = uuid.uuid4().hex
     proc, url = start_simulator(integration_workdir / "quickstart_simulator", *options, marker=marker)
     try:
-        window = httpx.get(f"{url}/_sim/state", timeout=10).raise_for_status().json()["clean_window"]
+        window = LOOPBACK.get(f"{url}/_sim/state", timeout=10).raise_for_status().json()["clean_window"]
         assert window is not None, f"the page's simulator command opens no clean window: {argv}"
         yield Simulator(url, _utc(window["start"]), _utc(window["end"]))
     finally:
