@@ -24,8 +24,8 @@ browser:
 	@tools/ensure-chromium.sh
 
 ## bytecode: compile the checkout's sources, and pytest's rewritten test modules, once before the suite
-# Where PYTHONDONTWRITEBYTECODE is set (this machine and CI set it) nothing writes bytecode, so each of the three
-# pytest workers rewrote every test module while collecting, and every Python process the suite starts (Airflow
+# Where PYTHONDONTWRITEBYTECODE is set (this machine and CI set it) nothing writes bytecode, so each pytest
+# worker rewrote every test module while collecting, and every Python process the suite starts (Airflow
 # components, CLI calls) compiled the provider again. Bytecode that is there is still read (docs/testing.md).
 bytecode: install
 	@PYTHONDONTWRITEBYTECODE= $(BIN)/python -m compileall -q -j 0 airflow_provider_gridaware tests example_dags
