@@ -48,9 +48,13 @@ def create_store_engine(url: str) -> Engine:
     return create_engine(parsed, pool_size=2, max_overflow=4, **kwargs)
 
 
-def dialect_insert(connection: Connection, table: Any) -> Any:
-    """The dialect's INSERT, which knows ON CONFLICT (SQLite and PostgreSQL spell it the same way)."""
-    name = connection.dialect.name
+def dialect_insert(dialect: Connection | str, table: Any) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT (SQLite and PostgreSQL spell it the same way).
+
+    :param dialect: a connection, or its dialect's name.
+    :param table: the table to insert into.
+    """
+    name = dialect if isinstance(dialect, str) else dialect.dialect.name
     if name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 
