@@ -235,9 +235,10 @@ class AirflowStack:
                 "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
                 # Parse fast: look for new files every few seconds, one parsing process (2-core CI). New and
                 # modified files are parsed at once whatever the interval (file_parsing_sort_mode modified_time),
-                # so unchanged ones wait 2 minutes: re-parsing the tests' 14 files every 10 s took 40 % of a core, idle.
+                # so unchanged ones wait 10 minutes, longer than a demo or a test stack lives: re-parsing the
+                # tests' 14 files took 40 % of a core every 10 s, 3.5 % every 2 minutes (bench_idle_stack.py).
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-                "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "120",
+                "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
                 "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
                 "AIRFLOW__DAG_PROCESSOR__BUNDLE_REFRESH_CHECK_INTERVAL": "2",
                 "AIRFLOW__DAG_PROCESSOR__PRINT_STATS_INTERVAL": "300",
