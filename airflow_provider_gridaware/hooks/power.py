@@ -65,6 +65,7 @@ class GridPowerHook(BaseHook):
         import httpx
 
         from airflow_provider_gridaware.ledger.prometheus import power_samples
+        from airflow_provider_gridaware.transport.http import tls_context
 
         host, extra, auth, headers = self._settings()
         query = str(extra.get("query") or DEFAULT_QUERY)
@@ -80,6 +81,7 @@ class GridPowerHook(BaseHook):
             auth=auth,
             headers=headers,
             timeout=float(extra.get("timeout_s") or 10),
+            verify=tls_context(True),  # httpx would load the CA bundle again for every call
         )
         where = f"Prometheus {self.power_conn_id} ({query})"
         if response.status_code >= 400 and "json" not in response.headers.get("content-type", ""):
