@@ -36,7 +36,7 @@ _KEY = ("dag_id", "run_id", "task_id", "map_index", "try_number")
 
 @functools.cache
 def _upsert(dialect_name: str) -> Any:
-    """The ledger's upsert for one dialect, built once: constructing it took about half of a write's CPU."""
+    """The ledger's upsert for one dialect, built once: constructing it per write took most of the write's CPU."""
     statement = dialect_insert(dialect_name, ledger_try)
     newer = statement.excluded.recorded_at >= ledger_try.c.recorded_at
     # A version older than the stored one is a late duplicate: it counts as a report, it replaces nothing.
