@@ -89,6 +89,20 @@ def _secrets_masked_per_module() -> Iterator[None]:
         masker.patterns, masker.replacer = patterns, replacer
 
 
+@pytest.fixture
+def ca_bundle_loads(mocker: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A spy on certifi's CA bundle lookup, with no TLS context built yet: its ``call_count`` is how many times
+    the process loaded the bundle (``SSL_CERT_FILE``/``SSL_CERT_DIR`` unset, else httpx would load those)."""
+    import certifi
+
+    from airflow_provider_gridaware.transport.http import tls_context
+
+    for variable in ("SSL_CERT_FILE", "SSL_CERT_DIR"):
+        monkeypatch.delenv(variable, raising=False)
+    tls_context.cache_clear()
+    return mocker.spy(certifi, "where")
+
+
 @pytest.fixture(autouse=True)
 def _fresh_store_failures() -> Iterator[None]:
     # A store failure is logged as a warning once per reason and process, then at debug level: a test must not

@@ -149,17 +149,10 @@ def test_power_measured_through_prometheus(store_url, replay, make_connection, s
     assert sent.query["query"] == ['sum(DCGM_FI_DEV_POWER_USAGE{pod=~"train-.*"})']
 
 
-def test_power_requests_load_the_ca_bundle_once(make_connection, scripted_server, mocker, monkeypatch):
+def test_power_requests_load_the_ca_bundle_once(make_connection, scripted_server, ca_bundle_loads):
     """Every ledger record with measured power asks Prometheus once; the CA bundle is loaded once per process."""
-    import certifi
-
     from airflow_provider_gridaware.hooks.power import GridPowerHook
-    from airflow_provider_gridaware.transport import http as http_module
 
-    for variable in ("SSL_CERT_FILE", "SSL_CERT_DIR"):  # else httpx loads those instead of certifi's bundle
-        monkeypatch.delenv(variable, raising=False)
-    http_module.tls_context.cache_clear()
-    bundle = mocker.spy(certifi, "where")
     stamps = [RUN_START + timedelta(minutes=m) for m in (0, 30, 60)]
     hook = GridPowerHook(make_connection("dcgm", "http", host=scripted_server.url))
     for _ in range(3):
@@ -175,7 +168,7 @@ def test_power_requests_load_the_ca_bundle_once(make_connection, scripted_server
         )
         samples, _, _ = hook.get_samples(RUN_START, stamps[-1])
         assert [watts for _, watts in samples] == [250.0] * 3
-    assert bundle.call_count == 1
+    assert ca_bundle_loads.call_count == 1
 
 
 def test_a_failing_power_source_falls_back_to_the_profile_and_says_so(

@@ -96,19 +96,13 @@ async def _async_outcome(transport, request):
         return exc
 
 
-def test_async_requests_load_the_ca_bundle_once_not_per_request(scripted_server, mocker, monkeypatch, tmp_path):
+def test_async_requests_load_the_ca_bundle_once_not_per_request(scripted_server, ca_bundle_loads, tmp_path):
     """A trigger's request opens an ``httpx.AsyncClient`` each time; the CA bundle is loaded once, not per request."""
-    import certifi
-
-    for variable in ("SSL_CERT_FILE", "SSL_CERT_DIR"):  # else httpx loads those instead of certifi's bundle
-        monkeypatch.delenv(variable, raising=False)
-    http_module.tls_context.cache_clear()
-    bundle = mocker.spy(certifi, "where")
     for _ in range(3):
         scripted_server.add("/x", Reply(200, {"ok": True}))
         request = HttpRequest("GET", f"{scripted_server.url}/x")
         assert asyncio.run(HttpTransport("t", retry=FAST).arequest(request)).status == 200
-    assert bundle.call_count == 1
+    assert ca_bundle_loads.call_count == 1
     assert http_module.tls_context(False) is not http_module.tls_context(True)
     assert http_module.tls_context(False).verify_mode == ssl.CERT_NONE
     # A CA bundle path still names the file the certificates are checked against (no DeprecationWarning).
