@@ -23,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -56,6 +56,8 @@ NARRATED = (
     "running in",
     "ran in",
 )
+#: A reason shorter than this is printed again rather than pointed to.
+MIN_REPEATED_REASON = 40
 
 
 @dataclass(frozen=True)
@@ -262,6 +264,19 @@ def window_lead(now: datetime, at_least: timedelta) -> timedelta:
     return boundary - WINDOW_HEAD_START - now
 
 
+def shorten_repeated_reason(text: str, earlier: Sequence[str]) -> str:
+    """``text`` with its reason replaced by "as above" when an earlier narrated line already gave that reason.
+
+    The trigger, the worker and the example task each log the release with the decision's reason (each to
+    its own log, where it is needed); printed one after another they would repeat one long sentence.
+    """
+    for before in reversed(earlier):
+        _, sep, reason = before.partition(": ")
+        if sep and len(reason) >= MIN_REPEATED_REASON and text.endswith(f": {reason}"):
+            return f"{text[: -len(reason)]}as above"
+    return text
+
+
 def watch_run(stack: AirflowStack, run_id: str, say: Narrator, *, timeout: float) -> RunWatch:
     """Follow the run through the REST API until it ends, printing the task's states and decisions as they come.
 
@@ -285,7 +300,8 @@ def watch_run(stack: AirflowStack, run_id: str, say: Narrator, *, timeout: float
             seen.add(key)
             watch.narrated.append(text)
             stamp = entry.get("timestamp")
-            say.say(f"  {task_id}: {text}", at=parse_time(str(stamp), what="log time") if stamp else None)
+            shown = shorten_repeated_reason(text, watch.narrated[:-1])
+            say.say(f"  {task_id}: {shown}", at=parse_time(str(stamp), what="log time") if stamp else None)
 
     def check() -> str | None:
         for ti in stack.task_instances(DAG_ID, run_id):

@@ -15,6 +15,7 @@ from airflow_provider_gridaware.demo.run import (
     HOME_MARKER,
     Narrator,
     prepare_home,
+    shorten_repeated_reason,
     usable_port,
     window_lead,
     write_daily_report,
@@ -85,3 +86,19 @@ def test_a_failing_report_command_fails_the_demo_with_its_output(
     say = Narrator(ScaledClock(0.0, 0.0, 60.0), io.StringIO())
     with pytest.raises(StackError, match=r"exited 3:[\s\S]*no ledger at /somewhere"):
         write_daily_report(date(2026, 12, 4), tmp_path / "reports", {"AIRFLOW_HOME": "/somewhere"}, say)
+
+
+def test_a_release_reason_already_narrated_is_pointed_to_not_repeated() -> None:
+    reason = "released after waiting 1 h 51 min in GB: expected 14 gCO2eq/kWh vs 111 gCO2eq/kWh, 87% lower"
+    narrated = ["deferring until the job's grid window: waiting 1 h 51 min: starts 2026-12-06T04:00:00Z"]
+    # The trigger's line comes first and is printed whole.
+    assert shorten_repeated_reason(f"released: {reason}", narrated) == f"released: {reason}"
+    narrated.append(f"released: {reason}")
+    assert shorten_repeated_reason(f"grid window open: {reason}", narrated) == "grid window open: as above"
+    narrated.append(f"grid window open: {reason}")
+    running = f"running in GB from 2026-12-06T04:00:00Z (best_now): {reason}"
+    assert shorten_repeated_reason(running, narrated) == "running in GB from 2026-12-06T04:00:00Z (best_now): as above"
+    # Another reason, or a short one, is printed as it is.
+    other = "released after waiting 2 h in GB: expected 20 gCO2eq/kWh vs 111 gCO2eq/kWh, 82% lower"
+    assert shorten_repeated_reason(f"grid window open: {other}", narrated) == f"grid window open: {other}"
+    assert shorten_repeated_reason("ran in: GB", ["released: GB"]) == "ran in: GB"
