@@ -24,6 +24,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 
 from airflow_provider_gridaware.planning import core
+from airflow_provider_gridaware.planning.decision import decide
 from airflow_provider_gridaware.planning.job import Job
 from airflow_provider_gridaware.planning.planner import ZoneSignals, plan_jobs, prepare
 from airflow_provider_gridaware.signals import CarbonMetric, SeriesType, SignalKind, SignalSeries, build_series
@@ -33,6 +34,8 @@ SLOTS = 7 * 24 * 12  # 7 days of 5-minute slots
 ZONES = 20
 UTC = timezone.utc
 NOW = datetime(2024, 5, 1, tzinfo=UTC)
+#: The trigger's default refresh period (re-plans per forecast refresh).
+REFRESH = timedelta(minutes=15)
 
 
 def best_of(runs: int, func: Callable[[], object]) -> float:
@@ -131,6 +134,15 @@ def typed_figures(rng: np.random.Generator) -> None:
     ]
     seconds = best_of(3, lambda: plan_jobs(jobs, grid, now=NOW))
     print(f"  typed plan_jobs (Job -> Plan with reason), 3 zones each    {count / seconds:>12,.0f} plans/s")
+    # A trigger decides for one job at a time: decide() per job, keeping each job's previous window.
+    single = jobs[:2_000]
+    previous = [decide(job, grid, NOW, None, refresh=REFRESH).window for job in single]
+    seconds = best_of(
+        3, lambda: [decide(j, grid, NOW, w, refresh=REFRESH) for j, w in zip(single, previous, strict=True)]
+    )
+    print(
+        f"  decide(), one job per call (a trigger's re-plan), 3 zones   {seconds / len(single) * 1e6:>9.0f} us per decision"
+    )
     chunked = Job(
         duration=timedelta(hours=12),
         earliest_start=NOW,

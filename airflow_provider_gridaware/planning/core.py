@@ -21,6 +21,7 @@ Complexity (``Z`` zones, ``n`` slots, ``J`` jobs, ``G`` distinct durations, ``L`
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -105,6 +106,11 @@ class ObjectiveGrid:
         :param start_s: epoch seconds.
         :param end_s: epoch seconds, ``>= start_s``.
         """
+        if np.ndim(zone) == 0 and np.ndim(start_s) == 0 and np.ndim(end_s) == 0:
+            # One window (a decision's expected signals, the previous window's score): plain integers, as
+            # the arrays' arithmetic would give, without a dozen array operations on 0-d arrays.
+            total_1, ok_1 = self._integral_one(int(zone), int(start_s), int(end_s))  # type: ignore[arg-type]
+            return np.asarray(total_1, np.int64), np.asarray(ok_1)
         z, a, b = np.broadcast_arrays(
             np.asarray(zone, np.int64), np.asarray(start_s, np.int64), np.asarray(end_s, np.int64)
         )
@@ -112,13 +118,32 @@ class ObjectiveGrid:
         b = b - self.origin_s
         limit = self.slots * self.step_s
         inside = (a >= 0) & (b <= limit) & (b >= a)
-        a_c = np.clip(a, 0, limit)
-        b_c = np.clip(b, 0, limit)
+        # minimum/maximum, not np.clip: the same values, and np.clip's checks cost more than the clipping.
+        a_c = np.minimum(np.maximum(a, 0), limit)
+        b_c = np.minimum(np.maximum(b, 0), limit)
         total = self._running(z, b_c) - self._running(z, a_c)
         first = a_c // self.step_s
         last = -(-b_c // self.step_s)  # ceil: a partial last slot counts as touched
         clean = (self.bad_prefix[z, last] - self.bad_prefix[z, first]) == 0
         return total, inside & clean
+
+    def _integral_one(self, zone: int, start_s: int, end_s: int) -> tuple[int, bool]:
+        """:meth:`integral` of one window, in Python integers."""
+        step, slots = self.step_s, self.slots
+        a, b = start_s - self.origin_s, end_s - self.origin_s
+        limit = slots * step
+        inside = a >= 0 and b <= limit and b >= a
+        a_c, b_c = min(max(a, 0), limit), min(max(b, 0), limit)
+        prefix, units = self.prefix[zone], self.units[zone]
+
+        def running(t: int) -> int:
+            k = min(t // step, slots - 1)
+            return int(prefix[k]) * step + int(units[k]) * (t - k * step)
+
+        total = running(b_c) - running(a_c)
+        first, last = a_c // step, -(-b_c // step)
+        clean = int(self.bad_prefix[zone, last]) == int(self.bad_prefix[zone, first])
+        return total, inside and clean
 
     def _running(self, z: IntArray, t: IntArray) -> IntArray:
         # F(t) = integral from slot 0 to t: whole slots from the prefix plus the partial slot.
@@ -188,6 +213,8 @@ def best_windows(
     """
     duration = np.atleast_1d(np.asarray(duration_s, dtype=np.int64))
     jobs = duration.shape[0]
+    if jobs == 1:
+        return _best_window_one(grid, duration, earliest_s, latest_start_s, zone_ok, home_zone, penalty, min_gain)
     earliest = np.broadcast_to(np.asarray(earliest_s, dtype=np.int64), (jobs,))
     latest = np.broadcast_to(np.asarray(latest_start_s, dtype=np.int64), (jobs,))
     zones = grid.zones
@@ -265,6 +292,96 @@ def best_windows(
     score_out = np.where(fallback, now_home, raw_score)
     run_now = start_out == earliest
     return WindowChoice(zone_out, start_out, score_out, now_home, run_now, status)
+
+
+def _best_window_one(
+    grid: ObjectiveGrid,
+    duration_s: IntArray,
+    earliest_s: npt.ArrayLike,
+    latest_start_s: npt.ArrayLike,
+    zone_ok: npt.ArrayLike | None,
+    home_zone: npt.ArrayLike | None,
+    penalty: npt.ArrayLike | None,
+    min_gain: npt.ArrayLike,
+) -> WindowChoice:
+    """:func:`best_windows` for one job, the same rules in Python integers (a trigger plans one job at a time).
+
+    The batch code spends most of a one-job call on array set-up for a ``(1, Z)`` problem; this does the
+    window scores as arrays (one per zone) and the choice among a few zones in plain Python, with the same
+    ties, fallbacks and statuses (``tests/unit/test_core_one_job.py`` compares the two).
+    """
+    zones, step = grid.zones, grid.step_s
+
+    def scalar(value: npt.ArrayLike, dtype: type) -> Any:
+        return np.asarray(value, dtype).reshape(-1)[0].item()
+
+    d = int(duration_s[0])
+    if d <= 0:
+        raise ValueError("durations must be positive")
+    earliest, latest = scalar(earliest_s, np.int64), scalar(latest_start_s, np.int64)
+    home = 0 if home_zone is None else scalar(home_zone, np.int64)
+    gain = scalar(min_gain, np.float64)
+    allowed = [True] * zones if zone_ok is None else np.broadcast_to(np.asarray(zone_ok, bool), (1, zones))[0].tolist()
+    allowed[home] = True
+    if penalty is None:
+        pen = [0] * zones
+    else:
+        clipped = np.clip(np.broadcast_to(np.asarray(penalty, np.float64), (1, zones))[0], -VALUE_LIMIT, VALUE_LIMIT)
+        pen = np.rint(clipped * QUANTUM).astype(np.int64).tolist()
+    invalid = int(INVALID)
+
+    now_all, now_pen = [invalid] * zones, [invalid] * zones
+    for z in range(zones):
+        total, ok = grid._integral_one(z, earliest, earliest + d)
+        if ok and allowed[z]:
+            now_all[z], now_pen[z] = total, total + pen[z] * d
+
+    later_all, later_pen, later_slot = [invalid] * zones, [invalid] * zones, [0] * zones
+    first = max((earliest - grid.origin_s) // step + 1, 0)
+    last = min((latest - grid.origin_s) // step, (grid.slots * step - d) // step)
+    if last >= first:
+        scores = _window_scores(grid, d, first, last - first + 1)
+        at = scores.argmin(axis=1)  # the first (earliest) minimum
+        for z, (slot, value) in enumerate(zip(at.tolist(), scores[np.arange(zones), at].tolist(), strict=True)):
+            if allowed[z] and value < invalid:
+                later_all[z], later_pen[z], later_slot[z] = value, value + pen[z] * d, first + slot
+
+    # Within a zone "now" wins ties (earliest start); across zones the lowest penalised score wins, then the
+    # earliest start, then the home zone, then the lower index.
+    use_later = [later_pen[z] < now_pen[z] for z in range(zones)]
+    score = [later_pen[z] if use_later[z] else now_pen[z] for z in range(zones)]
+    start = [grid.origin_s + later_slot[z] * step if use_later[z] else earliest for z in range(zones)]
+    best_score = min(score)
+    best_start = min(start[z] for z in range(zones) if score[z] == best_score)
+    tied = [z for z in range(zones) if score[z] == best_score and start[z] == best_start]
+    best_zone = home if home in tied else tied[0]
+    raw_score = later_all[best_zone] if use_later[best_zone] else now_all[best_zone]
+
+    now_home, now_home_pen = now_all[home], now_pen[home]
+    found = best_score < invalid
+    is_now = found and best_start == earliest and best_zone == home
+    worth = now_home >= invalid or (now_home_pen - best_score) / float(max(abs(now_home_pen), 1)) >= gain
+    at_risk = latest < earliest
+    status = SHIFTED
+    if is_now or (found and best_start == earliest):
+        status = BEST_NOW
+    if found and not is_now and not worth:
+        status = NOT_WORTH_WAITING
+    if not found:
+        status = NO_SIGNAL
+    if at_risk:
+        status = DEADLINE_AT_RISK
+    # Falling back means "now, home zone": the deadline is never traded for a signal we do not trust.
+    fallback = not found or (not is_now and not worth) or at_risk
+    zone_out, start_out = (home, earliest) if fallback else (best_zone, best_start)
+    score_out = now_home if fallback else raw_score
+
+    def one(value: int | bool) -> Any:
+        return np.array([value], np.bool_ if isinstance(value, bool) else np.int64)
+
+    return WindowChoice(
+        one(zone_out), one(start_out), one(score_out), one(now_home), one(start_out == earliest), one(status)
+    )
 
 
 def _later_windows(

@@ -609,7 +609,7 @@ def _physical_mean(values: FloatArray, origin_s: int, step_s: int, spans: Sequen
         first, last = (a - origin_s) // step_s, -(-(b - origin_s) // step_s)
         if first < 0 or last > values.size:
             return None
-        edges = np.clip(origin_s + step_s * np.arange(first, last + 1), a, b)
+        edges = np.minimum(np.maximum(origin_s + step_s * np.arange(first, last + 1), a), b)
         part = values[first:last] * np.diff(edges)
         if not np.isfinite(part).all():
             return None

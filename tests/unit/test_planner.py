@@ -86,6 +86,31 @@ def test_partial_slots_are_weighted_by_overlap():
     assert bool(ok) and int(total) == (1 * 1800 + 3 * 3600) * core.QUANTUM
 
 
+def random_grid(
+    rng: np.random.Generator, *, zones: tuple[int, int], slots: tuple[int, int], gaps: float, origin_slots: int
+) -> tuple[core.ObjectiveGrid, int, int, int]:
+    """A grid of 5-minute slots with values 0-5 and a share ``gaps`` of unusable slots (windows touching them
+    are not candidates); returns it with its zone count, slot count and step."""
+    z, n, step = int(rng.integers(*zones)), int(rng.integers(*slots)), 300
+    values = rng.integers(0, 6, size=(z, n)).astype(float)
+    values[rng.random((z, n)) < gaps] = math.nan
+    return core.ObjectiveGrid.from_values(values, origin_s=origin_slots * step, step_s=step), z, n, step
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data())
+def test_one_window_integral_equals_the_array_integral(data):
+    rng = np.random.default_rng(data.draw(st.integers(0, 10_000)))
+    grid, zones, n, step = random_grid(rng, zones=(1, 4), slots=(1, 12), gaps=0.15, origin_slots=7)
+    for _ in range(20):
+        z = int(rng.integers(0, zones))
+        a = int(rng.integers(0, (n + 9) * step))  # before, inside and after the grid
+        b = a + int(rng.integers(-step, n * step))
+        total, ok = grid.integral(z, a, b)  # the scalar path
+        totals, oks = grid.integral([z], [a], [b])
+        assert (int(total), bool(ok)) == (int(totals[0]), bool(oks[0])), (z, a, b)
+
+
 def test_ties_go_to_the_earliest_start():
     p = plan(job(hours=1), [ZoneSignals("A", carbon=carbon("A", [3, 1, 2, 1, 1, 3, 3, 3, 3, 3, 3, 3]))], now=T0)
     assert p.start == T0 + H
@@ -324,13 +349,11 @@ def test_best_windows_matches_brute_force(data):
     )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.data())
 def test_batch_equals_one_by_one(data):
     rng = np.random.default_rng(data.draw(st.integers(0, 10_000)))
-    zones, n, step = int(rng.integers(1, 5)), int(rng.integers(5, 40)), 300
-    values = rng.integers(0, 6, size=(zones, n)).astype(float)
-    grid = core.ObjectiveGrid.from_values(values, origin_s=10_000 * step, step_s=step)
+    grid, zones, n, step = random_grid(rng, zones=(1, 5), slots=(5, 40), gaps=0.1, origin_slots=10_000)
     count = 12
     duration = rng.choice([300, 600, 1234], count)
     earliest = 10_000 * step + rng.integers(0, n * step // 2, count)
@@ -339,10 +362,21 @@ def test_batch_equals_one_by_one(data):
     latest = earliest + rng.integers(-600, n * step // 2, count)
     allowed = rng.random((count, zones)) < 0.6
     home = rng.integers(0, zones, count)
+    penalty = rng.choice([0.0, 0.1, -0.05, 0.5], (count, zones))
+    min_gain = rng.choice([0.0, 0.05, 0.3], count)
     batch = core.best_windows(
-        grid, duration_s=duration, earliest_s=earliest, latest_start_s=latest, zone_ok=allowed, home_zone=home
+        grid,
+        duration_s=duration,
+        earliest_s=earliest,
+        latest_start_s=latest,
+        zone_ok=allowed,
+        home_zone=home,
+        penalty=penalty,
+        min_gain=min_gain,
     )
+    fields = ("zone", "start_s", "score", "now_score", "run_now", "status")
     for k in range(count):
+        # One job takes its own path (a trigger's call); it must answer as the batch does, field by field.
         one = core.best_windows(
             grid,
             duration_s=duration[k : k + 1],
@@ -350,8 +384,11 @@ def test_batch_equals_one_by_one(data):
             latest_start_s=latest[k : k + 1],
             zone_ok=allowed[k : k + 1],
             home_zone=home[k : k + 1],
+            penalty=penalty[k : k + 1],
+            min_gain=min_gain[k : k + 1],
         )
-        assert (one.zone[0], one.start_s[0], one.score[0]) == (batch.zone[k], batch.start_s[k], batch.score[k])
+        assert [getattr(one, f)[0] for f in fields] == [getattr(batch, f)[k] for f in fields], k
+        assert all(getattr(one, f).dtype == getattr(batch, f).dtype for f in fields)
 
 
 def brute_chunks(costs, need, min_chunk, resume, final):
