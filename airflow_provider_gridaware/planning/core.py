@@ -308,7 +308,8 @@ def _best_window_one(
 
     The batch code spends most of a one-job call on array set-up for a ``(1, Z)`` problem; this does the
     window scores as arrays (one per zone) and the choice among a few zones in plain Python, with the same
-    ties, fallbacks and statuses (``tests/unit/test_core_one_job.py`` compares the two).
+    ties, fallbacks and statuses (``test_batch_equals_one_by_one`` in ``tests/unit/test_planner.py`` compares the
+    two field by field).
     """
     zones, step = grid.zones, grid.step_s
 
