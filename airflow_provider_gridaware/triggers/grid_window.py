@@ -277,7 +277,7 @@ class GridWindowTrigger(BaseTrigger):
                     seen = watcher.version
                     await hold_until(self.not_before)  # the resume guard (a worker picks the task up next)
                     if watcher.version != seen and interest.any:
-                        self.log.info("grid events changed during the resume guard: deciding again")
+                        self._log_info("grid events changed during the resume guard: deciding again")
                         continue
                 event = self._event(decision, problems, replans)
                 if self.end_from_trigger and self._ledger is not None:
@@ -303,7 +303,7 @@ class GridWindowTrigger(BaseTrigger):
                         # of waiting tasks may share a zone). What it planned around stays what it decided on:
                         # a later event it happens to miss is not one it planned around.
                         continue
-                    self.log.info("grid events changed for %s: deciding again", ", ".join(sorted(interest.zones)))
+                    self._log_info("grid events changed for %s: deciding again", ", ".join(sorted(interest.zones)))
                     await watcher.replan_turn()
                     break
 
@@ -493,14 +493,17 @@ class GridWindowTrigger(BaseTrigger):
             logger=self.log,
         )
 
+    # run() logs only through these plain methods: the log's call-site lookup walks up to the first frame
+    # outside the logging code, and a frame object made for run() would live as long as the wait (about
+    # 0.37 KB per waiting trigger); a method's goes when it returns.
     def _log_decision(self, decision: Decision, replans: int, freshness: str) -> None:
-        # Logged from a plain method, not from run(): the log's call-site lookup walks up to the first frame
-        # outside the logging code, and a frame object made for run() would live as long as the wait
-        # (about 0.37 KB per waiting trigger); this method's goes when it returns.
         if decision.fallback:
             self.log.warning("decision %d: %s", replans, decision.reason)
         else:
             self.log.info("decision %d%s: %s", replans, freshness, decision.reason)
+
+    def _log_info(self, message: str, *args: object) -> None:
+        self.log.info(message, *args)
 
     def _event(self, decision: Decision, problems: list[str], replans: int) -> TriggerEvent:
         payload = release_payload(
