@@ -323,11 +323,26 @@ def _task_logs(stack: AirflowStack, run_id: str) -> Path:
 
 
 def _trigger_logs(stack: AirflowStack, run_ids: list[str]) -> dict[str, str]:
-    """The triggerer's log of each run's waiting task (the trigger writes it beside the task's log)."""
+    """The triggerer's log of each run's waiting task: the trigger's file beside the task's log, then the lines of
+    that trigger Airflow wrote to the triggerer's own log instead.
+
+    Airflow 3.3's triggerer closes a trigger's file when the trigger reports it has finished, and that report
+    and the trigger's last log lines come over two channels: when the report is read first, those lines (our
+    "released: ..." and Airflow's own "Trigger fired event") go to the triggerer's log, with the run's id. Seen
+    once on a loaded machine, for both triggers of one triggerer.
+    """
+    stray = [
+        line
+        for path in sorted(stack.home.glob("triggerer*.log"))
+        for line in path.read_text(errors="replace").splitlines()
+        if " run_id=" in line
+    ]
     logs = {}
     for run_id in run_ids:
         folder = _task_logs(stack, run_id)
-        logs[run_id] = "".join(path.read_text(errors="replace") for path in sorted(folder.glob("*.trigger.*.log")))
+        own = "".join(path.read_text(errors="replace") for path in sorted(folder.glob("*.trigger.*.log")))
+        marker = f" run_id={run_id} "
+        logs[run_id] = own + "".join(f"{line}\n" for line in stray if marker in f"{line} ")
     return logs
 
 
