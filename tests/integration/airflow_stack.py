@@ -10,9 +10,11 @@ here: the tests' own DAGs folder linked beside the examples, :class:`BackgroundP
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -48,6 +50,8 @@ from airflow_provider_gridaware.demo.stack import (
     connection_env,
 )
 from airflow_provider_gridaware.demo.topology import LOCAL_TOPOLOGY, Component
+from airflow_provider_gridaware.times import CLOCK_ENV, Clock, ScaledClock, SystemClock, format_time
+from tests.support.http import LOOPBACK
 
 __all__ = [
     "ADMIN_USER",
@@ -74,6 +78,7 @@ __all__ = [
     "free_port",
     "group_members",
     "marked_pids",
+    "phased_clock",
     "poll",
     "simulator_argv",
     "start_simulator",
@@ -82,6 +87,27 @@ __all__ = [
 ]
 
 REPO = Path(__file__).resolve().parents[2]
+#: The planner's slots: candidate starts are multiples of this many epoch seconds (``PlannerSettings.step``).
+PLANNING_STEP_S = 300.0
+
+
+def phased_clock(slot_in: float, *, step_s: float = PLANNING_STEP_S, wall: float | None = None) -> ScaledClock:
+    """A clock at the wall clock's pace, shifted by at most half a slot so that a slot starts ``slot_in`` wall
+    seconds from now.
+
+    The planner releases work on epoch multiples of its 5-minute step, so a window placed "at least a
+    minute ahead" opened anywhere from one to six minutes later on the wall clock: on this clock it opens
+    ``slot_in`` seconds after the stack starts, whatever the minute. Nothing else changes: one clock
+    second is one wall second, and every component, simulator and check reads the same clock.
+    """
+    wall = time.time() if wall is None else wall
+    target = wall + slot_in
+    shift = math.ceil(target / step_s) * step_s - target  # in [0, step)
+    if shift > step_s / 2:
+        shift -= step_s
+    return ScaledClock(sim_epoch_s=wall + shift, wall_epoch_s=wall, speed=1.0)
+
+
 #: DAG files only the tests use; linked into the DAGs folder beside the examples when present.
 TEST_DAGS = Path(__file__).resolve().parent / "dags"
 
@@ -99,6 +125,8 @@ class AirflowStack(_stack.AirflowStack):
         passes :data:`~airflow_provider_gridaware.demo.topology.CELERY_TOPOLOGY`).
     :param extra_users: more SimpleAuthManager users (``name:role[:team|team]``), passwords in :attr:`passwords`.
     :param after_migrate: ``airflow`` commands run after ``db migrate``, before the components start.
+    :param clock: the provider's clock for every component (``GRIDAWARE_CLOCK``; default: the system clock).
+        Airflow's own records stay on the wall clock: :meth:`from_wall` maps them.
     """
 
     def __init__(
@@ -111,7 +139,11 @@ class AirflowStack(_stack.AirflowStack):
         components: Sequence[Component] = LOCAL_TOPOLOGY,
         extra_users: Sequence[str] = (),
         after_migrate: Sequence[Sequence[str]] = (),
+        clock: Clock | None = None,
     ) -> None:
+        self.clock: Clock = clock or SystemClock()
+        if isinstance(self.clock, ScaledClock):
+            extra_env = {**(extra_env or {}), CLOCK_ENV: self.clock.spec()}
         super().__init__(
             home,
             connections=connections,
@@ -121,6 +153,14 @@ class AirflowStack(_stack.AirflowStack):
             extra_users=extra_users,
             after_migrate=after_migrate,
         )
+
+    def now(self) -> datetime:
+        """Now on the provider's clock, as the stack's components read it."""
+        return self.clock.now()
+
+    def from_wall(self, instant: datetime) -> datetime:
+        """The provider clock's time at a wall-clock ``instant`` Airflow recorded (a task's start or end)."""
+        return self.clock.from_wall(instant) if isinstance(self.clock, ScaledClock) else instant
 
 
 class BackgroundPoll(Generic[T]):
@@ -211,12 +251,16 @@ def simulator_argv(ready_file: Path, *options: str) -> list[str]:
 
 
 def start_simulator(
-    workdir: Path, *options: str, timeout: float = 60.0, marker: str | None = None
+    workdir: Path, *options: str, timeout: float = 60.0, marker: str | None = None, clock: Clock | None = None
 ) -> tuple[ManagedProcess, str]:
     """Start the grid simulator on a free loopback port; returns the process and its base URL.
 
     :param options: more ``gridaware simulate serve`` options (``--speedup 60``, ``--fault ...``).
+    :param clock: run the simulator on this clock (a stack's :attr:`AirflowStack.clock`) at speed 1: it starts
+        at the clock's now (unless ``options`` name ``--now``) and is set to it once it listens.
     """
+    if clock is not None and "--now" not in options:
+        options = (*options, "--now", format_time(clock.now()))
     workdir.mkdir(parents=True, exist_ok=True)
     ready = workdir / "simulator.url"
     ready.unlink(missing_ok=True)
@@ -243,6 +287,10 @@ def start_simulator(
 
     try:
         base_url = poll(url, timeout=timeout, interval=0.1, what="the grid simulator", on_timeout=proc.describe)
+        if clock is not None:
+            # --now was read before the simulator finished starting: put it back on the clock.
+            now = {"now": format_time(clock.now())}
+            LOOPBACK.post(f"{base_url}/_sim/clock", json=now, timeout=10).raise_for_status()
     except BaseException:
         stop_processes([proc], marker=marker)
         raise

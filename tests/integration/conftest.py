@@ -45,11 +45,13 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_gridaware.times import ScaledClock
 from tests.integration.airflow_stack import (
     AirflowStack,
     ConnectionSpec,
     StackError,
     marked_pids,
+    phased_clock,
     start_simulator,
     stop_processes,
 )
@@ -68,12 +70,32 @@ def integration_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("gridaware-integration")
 
 
+#: Wall seconds from the session's first shared-stack fixture to the planning slot the waiting scenarios'
+#: windows open on: the stack's start (~30 s), the scenarios' set-up (~35 s: the quick start's window opens
+#: 2 minutes after its simulator starts, the deferral dip at least 75 s after its set-up) and a minute to spare.
+FIRST_WINDOW_SLOT_IN = 200.0
+
+
 @pytest.fixture(scope="session")
-def grid_simulator(integration_workdir: Path, pytestconfig: pytest.Config) -> Iterator[str]:
-    """Base URL of the local grid simulator, e.g. ``http://127.0.0.1:40123``."""
+def shared_clock() -> ScaledClock:
+    """The shared stack's clock: the wall clock's pace, shifted (by at most 2.5 minutes) so that a planning slot
+    starts :data:`FIRST_WINDOW_SLOT_IN` seconds after the session's first shared-stack fixture.
+
+    The planner releases work on epoch multiples of 5 minutes, and on the wall clock the waiting scenarios'
+    windows (placed on the first slot their set-up allows) opened one to six minutes after they were set up,
+    which could end the suite up to five minutes after everything else. Every component of the shared stack,
+    its simulators and the checks read this clock; Airflow's own records are mapped onto it
+    (:meth:`AirflowStack.from_wall`).
+    """
+    return phased_clock(FIRST_WINDOW_SLOT_IN)
+
+
+@pytest.fixture(scope="session")
+def grid_simulator(integration_workdir: Path, pytestconfig: pytest.Config, shared_clock: ScaledClock) -> Iterator[str]:
+    """Base URL of the local grid simulator, e.g. ``http://127.0.0.1:40123``, on the shared stack's clock."""
     marker = uuid.uuid4().hex
     began = time.monotonic()
-    proc, url = start_simulator(integration_workdir / "simulator", marker=marker)
+    proc, url = start_simulator(integration_workdir / "simulator", marker=marker, clock=shared_clock)
     timings(pytestconfig)["simulator start"] = time.monotonic() - began
     yield url
     teardown_notes(pytestconfig).extend(f"grid simulator: {note}" for note in stop_processes([proc], marker=marker))
@@ -204,8 +226,10 @@ def airflow_stack(
     integration_workdir: Path,
     airflow_connections: dict[str, ConnectionSpec],
     pytestconfig: pytest.Config,
+    shared_clock: ScaledClock,
 ) -> Iterator[AirflowStack]:
-    """A running Airflow 3.3 (api-server, scheduler, dag-processor, triggerer), shared by the session."""
+    """A running Airflow 3.3 (api-server, scheduler, dag-processor, triggerer), shared by the session, on
+    :func:`shared_clock`."""
     with contextlib.ExitStack() as resources:
         extra_env = {}
         reason = unreachable_reason()
@@ -214,7 +238,12 @@ def airflow_stack(
             extra_env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = database
         else:
             teardown_notes(pytestconfig).append(f"metadata database: SQLite ({reason})")
-        stack = AirflowStack(integration_workdir / "airflow_home", connections=airflow_connections, extra_env=extra_env)
+        stack = AirflowStack(
+            integration_workdir / "airflow_home",
+            connections=airflow_connections,
+            extra_env=extra_env,
+            clock=shared_clock,
+        )
         stack.start(timeout=180)
         measured = timings(pytestconfig)
         measured["airflow db migrate"] = stack.timings.migrate

@@ -124,7 +124,7 @@ def batch_run_started(stack: AirflowStack, integration_workdir: Path) -> Iterato
         trace = write_flat_trace(integration_workdir / "batch" / "carbon.csv", {"IE": 400, "SE": 40})
         replay = {"anchor": "fixed", "forecast_error": 0}
         stack.add_connection(CARBON_CONN, "gridaware_replay", host=str(trace), extra=replay)
-        not_before = (datetime.now(UTC) + LEAD).replace(microsecond=0)
+        not_before = (stack.now() + LEAD).replace(microsecond=0)  # on the stack's clock, as the planner reads it
         conf = {"carbon_conn_id": CARBON_CONN, "not_before": not_before.isoformat()}
         run_id = stack.trigger_dag(DAG_ID, conf=conf, timeout=90)
         seen: list[tuple[datetime, str, str | None]] = []
@@ -144,7 +144,7 @@ def batch_run_started(stack: AirflowStack, integration_workdir: Path) -> Iterato
         def check() -> str | None:
             ti = next(t for t in stack.task_instances(DAG_ID, run_id) if t["task_id"] == TASK_ID)
             trigger = (ti.get("trigger") or {}).get("classpath")
-            seen.append((datetime.now(UTC), ti["state"], trigger))
+            seen.append((stack.now(), ti["state"], trigger))
             if ti["state"] == "deferred" and trigger == WINDOW_TRIGGER and not waiting_jobs:
                 waiting_jobs.update({zone: moto.jobs(region) for zone, region in REGIONS.items()})
             if ti["state"] in ("up_for_retry", "failed"):

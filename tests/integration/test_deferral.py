@@ -16,8 +16,9 @@ Everything waits for the same dip, concurrently, because the wait is real time:
    holding it, and ran in the dip.
 
 The dip is placed on the first 5-minute boundary at least ``LEAD`` after the simulator starts (the
-WattTime API serves 5-minute points on wall-clock boundaries), so the whole file takes LEAD plus
-0-5 minutes plus a few seconds of tail.
+WattTime API serves 5-minute points on the clock's boundaries, and the planner's slots are 5 minutes). The
+shared stack's clock is shifted so that boundary comes about when the set-up ends (``shared_clock`` in
+``conftest.py``); every time here is on that clock, Airflow's records mapped onto it (``stack.from_wall``).
 """
 
 from __future__ import annotations
@@ -134,7 +135,7 @@ def dip_started(airflow_stack: AirflowStack, integration_workdir: Path) -> Itera
     """
     workdir = integration_workdir / "dip_simulator"
     workdir.mkdir(parents=True, exist_ok=True)
-    now = datetime.now(UTC)
+    now = airflow_stack.now()
     dip_start = _ceil(now + LEAD, STEP)
     trace = workdir / "dip_trace.csv"
     write_dip_trace(trace, around=now, dip_start=dip_start)
@@ -144,10 +145,9 @@ def dip_started(airflow_stack: AirflowStack, integration_workdir: Path) -> Itera
         *("--trace", f"{trace}:{ZONE}", "--anchor", "fixed", "--now", _iso(now), "--forecast-error", "0"),
         *("--watttime-username", SIM_LOGIN, "--watttime-password", SIM_PASSWORD),
         marker=marker,
+        clock=airflow_stack.clock,
     )
     try:
-        # --now was read before the simulator finished starting: put its clock back on the wall clock.
-        LOOPBACK.post(f"{url}/_sim/clock", json={"now": _iso(datetime.now(UTC))}, timeout=10).raise_for_status()
         watttime = {"login": SIM_LOGIN, "password": SIM_PASSWORD, "extra": dict(FAST_HTTP)}
         airflow_stack.add_connection(DIP_CONN, "gridaware_watttime", host=f"{url}/watttime", **watttime)
         dead = f"http://127.0.0.1:{free_port()}/watttime"  # nobody listens there
@@ -194,7 +194,7 @@ class Watcher(threading.Thread):
             try:
                 self._tick()
             except Exception as exc:  # keep watching: a restart or a slow answer must not end the record
-                self.errors.append(f"{datetime.now(UTC).isoformat()} {type(exc).__name__}: {exc}")
+                self.errors.append(f"{self.stack.now().isoformat()} {type(exc).__name__}: {exc}")
             self._halt.wait(self.interval)
 
     def _tick(self) -> None:
@@ -203,7 +203,7 @@ class Watcher(threading.Thread):
             "/api/v2/dags/~/dagRuns/~/taskInstances/list", json={"dag_ids": self.dag_ids, "page_limit": 100}
         )
         response.raise_for_status()
-        at = datetime.now(UTC)
+        at = self.stack.now()
         with self._lock:
             for ti in response.json()["task_instances"]:
                 trigger = ti.get("trigger") or {}
@@ -276,7 +276,7 @@ class Scenario:
 
     def explain(self, dag_id: str, run_id: str, *, logs: bool = True) -> str:
         """Evidence for a failure message: states seen, task logs, triggerer and simulator log tails."""
-        parts = [f"dip {_iso(self.dip.start)} - {_iso(self.dip.end)}; now {_iso(datetime.now(UTC))}"]
+        parts = [f"dip {_iso(self.dip.start)} - {_iso(self.dip.end)}; now {_iso(self.stack.now())}"]
         if self.restart is not None:
             parts.append(
                 f"triggerer restart: job {self.old_triggerer} -> {self.new_triggerer}, "
@@ -393,7 +393,7 @@ def _scenario(airflow_stack: AirflowStack, dip: Dip) -> Iterator[Scenario]:
         for (kind, _), run_id in found.runs.items():
             found.ui_states[KINDS[kind], run_id] = ui_grid_states(stack, KINDS[kind], run_id)
         found.ui_states[FALLBACK_DAG, found.fallback_run] = ui_grid_states(stack, FALLBACK_DAG, found.fallback_run)
-        spare = dip.start - datetime.now(UTC)
+        spare = dip.start - stack.now()
         assert spare >= MIN_WAIT_SEEN, (
             f"setup took too long: only {spare.total_seconds():.0f}s left before the dip at {_iso(dip.start)}; "
             f"raise LEAD ({LEAD.total_seconds():.0f}s). Restart took {found.restart.seconds:.1f}s"
@@ -469,7 +469,7 @@ def _wait_for_first_plan(stack: AirflowStack, dip: Dip) -> None:
 
 # -- checks ----------------------------------------------------------------------------------------------
 def _wait_for_success(sc: Scenario, dag_id: str, run_id: str) -> None:
-    timeout = max(60.0, (sc.dip.end - datetime.now(UTC)).total_seconds() + RUN_SLACK.total_seconds())
+    timeout = max(60.0, (sc.dip.end - sc.stack.now()).total_seconds() + RUN_SLACK.total_seconds())
     state = sc.stack.wait_for_run(dag_id, run_id, timeout=timeout)
     tis = {ti["task_id"]: ti["state"] for ti in sc.stack.task_instances(dag_id, run_id)}
     assert state == "success" and set(tis.values()) == {"success"}, (
@@ -681,7 +681,7 @@ def test_deferrable_sensor_waits_in_the_triggerer_and_releases_in_the_dip(
     _check_ran_in_window(sc, _utc(work["ran_at"]), _utc(decision["plan"]["latest_start"]), "the next task", why)
     # The sensor resumed on a worker (execute_complete) after the release.
     sensor = _grid_ti(sc.stack, dag_id, run_id)
-    assert released <= _utc(sensor["end_date"]), why
+    assert released <= sc.stack.from_wall(_utc(sensor["end_date"])), why
     assert "grid window open" in sc.stack.task_log(dag_id, run_id, "wait_for_window"), why
     _check_sensor_record(dag_id, run_id, decision, why)
     if phase == "restart":
@@ -706,7 +706,7 @@ def test_sensor_ended_from_the_triggerer_holds_the_decision(deferral_scenario: S
     assert after <= {"deferred", "success"}, why
     assert "grid window open" not in sc.stack.task_log(dag_id, run_id, "wait_for_window"), why
     sensor = _grid_ti(sc.stack, dag_id, run_id)
-    assert sc.dip.start <= _utc(sensor["end_date"]) < sc.dip.end, why
+    assert sc.dip.start <= sc.stack.from_wall(_utc(sensor["end_date"])) < sc.dip.end, why
     # The next task pulled the decision (as JSON text on Airflow 3.3: see the DAG) and ran in the window.
     work = sc.stack.xcom(dag_id, run_id, "work")
     why += f"\nwork returned {work}"
@@ -737,8 +737,9 @@ def _check_moved_triggerer(sc: Scenario, dag_id: str, run_id: str, task_id: str)
     assert sc.old_triggerer in owners and sc.new_triggerer in owners, why
     assert owners.index(sc.new_triggerer) > owners.index(sc.old_triggerer), why
     assert sc.restart is not None
-    during = [s for s in seen if sc.restart.started_at - timedelta(seconds=sc.restart.stop_seconds) <= s.at]
-    during = [s for s in during if s.at <= sc.restart.started_at + timedelta(seconds=sc.restart.start_seconds)]
+    restarted = sc.stack.from_wall(sc.restart.started_at)  # the watcher's times are on the stack's clock
+    during = [s for s in seen if restarted - timedelta(seconds=sc.restart.stop_seconds) <= s.at]
+    during = [s for s in during if s.at <= restarted + timedelta(seconds=sc.restart.start_seconds)]
     assert during and all(s.state == "deferred" for s in during), f"not deferred during the restart{why}"
 
 
@@ -753,7 +754,7 @@ def test_no_signal_still_releases_by_the_latest_start(deferral_scenario: Scenari
     plan = decision["plan"]
     assert plan["status"] == "no_signal", why
     assert decision["problems"] and all(DEAD_CONN in p for p in decision["problems"]), why
-    run_start = _utc(sc.stack.dag_run(dag_id, run_id)["start_date"])
+    run_start = sc.stack.from_wall(_utc(sc.stack.dag_run(dag_id, run_id)["start_date"]))
     latest = run_start + timedelta(minutes=3) - timedelta(minutes=1) * 1.25  # deadline - duration * (1 + margin)
     released = _utc(decision["released_at"])
     assert latest <= released < latest + timedelta(seconds=30), f"released {released}, latest start {latest}{why}"

@@ -13,7 +13,7 @@ test_grid_event_scenario.py, on a stack of its own running on accelerated time.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -58,7 +58,7 @@ def test_a_watcher_that_responds_in_the_triggerer_pauses_before_its_dag_runs_and
     ):
         names = start_jobs(urls, workdir, prefix="trig-")
         paused = {n: ("running" if c == "critical" else "suspended") for n, c in names.items()}
-        now = datetime.now(UTC)
+        now = stack.now()  # the event's times on the clock the watcher reads
         peak = make_event(
             source=TRIGGERER_SOURCE,
             protocol="webhook",
@@ -71,7 +71,7 @@ def test_a_watcher_that_responds_in_the_triggerer_pauses_before_its_dag_runs_and
         assert events.record(peak).outcome.stored
         wait_states(urls, paused, "flexible and batch Jobs suspended by the triggerer")
         wait_paused(stack, BATCH_DAG, True)
-        print(f"\nevent stored -> Jobs suspended in the triggerer in {(datetime.now(UTC) - now).total_seconds():.1f} s")
+        print(f"\nevent stored -> Jobs suspended in the triggerer in {(stack.now() - now).total_seconds():.1f} s")
 
         # The DAG run the asset event started passes too: it finds every hold applied and waits for the end.
         run_id = poll(

@@ -36,6 +36,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_gridaware.get_provider_info import CONNECTION_TYPES, EVENT_CONNECTION_TYPES
+from airflow_provider_gridaware.times import Clock
 from tests.integration.airflow_stack import (
     REPO,
     TERMINAL_TASK_STATES,
@@ -172,8 +173,11 @@ class Simulator:
 
 
 @contextlib.contextmanager
-def page_simulator(blocks: dict[str, str], integration_workdir: Path) -> Iterator[Simulator]:
-    """The page's ``gridaware simulate serve`` command, on a free port instead of 8099."""
+def page_simulator(
+    blocks: dict[str, str], integration_workdir: Path, clock: Clock | None = None
+) -> Iterator[Simulator]:
+    """The page's ``gridaware simulate serve`` command, on a free port instead of 8099 (and on ``clock``: the
+    shared stack's, shifted from the wall clock)."""
     (argv,) = shell_commands(blocks["simulator"])
     assert argv[:3] == ["gridaware", "simulate", "serve"], argv
     options = argv[3:]
@@ -182,7 +186,7 @@ def page_simulator(blocks: dict[str, str], integration_workdir: Path) -> Iterato
     assert options[options.index("--clean-window-in") + 1] == DOC_LEAD, "the page's lead changed"
     options[options.index("--clean-window-in") + 1] = LEAD
     marker = uuid.uuid4().hex
-    proc, url = start_simulator(integration_workdir / "quickstart_simulator", *options, marker=marker)
+    proc, url = start_simulator(integration_workdir / "quickstart_simulator", *options, marker=marker, clock=clock)
     try:
         window = LOOPBACK.get(f"{url}/_sim/state", timeout=10).raise_for_status().json()["clean_window"]
         assert window is not None, f"the page's simulator command opens no clean window: {argv}"
@@ -231,7 +235,7 @@ def quickstart_run_started(stack: AirflowStack, integration_workdir: Path) -> It
     blocks = checked_blocks()
     workdir = integration_workdir / "quickstart"
     workdir.mkdir(parents=True, exist_ok=True)
-    with page_simulator(blocks, integration_workdir) as simulator:
+    with page_simulator(blocks, integration_workdir, stack.clock) as simulator:
         # 2. Connections: the page's JSON, every connection type, each passing the "Test" button.
         settings = exports(blocks["connections"])
         assert settings["AIRFLOW__CORE__TEST_CONNECTION"] == stack.env["AIRFLOW__CORE__TEST_CONNECTION"] == "Enabled"
@@ -273,7 +277,7 @@ def quickstart_run_started(stack: AirflowStack, integration_workdir: Path) -> It
         stack.wait_for_dag(DAG_ID, timeout=120)
 
         # 5. Unpause and trigger with the page's commands.
-        triggered_at = datetime.now(UTC)
+        triggered_at = stack.now()
         assert triggered_at < simulator.window_start, "the stack took longer than the page's lead to parse the DAG"
         for argv in shell_commands(blocks["run"]):
             assert argv[0] == "airflow", argv
@@ -288,10 +292,10 @@ def quickstart_run_started(stack: AirflowStack, integration_workdir: Path) -> It
         def finished() -> str | None:
             (ti,) = [t for t in stack.task_instances(DAG_ID, run_id) if t["task_id"] == TASK_ID]
             if not seen or seen[-1][1] != ti["state"]:
-                seen.append((datetime.now(UTC), ti["state"]))
+                seen.append((stack.now(), ti["state"]))
             return ti["state"] if ti["state"] in TERMINAL_TASK_STATES else None
 
-        wait = (simulator.window_start - datetime.now(UTC) + RELEASE_WITHIN + 2 * RUN_SLACK).total_seconds()
+        wait = (simulator.window_start - stack.now() + RELEASE_WITHIN + 2 * RUN_SLACK).total_seconds()
         watch = BackgroundPoll(
             finished, timeout=wait, interval=2.0, what=f"{DAG_ID} {run_id}", on_timeout=stack.diagnostics
         )
@@ -314,7 +318,8 @@ def test_quickstart_task_defers_and_runs_in_the_clean_window(quickstart_run: Qui
 
     result = stack.xcom(DAG_ID, run_id, TASK_ID)
     window = f"{simulator.window_start:%H:%M:%S}-{simulator.window_end:%H:%M:%S}"
-    planned, started = _utc(result["planned_start"]), _utc(result["started_at"])
+    # The page's task stamps the wall clock; the shared stack's clock is shifted from it.
+    planned, started = _utc(result["planned_start"]), stack.from_wall(_utc(result["started_at"]))
     assert simulator.window_start <= planned < simulator.window_end, f"planned {planned} outside {window}"
     assert simulator.window_start <= started < simulator.window_end, f"ran at {started}, outside {window}"
     assert started - simulator.window_start < RELEASE_WITHIN + RUN_SLACK, f"ran at {started}: window {window}"

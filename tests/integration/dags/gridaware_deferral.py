@@ -6,14 +6,15 @@ ahead. The job is 5 minutes long with a 40-minute deadline, so the best window i
 ``gridaware_deferral_fallback`` reads through ``gridaware_watttime_dead`` (a port nobody listens on)
 with a 3-minute deadline: it must be released at its latest start anyway.
 
-Each task that runs on a worker returns the wall-clock time it ran (``ran_at``), so the test can check
-it ran in the window and not before. Keep the ids in step with the test module.
+Each task that runs on a worker returns the time it ran (``ran_at``) on the provider's clock (the shared
+stack's is shifted from the wall clock: ``tests/integration/conftest.py``), so the test can check it ran in
+the window and not before. Keep the ids in step with the test module.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any
 
 import pendulum
@@ -37,7 +38,9 @@ COMMON: dict[str, Any] = {
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    from airflow_provider_gridaware.times import current_clock
+
+    return current_clock().now().isoformat()
 
 
 @dag(dag_id="gridaware_deferral_task", **COMMON)

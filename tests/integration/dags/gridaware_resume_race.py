@@ -10,7 +10,7 @@ ours sets when its task resumes on a worker.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any
 
 import pendulum
@@ -32,7 +32,9 @@ class DeferOnAnImmediateTrigger(BaseOperator):
         self.index = index
 
     def execute(self, context: Any) -> None:
-        now = datetime.now(timezone.utc)
+        from airflow_provider_gridaware.times import current_clock
+
+        now = current_clock().now()  # the planner's clock (the shared stack's is shifted from the wall clock)
         job = Job(
             duration=timedelta(minutes=1),
             earliest_start=now,
