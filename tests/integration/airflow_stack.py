@@ -96,9 +96,10 @@ def phased_clock(slot_in: float, *, step_s: float = PLANNING_STEP_S, wall: float
     seconds from now.
 
     The planner releases work on epoch multiples of its 5-minute step, so a window placed "at least a
-    minute ahead" opened anywhere from one to six minutes later on the wall clock: on this clock it opens
-    ``slot_in`` seconds after the stack starts, whatever the minute. Nothing else changes: one clock
-    second is one wall second, and every component, simulator and check reads the same clock.
+    minute ahead" opened anywhere from one to six minutes later on the wall clock: on this clock the first
+    slot after ``slot_in`` seconds from this call starts right then, whatever the minute. Nothing else
+    changes: one clock second is one wall second, and every component, simulator and check reads the same
+    clock.
     """
     wall = time.time() if wall is None else wall
     target = wall + slot_in
