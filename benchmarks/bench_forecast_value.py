@@ -7,7 +7,7 @@ The 2020 traces carry no forecast, so ``bench_backtest.py`` measures the policie
 forecast exists, with an error of known size: vintages issued every 6 h for 48 h, each the actual plus the
 simulator's forecast noise (``traces.forecast.ForecastNoise``: a Gaussian random walk over lead time whose
 standard deviation at 24 h is ``error`` times the zone's mean), passed through the backtest's archive and
-calibration exactly as real vintages are (``read_forecasts``, ``Replay(carbon_vintages=...)``,
+calibration exactly as real vintages are (``load_vintages``, ``Replay(carbon_vintages=...)``,
 ``run_backtest``). Jobs as in ``bench_backtest.py``: 1-24 h, slack 2-24 h, PAI arrivals, exact run times.
 
 The noise is smooth (consecutive points err together), so a vintage keeps the actual curve's shape and is
@@ -29,7 +29,7 @@ from pathlib import Path
 from bench_backtest import END, SHARED, START, TRACES  # the same traces and submission period
 
 from airflow_provider_gridaware.planning import datasets
-from airflow_provider_gridaware.planning.backtest import read_forecasts, run_backtest
+from airflow_provider_gridaware.planning.backtest import load_vintages, run_backtest
 from airflow_provider_gridaware.planning.policies import PolicySettings
 from airflow_provider_gridaware.planning.replay import PointSeries, Replay, ReplayConfig
 from airflow_provider_gridaware.traces.forecast import NOISE_RESOLUTION, ForecastNoise
@@ -94,7 +94,8 @@ def main() -> int:
             for error in errors:
                 path = Path(folder) / f"{zone}-{error:g}.csv"
                 write_vintages(path, zone, times, values, error, seed=7)
-                worlds[f"error {error:g}"] = Replay(carbon=actual, carbon_vintages=read_forecasts(path), config=config)
+                vintages = load_vintages([zone], forecasts=path)  # through the archive, as the CLI's --forecasts
+                worlds[f"error {error:g}"] = Replay(carbon=actual, carbon_vintages=vintages, config=config)
             for seed in seeds:
                 specs = datasets.generate_jobs(
                     start_s=START, end_s=END, count=args.jobs, zones=[zone], arrivals=arrivals, seed=seed
