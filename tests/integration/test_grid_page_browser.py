@@ -26,6 +26,7 @@ from urllib.parse import quote
 import pytest
 
 from airflow_provider_gridaware.links.grid_decision import grid_decision_url
+from airflow_provider_gridaware.times import SystemClock
 from tests.integration.airflow_stack import (
     REPO,
     AirflowStack,
@@ -73,9 +74,7 @@ def write_trace(path: Path, now: datetime) -> datetime:
 
 
 def zone_connection(simulator_url: str) -> dict[str, Any]:
-    """Put the simulator's clock back on the wall clock (``--now`` was read before it finished starting) and
-    return the WattTime connection to it that the Grid page reads zone ``ZONE`` through."""
-    LOOPBACK.post(f"{simulator_url}/_sim/clock", json={"now": _iso(datetime.now(UTC))}, timeout=10).raise_for_status()
+    """The WattTime connection to the simulator that the Grid page reads zone ``ZONE`` through."""
     return {
         "conn_type": "gridaware_watttime",
         "host": f"{simulator_url}/watttime",
@@ -98,6 +97,7 @@ def ui_stack(integration_workdir: Path) -> Iterator[tuple[AirflowStack, datetime
         *("--trace", f"{workdir / 'trace.csv'}:{ZONE}", "--anchor", "fixed", "--now", _iso(now)),
         *("--forecast-error", "0", "--watttime-username", SIM_LOGIN, "--watttime-password", SIM_PASSWORD),
         marker=marker,
+        clock=SystemClock(),  # --now is read before the simulator listens: set to the wall clock once it does
     )
     stack = None
     try:

@@ -26,6 +26,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from airflow_provider_gridaware.times import SystemClock
 from tests.integration.airflow_stack import (
     REPO,
     AirflowStack,
@@ -79,6 +80,7 @@ def team_stack(integration_workdir: Path) -> Iterator[AirflowStack]:
         *("--trace", f"{workdir / 'trace.csv'}:{ZONE}", "--anchor", "fixed", "--now", _iso(now)),
         *("--forecast-error", "0", "--watttime-username", SIM_LOGIN, "--watttime-password", SIM_PASSWORD),
         marker=marker,
+        clock=SystemClock(),  # --now is read before the simulator listens: set to the wall clock once it does
     )
     stack = None
     try:
